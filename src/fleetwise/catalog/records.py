@@ -144,6 +144,7 @@ class Offer:
     as_of: str
     spot_interruption_bucket: str | None = None  # AWS Spot Advisor monthly bucket, e.g. "<5%"
     spot_hazard_per_hour: float | None = None  # explicit hazard overrides the bucket
+    aliases: tuple[str, ...] = ()
     notes: str = ""
     extra: dict[str, str] = field(default_factory=dict)
 

@@ -142,6 +142,7 @@ class OfferEntry(_Entry):
 
     def to_record(self, gpu_id: str) -> records.Offer:
         data = self.model_dump(exclude={"price_usd_per_hour", "gpu"})
+        data["aliases"] = tuple(self.aliases)
         prices = {k: v for k, v in self.price_usd_per_hour.model_dump().items() if v is not None}
         return records.Offer(**data, gpu=gpu_id, price_usd_per_hour=prices)
 
