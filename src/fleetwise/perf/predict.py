@@ -166,4 +166,6 @@ def predict(
         res = simulate(replica, work, static_batch=min(batch, replica.memory.max_sequences(int(isl_arr.max() + osl_arr.max()))) or 1)
     else:
         res = simulate(replica, work)
-    return summarize(res, dp, replica.profile.frontend_latency_ms)
+    # Offline and static numbers are engine-level benchmarks with no serving frontend in the path.
+    frontend = replica.profile.frontend_latency_ms if mode in ("rate", "concurrency") else 0.0
+    return summarize(res, dp, frontend)

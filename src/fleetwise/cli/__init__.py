@@ -1,0 +1,42 @@
+"""The ``fleetwise`` command line: a thin layer that parses options, calls a library function, renders.
+
+User errors (:class:`fleetwise.errors.FleetwiseError`) become one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from fleetwise.errors import FleetwiseError
+
+app = typer.Typer(
+    name="fleetwise",
+    help="Run LLM inference fleets at the lowest cost that still meets their latency SLOs.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def _register() -> None:
+    from fleetwise.cli import catalog, perf, plan
+
+    plan.register(app)
+    perf.register(app)
+    catalog.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    try:
+        app()
+    except FleetwiseError as exc:
+        print(f"fleetwise: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("fleetwise: interrupted", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,166 @@
+"""``fleetwise perf``, ``calibrate`` and ``validate``: the performance model from the command line."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+from typing import Annotated, Optional
+
+import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fleetwise.cli.output import console, err_console, print_json, write_atomic
+from fleetwise.errors import ConfigError
+from fleetwise.perf.calibrate import FIT_TIERS, TIERS, calibrate, predict_case, predict_points, tier_errors
+from fleetwise.perf.points import KEY_COLUMNS, read_points
+from fleetwise.perf.predict import predict
+from fleetwise.perf.profile import get_profile
+from fleetwise.perf.replica import replica_from_names
+
+PRED_COLUMNS = (
+    "output_throughput", "request_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_itl_ms", "p99_itl_ms",
+    "mean_e2e_ms",
+)
+GOALS = {"offline_throughput": 0.15, "rate_itl": 0.20, "rate_ttft": 0.30}
+
+
+def perf_command(
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model id, alias or Hugging Face id.")] = None,
+    gpu: Annotated[Optional[str], typer.Option(help="GPU type (aliases resolve: H100, A100-SXM4-80GB, ...).")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs in the replica (num_gpus/tp data-parallel groups).")] = 1,
+    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).")] = None,
+    precision: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp4.")] = "bf16",
+    isl: Annotated[int, typer.Option(help="Input tokens per request.")] = 1000,
+    osl: Annotated[int, typer.Option(help="Output tokens per request.")] = 250,
+    rate: Annotated[Optional[float], typer.Option(help="Rate mode: arrivals per second.")] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Concurrency mode: requests kept outstanding.")] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Static mode: one batch of this size.")] = None,
+    arrival: Annotated[str, typer.Option(help="Rate-mode arrivals: poisson or constant.")] = "poisson",
+    requests: Annotated[Optional[int], typer.Option(help="Requests to simulate (default by mode).")] = None,
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Batch cap (default: the engine's).")] = None,
+    engine: Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang, or a .yaml profile.")] = "trtllm",
+    points: Annotated[Optional[str], typer.Option(help="Predict every row of this POINTS.csv instead.")] = None,
+    out: Annotated[Optional[str], typer.Option(help="With --points: write predictions here (CSV).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Predict memory, throughput and latency of one replica (default mode: offline max throughput)."""
+    if points:
+        _perf_points(points, out)
+        return
+    if not model or not gpu:
+        raise ConfigError("perf needs --model and --gpu (or --points FILE)")
+    modes = [m for m, v in (("rate", rate), ("concurrency", concurrency), ("static", batch)) if v is not None]
+    if len(modes) > 1:
+        raise ConfigError("give at most one of --rate, --concurrency, --batch")
+    mode = modes[0] if modes else "offline"
+    replica = replica_from_names(model, gpu, gpus, tp, precision, engine, max_batch=max_batch)
+    m = predict(replica, isl, osl, mode, rate_qps=rate, concurrency=concurrency, batch=batch,
+                num_requests=requests, arrival=arrival)
+    mem = replica.memory
+    memory = {
+        "weights_gib_per_gpu": mem.weight_bytes_per_gpu / 2**30,
+        "kv_bytes_per_token": mem.kv_bytes_per_token,
+        "kv_bytes_per_token_per_gpu": mem.kv_bytes_per_token_per_gpu,
+        "kv_cache_gib_per_gpu": mem.kv_cache_bytes_per_gpu / 2**30,
+        "kv_capacity_tokens": mem.kv_capacity_tokens,
+        "max_concurrent_sequences": mem.max_sequences(isl + osl, replica.profile.kv_block_tokens),
+    }
+    if json_out:
+        print_json({"replica": replica.label, "mode": mode, "engine": replica.profile.name,
+                    "memory": memory, "metrics": m.to_dict()})
+        return
+    table = Table(title=f"{replica.label} - {mode} ({isl} in / {osl} out)", show_header=False)
+    for k, v in memory.items():
+        table.add_row(k, f"{v:,.2f}" if isinstance(v, float) else f"{v:,}")
+    for k, v in m.to_dict().items():
+        table.add_row(k, f"{v:,.2f}" if isinstance(v, float) else f"{v:,}")
+    console.print(table)
+
+
+def _perf_points(path: str, out: str | None) -> None:
+    pts, header = read_points(path)
+    extra_cols = [h for h in header if h not in KEY_COLUMNS]
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow([*KEY_COLUMNS, *extra_cols, *PRED_COLUMNS, "status"])
+    for p in pts:
+        c = p.case
+        metrics, status = predict_case(c, get_profile(c.engine))
+        values = [round(getattr(metrics, k), 3) if metrics else "" for k in PRED_COLUMNS]
+        keys = [c.engine, c.model, c.gpu, c.num_gpus, c.tp, c.precision, c.isl, c.osl, c.mode,
+                c.rate_qps if c.rate_qps is not None else "", c.batch if c.batch is not None else ""]
+        writer.writerow([*keys, *[p.extra.get(k, "") for k in extra_cols], *values, status])
+    if out:
+        write_atomic(out, buf.getvalue())
+        err_console.print(f"wrote {len(pts)} predictions to {out}")
+    else:
+        print(buf.getvalue(), end="")
+
+
+def calibrate_command(
+    points: Annotated[str, typer.Argument(help="Measured points CSV (engine,model,gpu,...,metric,value).")],
+    engine: Annotated[str, typer.Option(help="Engine profile to start from: trtllm, vllm, sglang, or .yaml.")] = "trtllm",
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the fitted profile YAML.")] = "profile.yaml",
+    name: Annotated[Optional[str], typer.Option(help="Name of the fitted profile (default: the engine's).")] = None,
+    max_evals: Annotated[int, typer.Option(help="Model evaluations the fit may use.")] = 150,
+    tiers: Annotated[str, typer.Option(help=f"Tiers to fit, comma-separated, from {', '.join(TIERS)}.")] = ",".join(FIT_TIERS),
+) -> None:
+    """Fit an engine's efficiency factors to measured points by least squares; report the error per tier."""
+    pts, _ = read_points(points, measured=True)
+    chosen = [t.strip() for t in tiers.split(",") if t.strip()]
+    unknown = [t for t in chosen if t not in TIERS]
+    if unknown:
+        raise ConfigError(f"unknown tier '{unknown[0]}' (one of {', '.join(TIERS)})")
+    start = get_profile(engine)
+    if name:
+        start = start.with_params(name=name)
+    t0 = time.perf_counter()
+    with Progress(TextColumn("fitting"), BarColumn(), TextColumn("{task.completed}/{task.total} evals, cost {task.fields[cost]:.4f}"),
+                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
+        task = bar.add_task("fit", total=max_evals, cost=float("nan"))
+        fitted = calibrate(pts, start, dataset=points, max_evals=max_evals, tiers=chosen,
+                           progress=lambda i, cost: bar.update(task, completed=min(i, max_evals), cost=cost))
+    write_atomic(output, fitted.to_yaml())
+    table = Table(title=f"Fit of '{fitted.name}' on {points} ({time.perf_counter() - t0:.0f} s)")
+    table.add_column("tier")
+    table.add_column("MAPE", justify="right")
+    for tier, err in fitted.fit_error.items():
+        table.add_row(tier, f"{100 * err:.1f}%")
+    console.print(table)
+    console.print(f"wrote {output}")
+
+
+def validate_command(
+    points: Annotated[str, typer.Argument(help="Measured points CSV (engine,model,gpu,...,metric,value).")],
+    engine: Annotated[Optional[str], typer.Option(help="Profile to validate (default: each row's engine).")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Compare the model's predictions with measured points: error per tier (MAPE) and the worst point."""
+    pts, _ = read_points(points, measured=True)
+    by_engine: dict[str, list] = {}
+    for p in pts:
+        by_engine.setdefault(engine or p.case.engine, []).append(p)
+    rows = []
+    for eng, group in by_engine.items():
+        profile = get_profile(eng)
+        for err in tier_errors(group, predict_points(group, profile)):
+            rows.append({"engine": profile.name, "tier": err.tier, "mape": err.mape, "n": err.n,
+                         "goal": GOALS.get(err.tier), "worst": err.worst})
+    if json_out:
+        print_json({"points": points, "tiers": rows})
+        return
+    table = Table(title=f"Prediction error on {points}")
+    for col in ("engine", "tier", "points", "MAPE", "goal", "worst point (predicted vs measured)"):
+        table.add_column(col)
+    for r in rows:
+        goal = f"<= {100 * r['goal']:.0f}%" if r["goal"] else "-"
+        table.add_row(r["engine"], r["tier"], str(r["n"]), f"{100 * r['mape']:.1f}%", goal, r["worst"])
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("perf")(perf_command)
+    app.command("calibrate")(calibrate_command)
+    app.command("validate")(validate_command)

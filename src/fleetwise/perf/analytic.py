@@ -1,0 +1,90 @@
+"""Closed-form steady state of a continuous-batching replica, for screening many configurations fast.
+
+At arrival rate ``lam`` (per tensor-parallel group) with mean lengths ``isl``/``osl``, Little's law
+gives the decoding batch ``B = lam * osl * tau`` and prompt tokens per step ``P = lam * isl * tau``,
+where ``tau`` is the mean step time, itself ``step_time(P, B, ...)``. The fixed point is found by
+damped iteration, vectorized over a grid of rates. The load is infeasible when the batch would
+exceed the batch cap or the KV cache, or the token budget per step.
+
+TTFT at the 95th percentile is estimated as frontend latency + waiting for the step in progress +
+prefill of the prompts that arrive in one step window (Poisson 95th percentile) sharing the token
+budget. This is a screen: :mod:`fleetwise.plan` re-checks the best candidates with the event
+simulation in :mod:`fleetwise.perf.serving`, whose numbers are the ones reported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import poisson
+
+from fleetwise.perf.replica import Replica
+from fleetwise.perf.steps import prefill_pairs, step_time
+
+_ITERATIONS = 60
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """Per-rate steady-state estimates (arrays aligned with ``rates_rps``, whole replica)."""
+
+    rates_rps: np.ndarray
+    step_s: np.ndarray
+    batch: np.ndarray
+    p95_ttft_ms: np.ndarray
+    p95_tpot_ms: np.ndarray
+    feasible: np.ndarray
+
+
+def batch_cap(replica: Replica, isl: float, osl: float) -> int:
+    """Most sequences of mean length that can run at once: batch cap or KV capacity."""
+    return min(replica.max_batch, replica.memory.max_sequences(int(isl + osl), replica.profile.kv_block_tokens))
+
+
+def steady_state(
+    replica: Replica, isl: float, osl: float, rates_rps: np.ndarray, quantile: float = 0.95
+) -> SteadyState:
+    """Steady-state step time, batch and latency at a percentile, at each rate of ``rates_rps``."""
+    lam = np.asarray(rates_rps, dtype=float) / replica.dp
+    ctx_per_seq = isl + osl / 2.0
+    tau = np.full_like(lam, float(step_time(replica, 0, 0.0, 1, ctx_per_seq)))
+    for _ in range(_ITERATIONS):
+        batch = lam * osl * tau
+        pf_seqs = lam * tau
+        new = step_time(replica, lam * isl * tau, pf_seqs * prefill_pairs(isl, 0), batch, batch * ctx_per_seq, pf_seqs)
+        tau = np.minimum(0.5 * tau + 0.5 * new, 60.0)
+    batch = lam * osl * tau
+    budget = replica.max_num_tokens
+    feasible = (batch <= batch_cap(replica, isl, osl)) & (lam * (isl + osl) * tau <= budget) & (batch * 1.0 < 1e9)
+    # Self-consistency: the fixed point must hold (diverging loads don't converge).
+    check = step_time(replica, lam * isl * tau, lam * tau * prefill_pairs(isl, 0), batch, batch * ctx_per_seq, lam * tau)
+    feasible &= np.abs(check - tau) <= 0.05 * tau
+    arrivals_95 = poisson.ppf(quantile, lam * tau) + 1.0
+    prompt_tokens = arrivals_95 * isl
+    room = np.maximum(budget - batch, 1.0)
+    steps = np.ceil(prompt_tokens / room)
+    chunk = np.minimum(prompt_tokens, room)
+    t_chunk = step_time(replica, chunk, arrivals_95 * prefill_pairs(isl, 0) / steps, batch, batch * ctx_per_seq, arrivals_95)
+    ttft = replica.profile.frontend_latency_ms * 1e-3 + tau + steps * t_chunk
+    # A request's TPOT averages its decode steps, of which a share carry someone's prompt chunk.
+    tpot = tau + (t_chunk - tau) * np.minimum(1.0, lam * tau) * 0.5
+    return SteadyState(
+        rates_rps=np.asarray(rates_rps, dtype=float),
+        step_s=tau,
+        batch=batch,
+        p95_ttft_ms=ttft * 1e3,
+        p95_tpot_ms=tpot * 1e3,
+        feasible=feasible,
+    )
+
+
+def max_rate(replica: Replica, isl: float, osl: float) -> float:
+    """Upper bound on the request rate the replica sustains (offline steady state), requests/s."""
+    cap = batch_cap(replica, isl, osl)
+    if cap < 1:
+        return 0.0
+    per_step_tokens = min(replica.max_num_tokens, cap * (1 + isl / osl))
+    b = per_step_tokens * osl / (isl + osl)
+    tau = float(step_time(replica, b * isl / osl, b / osl * prefill_pairs(isl, 0), b, b * (isl + osl / 2), b / osl))
+    return b / osl / tau * replica.dp

@@ -1,0 +1,351 @@
+"""Configuration search: the cheapest replica configuration and offer that serve a workload within SLO.
+
+Candidates are model x offer (GPU type, instance, region) x tensor-parallel degree x precision x
+batch cap. Each distinct performance configuration is screened with the closed-form steady state
+(:mod:`fleetwise.perf.analytic`) to find its goodput, the highest request rate whose p95/p99 TTFT
+and TPOT meet the SLO. The best candidates are then re-checked with the event simulation
+(:mod:`fleetwise.perf.serving`) on sampled request lengths, and the ranking uses the simulated goodput
+wherever it exists. Replicas are packed onto whole instances, which are paid for whole.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleetwise.catalog import Catalog, Model, Offer, Precision, load_catalog
+from fleetwise.cost import replicas_per_instance, usd_per_million
+from fleetwise.errors import ConfigError, InfeasibleError
+from fleetwise.perf.analytic import max_rate, steady_state
+from fleetwise.perf.predict import arrivals, summarize
+from fleetwise.perf.profile import get_profile
+from fleetwise.perf.replica import Replica, build_replica
+from fleetwise.perf.serving import Workload as SimWorkload
+from fleetwise.perf.serving import simulate
+from fleetwise.plan.workload import Workload
+
+DEFAULT_TPS = (1, 2, 4, 8)
+DEFAULT_BATCH_CAPS = (16, 32, 64, 128, 256, 512, 1024)
+_GRID = np.geomspace(0.005, 1.0, 48)
+
+
+@dataclass(frozen=True)
+class SLO:
+    """Latency targets at a percentile (95 or 99)."""
+
+    ttft_ms: float
+    tpot_ms: float
+    percentile: int = 95
+
+    def __post_init__(self) -> None:
+        if self.ttft_ms <= 0 or self.tpot_ms <= 0:
+            raise ConfigError("SLO targets must be > 0 ms")
+        if self.percentile not in (50, 90, 95, 99):
+            raise ConfigError("SLO percentile must be 50, 90, 95 or 99")
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """Everything a plan needs; every field has the default a user would expect."""
+
+    models: Sequence[str]
+    workload: Workload
+    slo: SLO
+    tier: str = "on_demand"
+    clouds: Sequence[str] = ()
+    regions: Sequence[str] = ()
+    gpus: Sequence[str] = ()
+    precisions: Sequence[str] = ()  # empty: every precision in the catalog
+    tps: Sequence[int] = DEFAULT_TPS
+    batch_caps: Sequence[int] = DEFAULT_BATCH_CAPS
+    engine: str = "trtllm"
+    catalog: str | None = None
+    verify_top: int = 6
+    sim_requests: int = 400
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class PerfKey:
+    model: str
+    gpu: str
+    tp: int
+    precision: str
+    max_batch: int
+
+
+@dataclass
+class Goodput:
+    """Goodput of one performance configuration and its latency at that load."""
+
+    rps: float  # per replica
+    p95_ttft_ms: float
+    p95_tpot_ms: float
+    verified: bool = False
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A ranked answer: configuration, offer, how many, what it costs, the latency it gives."""
+
+    model: str
+    gpu: str
+    num_gpus: int
+    tp: int
+    precision: str
+    max_batch: int
+    offer: str
+    cloud: str
+    region: str
+    instance_type: str
+    tier: str
+    goodput_rps: float
+    replicas: int
+    instances: int
+    usd_per_hour: float
+    usd_per_1m_output_tokens: float
+    usd_per_1m_total_tokens: float
+    p95_ttft_ms: float
+    p95_tpot_ms: float
+    verified: bool
+
+    @property
+    def label(self) -> str:
+        return f"{self.model} {self.gpu} TP{self.tp} {self.precision} batch<={self.max_batch}"
+
+
+@dataclass(frozen=True)
+class Rejected:
+    config: str
+    reason: str
+
+
+@dataclass
+class PlanResult:
+    request: PlanRequest
+    candidates: list[Candidate]
+    rejected: list[Rejected]
+    evaluated: int  # candidate configurations considered (offer x config)
+    elapsed_s: float
+    pareto: list[int] = field(default_factory=list)  # indices into candidates
+    all_batch_caps: list[Candidate] = field(default_factory=list)  # before keeping the best cap per offer
+
+    @property
+    def best(self) -> Candidate:
+        return self.candidates[0]
+
+
+def _quantile(slo: SLO) -> float:
+    return slo.percentile / 100.0
+
+
+def screen_goodput(replica: Replica, wl: Workload, slo: SLO) -> Goodput:
+    """Goodput per replica from the closed-form steady state (fast, approximate)."""
+    top = max_rate(replica, wl.isl.mean, wl.osl.mean)
+    if top <= 0:
+        return Goodput(0.0, math.inf, math.inf, reason="no room for a single request of mean length")
+    rates = top * _GRID
+    ss = steady_state(replica, wl.isl.mean, wl.osl.mean, rates, _quantile(slo))
+    ok = ss.feasible & (ss.p95_ttft_ms <= slo.ttft_ms) & (ss.p95_tpot_ms <= slo.tpot_ms)
+    if not ok.any():
+        return Goodput(
+            0.0, float(ss.p95_ttft_ms[0]), float(ss.p95_tpot_ms[0]),
+            reason=f"misses the SLO even at low load (p{slo.percentile} TTFT {ss.p95_ttft_ms[0]:.0f} ms, "
+            f"TPOT {ss.p95_tpot_ms[0]:.1f} ms)",
+        )
+    i = int(np.flatnonzero(ok).max())
+    return Goodput(float(rates[i]), float(ss.p95_ttft_ms[i]), float(ss.p95_tpot_ms[i]))
+
+
+def _sample(wl: Workload, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return wl.isl.sample(n, rng), wl.osl.sample(n, rng)
+
+
+def simulated_latency(replica: Replica, wl: Workload, rate: float, slo: SLO, n: int, seed: int) -> tuple[float, float]:
+    """p-th percentile TTFT and TPOT (ms) of the replica at a rate, by event simulation."""
+    isl, osl = _sample(wl, n, seed)
+    cap = replica.memory.kv_capacity_tokens
+    keep = isl + osl <= cap  # a request larger than the KV cache cannot run on this replica at all
+    if not keep.all():
+        return math.inf, math.inf
+    work = SimWorkload(arrivals(n, rate / replica.dp, "poisson", seed), isl, osl)
+    res = simulate(replica, work)
+    q = slo.percentile
+    ttft = (res.first_token_s - res.arrival_s) * 1e3 + replica.profile.frontend_latency_ms
+    multi = res.osl > 1
+    tpot = (res.finish_s[multi] - res.first_token_s[multi]) / (res.osl[multi] - 1) * 1e3
+    return float(np.percentile(ttft, q)), float(np.percentile(tpot, q)) if len(tpot) else 0.0
+
+
+def verify_goodput(replica: Replica, wl: Workload, slo: SLO, guess: float, n: int, seed: int) -> Goodput:
+    """Goodput per replica by bisection on the simulated percentiles, starting from a screened guess."""
+
+    def meets(rate: float) -> tuple[bool, float, float]:
+        ttft, tpot = simulated_latency(replica, wl, rate, slo, n, seed)
+        return ttft <= slo.ttft_ms and tpot <= slo.tpot_ms, ttft, tpot
+
+    lo, hi = 0.0, max(guess, 1e-3) * 1.6
+    best = (0.0, math.inf, math.inf)
+    ok, ttft, tpot = meets(hi)
+    if ok:
+        return Goodput(hi, ttft, tpot, verified=True)
+    probe = max(guess, 1e-3) * 0.8
+    for _ in range(7):
+        ok, ttft, tpot = meets(probe)
+        if ok:
+            lo, best = probe, (probe, ttft, tpot)
+        else:
+            hi = probe
+        probe = (lo + hi) / 2 if lo > 0 else probe / 2
+        if lo > 0 and hi / lo < 1.05:
+            break
+    if best[0] == 0.0:
+        return Goodput(0.0, ttft, tpot, verified=True, reason="misses the SLO in simulation even at low load")
+    return Goodput(*best, verified=True)
+
+
+def _price_candidate(key: PerfKey, offer: Offer, g: Goodput, req: PlanRequest) -> Candidate | None:
+    per_instance = replicas_per_instance(offer, key.tp)
+    price = offer.price(req.tier)
+    if g.rps <= 0 or per_instance == 0 or price is None:
+        return None
+    rate = req.workload.rate_rps
+    replicas = max(1, math.ceil(rate / g.rps - 1e-9))
+    instances = math.ceil(replicas / per_instance)
+    usd_hour = instances * price
+    return Candidate(
+        model=key.model, gpu=key.gpu, num_gpus=key.tp, tp=key.tp, precision=key.precision,
+        max_batch=key.max_batch, offer=offer.id, cloud=offer.cloud, region=offer.region,
+        instance_type=offer.instance_type, tier=req.tier, goodput_rps=g.rps, replicas=replicas,
+        instances=instances, usd_per_hour=usd_hour,
+        usd_per_1m_output_tokens=usd_per_million(usd_hour, rate * req.workload.osl.mean),
+        usd_per_1m_total_tokens=usd_per_million(usd_hour, rate * (req.workload.isl.mean + req.workload.osl.mean)),
+        p95_ttft_ms=g.p95_ttft_ms, p95_tpot_ms=g.p95_tpot_ms, verified=g.verified,
+    )
+
+
+def pareto_front(cands: Sequence[Candidate]) -> list[int]:
+    """Indices of candidates no other candidate beats on cost, TTFT and TPOT at once."""
+    pts = np.array([[c.usd_per_hour, c.p95_ttft_ms, c.p95_tpot_ms] for c in cands])
+    front = []
+    for i, p in enumerate(pts):
+        dominated = np.any(np.all(pts <= p, axis=1) & np.any(pts < p, axis=1))
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def _configs(req: PlanRequest, cat: Catalog, offers: list[Offer]):
+    models = [cat.model(m) for m in req.models]
+    precisions = [cat.precision(p) for p in req.precisions] if req.precisions else list(cat.precisions.values())
+    gpu_counts: dict[str, set[int]] = {}
+    for offer in offers:
+        gpu_counts.setdefault(offer.gpu, set()).add(offer.gpu_count)
+    for model in models:
+        for gpu_id, counts in gpu_counts.items():
+            for tp in req.tps:
+                if not any(c >= tp for c in counts):
+                    continue
+                for precision in precisions:
+                    yield model, cat.gpus[gpu_id], tp, precision
+
+
+def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> PlanResult:
+    """Rank every candidate configuration by the cost of serving the workload within the SLO.
+
+    Raises:
+        InfeasibleError: no offer matches the filters, or no candidate meets the SLO (the message
+            summarizes why the candidates failed).
+    """
+    start = time.perf_counter()
+    cat = load_catalog(req.catalog)
+    profile = get_profile(req.engine)
+    if req.workload.rate_rps <= 0:
+        raise ConfigError("rate must be > 0 requests/s")
+    offers = cat.find_offers(clouds=req.clouds, regions=req.regions, gpus=req.gpus, tier=req.tier)
+    if not offers:
+        raise InfeasibleError(f"no instance offer matches the filters with a {req.tier} price")
+    by_gpu: dict[str, list[Offer]] = {}
+    for offer in offers:
+        by_gpu.setdefault(offer.gpu, []).append(offer)
+    rejected: list[Rejected] = []
+    screened: dict[PerfKey, tuple[Replica, Goodput]] = {}
+    evaluated = 0
+    for model, gpu, tp, precision in _configs(req, cat, offers):
+        n_offers = sum(1 for o in by_gpu[gpu.id] if o.gpu_count >= tp)
+        label = f"{model.id} {gpu.id} TP{tp} {precision.id}"
+        try:
+            base = build_replica(model, gpu, tp, tp, precision, profile)
+        except InfeasibleError as exc:
+            rejected.append(Rejected(label, str(exc)))
+            evaluated += n_offers * len(req.batch_caps)
+            continue
+        for cap in req.batch_caps:
+            evaluated += n_offers
+            key = PerfKey(model.id, gpu.id, tp, precision.id, cap)
+            replica = build_replica(model, gpu, tp, tp, precision, profile, max_batch=cap)
+            g = screen_goodput(replica, req.workload, req.slo)
+            if g.rps <= 0:
+                rejected.append(Rejected(f"{label} batch<={cap}", g.reason))
+            screened[key] = (replica, g)
+    if progress:
+        progress(f"screened {len(screened)} configurations on {len(offers)} offers")
+    cands, every = _rank(screened, by_gpu, req)
+    for _ in range(8):  # verify the leaders by simulation until the top of the ranking is verified
+        todo = [c for c in cands[: req.verify_top] if not c.verified]
+        if not todo:
+            break
+        for c in {PerfKey(c.model, c.gpu, c.tp, c.precision, c.max_batch) for c in todo}:
+            replica, g = screened[c]
+            screened[c] = (replica, verify_goodput(replica, req.workload, req.slo, g.rps, req.sim_requests, req.seed))
+            if progress:
+                progress(f"verified {c.model} {c.gpu} TP{c.tp} {c.precision} batch<={c.max_batch}")
+        cands, every = _rank(screened, by_gpu, req)
+    if not cands:
+        raise InfeasibleError(_why_none(rejected, req))
+    result = PlanResult(req, cands, _dedupe(rejected), evaluated, time.perf_counter() - start)
+    result.pareto = pareto_front(cands)
+    result.all_batch_caps = every
+    return result
+
+
+def _rank(screened, by_gpu, req: PlanRequest) -> tuple[list[Candidate], list[Candidate]]:
+    cands = []
+    for key, (_, g) in screened.items():
+        for offer in by_gpu[key.gpu]:
+            c = _price_candidate(key, offer, g, req)
+            if c is not None:
+                cands.append(c)
+    cands.sort(key=lambda c: (c.usd_per_hour, not c.verified, -c.goodput_rps, c.num_gpus))
+    # The batch cap is a tuning knob: keep the best cap for each configuration on each offer.
+    best: dict[tuple, Candidate] = {}
+    for c in cands:
+        best.setdefault((c.model, c.gpu, c.tp, c.precision, c.offer), c)
+    return list(best.values()), cands
+
+
+def _dedupe(rejected: list[Rejected]) -> list[Rejected]:
+    seen, out = set(), []
+    for r in rejected:
+        if r.config not in seen:
+            seen.add(r.config)
+            out.append(r)
+    return out
+
+
+def _why_none(rejected: list[Rejected], req: PlanRequest) -> str:
+    reasons: dict[str, int] = {}
+    for r in rejected:
+        kind = r.reason.split(" (")[0].split(" on ")[0][:60]
+        reasons[kind] = reasons.get(kind, 0) + 1
+    top = "; ".join(f"{n}x {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+    return (
+        f"no configuration serves {', '.join(req.models)} within p{req.slo.percentile} TTFT {req.slo.ttft_ms:g} ms "
+        f"/ TPOT {req.slo.tpot_ms:g} ms ({top})"
+    )

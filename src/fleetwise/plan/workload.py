@@ -1,0 +1,97 @@
+"""Workloads for planning: request-length distributions and named built-in examples."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetwise.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class LengthDist:
+    """Token-length distribution: lognormal with a given mean and 95th percentile (fixed if equal)."""
+
+    mean: float
+    p95: float | None = None
+    max_tokens: int | None = None
+
+    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        if self.mean < 1:
+            raise ConfigError("mean token length must be >= 1")
+        if self.p95 is None or self.p95 <= self.mean:
+            out = np.full(n, round(self.mean))
+        else:
+            # Lognormal with E[X] = mean and q95 = p95: solve exp(mu + 1.645 s) = p95, mu = ln(mean) - s^2/2.
+            z = 1.6448536
+            a = np.log(self.p95) - np.log(self.mean)
+            s = z - np.sqrt(max(z * z - 2 * a, 0.0))
+            mu = np.log(self.mean) - s * s / 2
+            out = np.round(rng.lognormal(mu, s, n))
+        return np.clip(out, 1, self.max_tokens or None).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """What the replicas must serve: lengths, the request rate, and where the numbers come from."""
+
+    name: str
+    isl: LengthDist
+    osl: LengthDist
+    rate_rps: float
+    source: str = ""
+
+    def with_overrides(
+        self, *, isl: float | None = None, osl: float | None = None, rate_rps: float | None = None
+    ) -> Workload:
+        """The workload with a new mean input/output length or rate (percentiles scale along)."""
+
+        def scaled(dist: LengthDist, mean: float | None) -> LengthDist:
+            if mean is None:
+                return dist
+            p95 = dist.p95 * mean / dist.mean if dist.p95 else None
+            return LengthDist(mean, p95, dist.max_tokens)
+
+        return Workload(
+            name=self.name if isl is None and osl is None else f"{self.name} (custom lengths)",
+            isl=scaled(self.isl, isl),
+            osl=scaled(self.osl, osl),
+            rate_rps=rate_rps if rate_rps is not None else self.rate_rps,
+            source=self.source,
+        )
+
+
+# Built-in workloads. Mean and p95 lengths measured on the public traces in shared/data/traces
+# (azure_llm_conv_2023.csv: 19,366 requests; azure_llm_code_2023.csv: 8,819; mooncake_conversation.jsonl:
+# 12,031), 2026-11-23; rates are illustrative defaults a user overrides with --rate.
+BUILTIN: dict[str, Workload] = {
+    "chat": Workload(
+        "chat",
+        isl=LengthDist(1155, 4083, 16384),
+        osl=LengthDist(211, 451, 2048),
+        rate_rps=20.0,
+        source="mean/p95 lengths of the Azure LLM conversation trace 2023 (AzurePublicDataset, CC-BY-4.0)",
+    ),
+    "code": Workload(
+        "code",
+        isl=LengthDist(2048, 7303, 16384),
+        osl=LengthDist(28, 90, 2048),
+        rate_rps=5.0,
+        source="mean/p95 lengths of the Azure LLM code trace 2023 (AzurePublicDataset, CC-BY-4.0)",
+    ),
+    "long-context": Workload(
+        "long-context",
+        isl=LengthDist(12035, 39550, 128000),
+        osl=LengthDist(343, 698, 2048),
+        rate_rps=2.0,
+        source="mean/p95 lengths of the Mooncake conversation trace (kvcache-ai/Mooncake, Apache-2.0)",
+    ),
+}
+
+
+def get_workload(name: str) -> Workload:
+    try:
+        return BUILTIN[name]
+    except KeyError:
+        raise ConfigError(f"unknown workload '{name}' (built-in: {', '.join(BUILTIN)})") from None
