@@ -20,7 +20,7 @@ VIEWS = ("ranking", "batch", "precision", "gpu")
 
 FIELDS = (
     "model", "gpu", "num_gpus", "tp", "precision", "max_batch", "goodput_rps", "replicas", "instances",
-    "usd_per_hour", "usd_per_1m_output_tokens", "usd_per_1m_total_tokens", "p95_ttft_ms", "p95_tpot_ms",
+    "usd_per_hour", "usd_per_month", "usd_per_1m_output_tokens", "usd_per_1m_total_tokens", "p95_ttft_ms", "p95_tpot_ms",
     "offer", "cloud", "region", "instance_type", "tier", "verified",
 )
 
@@ -82,7 +82,8 @@ def _render(result: PlanResult, view: str, top: int) -> None:
     console.print(
         f"[bold green]Recommendation[/]: {b.replicas} replica(s) of {b.model} {b.precision} on {b.gpu} TP{b.tp} "
         f"(batch cap {b.max_batch}) = {b.instances}x {b.instance_type} ({b.cloud} {b.region}), "
-        f"${b.usd_per_hour:,.2f}/hour, ${b.usd_per_1m_output_tokens:.3f} per 1M output tokens."
+        f"${b.usd_per_hour:,.2f}/hour (${b.usd_per_month:,.0f}/month), "
+        f"${b.usd_per_1m_output_tokens:.3f} per 1M output tokens."
     )
     console.print(
         f"[dim]{result.evaluated:,} candidate configurations in {result.elapsed_s:.1f} s; "
@@ -146,6 +147,7 @@ def plan_command(
     tp: Annotated[Optional[list[str]], typer.Option(help="Tensor-parallel degrees to try (default 1,2,4,8).")] = None,
     max_batch: Annotated[Optional[list[str]], typer.Option("--max-batch", help="Batch caps to try (default 16..1024).")] = None,
     engine: Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang, or a calibrated profile .yaml.")] = "trtllm",
+    overhead_pct: Annotated[float, typer.Option("--overhead-pct", help="Networking/storage overhead added to the monthly cost, %.")] = 0.0,
     catalog: Annotated[Optional[str], typer.Option(envvar="FLEETWISE_CATALOG_NAME", help="Catalog: 'seed-scenario' or a directory overlaying the default.")] = None,
     view: Annotated[str, typer.Option(help=f"What to show: {', '.join(VIEWS)}.")] = "ranking",
     top: Annotated[int, typer.Option(help="Rows to show.")] = 10,
@@ -175,6 +177,7 @@ def plan_command(
         batch_caps=_ints(split_csv(max_batch), "max-batch") or DEFAULT_BATCH_CAPS,
         engine=engine,
         catalog=catalog,
+        overhead_pct=overhead_pct,
     )
     if json_out:
         result = plan(req)

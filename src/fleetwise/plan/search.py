@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetwise.catalog import Catalog, Model, Offer, Precision, load_catalog
-from fleetwise.cost import replicas_per_instance, usd_per_million
+from fleetwise.cost import HOURS_PER_MONTH, replicas_per_instance, usd_per_million
 from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.perf.analytic import max_rate, steady_state
 from fleetwise.perf.predict import arrivals, summarize
@@ -64,6 +64,7 @@ class PlanRequest:
     batch_caps: Sequence[int] = DEFAULT_BATCH_CAPS
     engine: str = "trtllm"
     catalog: str | None = None
+    overhead_pct: float = 0.0  # networking, storage etc. on top of the GPU bill (monthly figure only)
     verify_top: int = 6
     sim_requests: int = 400
     seed: int = 0
@@ -113,6 +114,7 @@ class Candidate:
     p95_ttft_ms: float
     p95_tpot_ms: float
     verified: bool
+    usd_per_month: float = 0.0  # instances running all month, plus the request's overhead percentage
 
     @property
     def label(self) -> str:
@@ -227,6 +229,7 @@ def _price_candidate(key: PerfKey, offer: Offer, g: Goodput, req: PlanRequest) -
         usd_per_1m_output_tokens=usd_per_million(usd_hour, rate * req.workload.osl.mean),
         usd_per_1m_total_tokens=usd_per_million(usd_hour, rate * (req.workload.isl.mean + req.workload.osl.mean)),
         p95_ttft_ms=g.p95_ttft_ms, p95_tpot_ms=g.p95_tpot_ms, verified=g.verified,
+        usd_per_month=usd_hour * HOURS_PER_MONTH * (1 + req.overhead_pct / 100.0),
     )
 
 
