@@ -35,7 +35,7 @@ METRIC_FIELDS = {
 class _Row(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
-    engine: str = "trtllm"
+    engine: str | None = None
     model: str = Field(min_length=1)
     gpu: str = Field(min_length=1)
     num_gpus: int = Field(ge=1)
@@ -120,7 +120,8 @@ def read_points(path: str | Path, *, measured: bool = False) -> tuple[list[Point
             raise InputFormatError(f"missing column '{missing[0]}'", file=str(path), line=1)
         points: dict[Case, Point] = {}
         ordered: list[Point] = []
-        for line, raw in enumerate(reader, start=2):
+        for raw in reader:
+            line = reader.line_num  # the physical line, right after blank lines and multi-line fields
             raw = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
             try:
                 row = _Row.model_validate(raw)

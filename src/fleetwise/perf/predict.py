@@ -137,18 +137,22 @@ def predict(
     if mode not in MODES:
         raise ConfigError(f"unknown mode '{mode}' (one of {', '.join(MODES)})")
     dp = replica.dp
+    given = [len(x) for x in (isl, osl) if np.ndim(x) > 0]
+    if given and len(set(given)) > 1:
+        raise ConfigError("per-request input and output lengths must have the same count")
     if mode == "static":
         if not batch or batch < 1:
             raise ConfigError("static mode needs --batch >= 1")
         n = batch
+    elif given:
+        n = given[0]
     else:
         n = num_requests or DEFAULT_REQUESTS[mode]
         if mode == "offline":  # enough requests for several generations of a full batch
-            longest = int(np.max(isl) + np.max(osl))
-            n = max(n, 3 * min(replica.max_batch, replica.memory.max_sequences(longest)))
+            fits = replica.memory.max_sequences(int(isl) + int(osl), replica.profile.kv_block_tokens)
+            n = max(n, 3 * min(replica.max_batch, fits))
     isl_arr = np.broadcast_to(np.asarray(isl, dtype=np.int64), (n,)) if np.ndim(isl) == 0 else np.asarray(isl)
     osl_arr = np.broadcast_to(np.asarray(osl, dtype=np.int64), (n,)) if np.ndim(osl) == 0 else np.asarray(osl)
-    n = len(isl_arr)
     if np.any(isl_arr < 1) or np.any(osl_arr < 1):
         raise ConfigError("input and output lengths must be >= 1 token")
     if mode == "rate":
