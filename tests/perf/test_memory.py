@@ -126,12 +126,21 @@ def test_kv_shard_factor_replicates_heads_beyond_kv_head_count(cat):
 
 
 def test_kv_bytes_per_gpu_with_tp_beyond_kv_heads(make_replica):
+    # Llama-3.1-405B: 126 layers, hidden 16384, 128 heads / 8 KV heads, FFN 53248, vocab 128256.
+    total = (
+        126 * (16384 * 16384 * 2 + 2 * 16384 * 8 * 128)
+        + 126 * 3 * 16384 * 53248
+        + (2 * 126 + 1) * 16384
+        + 2 * 128256 * 16384
+    )
+    assert total == 405_853_388_800  # the HF safetensors count
     r = make_replica("llama-3.1-405b", "h100", 16, precision="bf16")
     whole = 2 * 126 * 8 * 128 * 2
     assert r.memory.kv_bytes_per_token == whole == 516_096
-    assert r.memory.kv_bytes_per_token_per_gpu == whole / 8  # not / 16
-    # Replicated heads mean TP16 holds no more tokens per GPU-byte than TP8 would.
-    assert r.memory.kv_capacity_tokens == math.floor(r.memory.kv_cache_bytes_per_gpu / (whole / 8))
+    assert r.memory.kv_bytes_per_token_per_gpu == whole / 8  # not / 16: each KV head is on 2 ranks
+    assert r.memory.weight_bytes_per_gpu == pytest.approx(total * 2 / 16, rel=1e-12)
+    free = 80 * GIB - total * 2 / 16 - 3 * GIB
+    assert r.memory.kv_capacity_tokens == math.floor(free * 0.9 / (whole / 8))
 
 
 def test_mla_kv_per_token_not_split_by_tp(cat, profile, make_replica):

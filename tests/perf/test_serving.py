@@ -289,3 +289,12 @@ def test_array_isl_with_scalar_osl(l8):
 def test_per_request_lengths_must_match(l8):
     with pytest.raises(ConfigError, match="same count"):
         predict(l8, np.full(10, 128), np.full(11, 128), "offline")
+
+
+def test_static_mode_with_per_request_lengths(l8):
+    try:
+        m = predict(l8, np.full(10, 128), np.full(10, 64), "static", batch=4)
+    except ConfigError:
+        return  # refusing clearly is acceptable too
+    assert m.num_requests == 10
+    assert m.mean_batch <= 4

@@ -150,7 +150,10 @@ def calibrate(
     points = [p for p in points if any(p.case.mode == m for t in tiers for m, _ in TIERS[t])]
     if not _pairs(points, tiers):
         raise SolverError("no measured points with a metric used for calibration")
-    fit = least_squares(objective, np.clip(x0, 0.0, 1.0), bounds=(0.0, 1.0), diff_step=0.02, max_nfev=max_evals)
+    # least_squares does not count finite-difference Jacobian calls in max_nfev: budget iterations so
+    # that the objective runs about max_evals times in all.
+    iterations = max(1, max_evals // (len(names) + 1))
+    fit = least_squares(objective, np.clip(x0, 0.0, 1.0), bounds=(0.0, 1.0), diff_step=0.02, max_nfev=iterations)
     params = dict(zip(names, (low + fit.x * scale).round(6).tolist(), strict=True))
     fitted = start.with_params(**params)
     errors = tier_errors(all_points, predict_points(all_points, fitted, cat))

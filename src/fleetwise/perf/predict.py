@@ -140,12 +140,12 @@ def predict(
     given = [len(x) for x in (isl, osl) if np.ndim(x) > 0]
     if given and len(set(given)) > 1:
         raise ConfigError("per-request input and output lengths must have the same count")
-    if mode == "static":
-        if not batch or batch < 1:
-            raise ConfigError("static mode needs --batch >= 1")
-        n = batch
-    elif given:
+    if mode == "static" and (not batch or batch < 1):
+        raise ConfigError("static mode needs --batch >= 1")
+    if given:  # per-request lengths: run exactly those requests (static: in batches of `batch`)
         n = given[0]
+    elif mode == "static":
+        n = batch
     else:
         n = num_requests or DEFAULT_REQUESTS[mode]
         if mode == "offline":  # enough requests for several generations of a full batch
