@@ -32,12 +32,19 @@ def print_json(data: Any) -> None:
     print(json.dumps(_clean(data), indent=2))
 
 
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write a file via a temporary file and rename, so an interrupted run never leaves half a file."""
+def check_output_path(path: str | Path) -> Path:
+    """Fail before any long work if an output file could not be written."""
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
     if not directory.is_dir():
         raise ConfigError("output directory does not exist", file=str(path))
+    return path
+
+
+def write_atomic(path: str | Path, text: str) -> None:
+    """Write a file via a temporary file and rename, so an interrupted run never leaves half a file."""
+    path = check_output_path(path)
+    directory = path.parent
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:

@@ -11,7 +11,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetwise.cli.output import console, err_console, print_json, write_atomic
+from fleetwise.cli.output import check_output_path, console, err_console, print_json, write_atomic
 from fleetwise.errors import ConfigError
 from fleetwise.perf.calibrate import FIT_TIERS, TIERS, calibrate, predict_case, predict_points, tier_errors
 from fleetwise.perf.points import KEY_COLUMNS, read_points
@@ -47,6 +47,8 @@ def perf_command(
 ) -> None:
     """Predict memory, throughput and latency of one replica (default mode: offline max throughput)."""
     if points:
+        if out:
+            check_output_path(out)
         _perf_points(points, out)
         return
     if not model or not gpu:
@@ -108,6 +110,7 @@ def calibrate_command(
     tiers: Annotated[str, typer.Option(help=f"Tiers to fit, comma-separated, from {', '.join(TIERS)}.")] = ",".join(FIT_TIERS),
 ) -> None:
     """Fit an engine's efficiency factors to measured points by least squares; report the error per tier."""
+    check_output_path(output)
     pts, _ = read_points(points, measured=True)
     chosen = [t.strip() for t in tiers.split(",") if t.strip()]
     unknown = [t for t in chosen if t not in TIERS]

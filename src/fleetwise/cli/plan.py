@@ -11,7 +11,7 @@ import typer
 from rich import box
 from rich.table import Table
 
-from fleetwise.cli.output import console, err_console, print_json, split_csv, write_atomic
+from fleetwise.cli.output import check_output_path, console, err_console, print_json, split_csv, write_atomic
 from fleetwise.errors import ConfigError
 from fleetwise.plan.search import DEFAULT_BATCH_CAPS, DEFAULT_TPS, SLO, Candidate, PlanRequest, PlanResult, plan
 from fleetwise.plan.workload import BUILTIN, LengthDist, get_workload
@@ -161,6 +161,11 @@ def plan_command(
     """
     if view not in VIEWS:
         raise ConfigError(f"unknown view '{view}' (one of {', '.join(VIEWS)})")
+    if csv_path:
+        check_output_path(csv_path)
+    for flag, value in (("--isl", isl), ("--osl", osl), ("--rate", rate)):
+        if value is not None and not value > 0:
+            raise ConfigError(f"{flag} must be > 0 (got {value:g})")
     wl = get_workload(workload).with_overrides(isl=isl, osl=osl, rate_rps=rate)
     if fixed_lengths:
         wl = type(wl)(wl.name + " (fixed lengths)", LengthDist(wl.isl.mean), LengthDist(wl.osl.mean), wl.rate_rps, wl.source)

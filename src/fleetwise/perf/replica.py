@@ -62,7 +62,7 @@ def check_precision(gpu: GPU, precision: Precision) -> str:
 def check_parallelism(model: Model, num_gpus: int, tp: int) -> str:
     """Why a GPU count / TP degree is invalid for a model, or '' when it is valid."""
     if tp < 1 or num_gpus < 1:
-        return "GPU count and TP must be >= 1"
+        return f"--gpus and --tp must be >= 1 (got gpus={num_gpus}, tp={tp})"
     if num_gpus % tp:
         return f"{num_gpus} GPUs cannot be split into TP{tp} groups"
     if model.num_attention_heads % tp:
@@ -92,11 +92,15 @@ def build_replica(
     Raises:
         InfeasibleError: the precision is unsupported, the parallelism invalid, or it does not fit.
     """
-    reason = check_parallelism(model, num_gpus, tp) or check_precision(gpu, precision)
-    mem = memory_plan(model, gpu, tp, precision, profile)
-    reason = reason or mem.reason
+    bad = check_parallelism(model, num_gpus, tp)
+    if bad and (tp < 1 or num_gpus < 1):
+        raise ConfigError(bad)
+    reason = bad or check_precision(gpu, precision)
     if reason:
         raise InfeasibleError(reason)
+    mem = memory_plan(model, gpu, tp, precision, profile)
+    if mem.reason:
+        raise InfeasibleError(mem.reason)
     if max_batch is not None and max_batch < 1:
         raise ConfigError("max batch must be >= 1")
     pc = arch.param_counts(model)
@@ -144,7 +148,7 @@ def replica_from_names(
         cat.model(model),
         cat.gpu(gpu),
         num_gpus,
-        tp or num_gpus,
+        num_gpus if tp is None else tp,
         cat.precision(precision),
         get_profile(engine),
         max_batch=max_batch,

@@ -17,6 +17,12 @@ class LengthDist:
     p95: float | None = None
     max_tokens: int | None = None
 
+    def __post_init__(self) -> None:
+        if not self.mean >= 1:
+            raise ConfigError(f"mean token length must be >= 1 (got {self.mean:g})")
+        if self.p95 is not None and not self.p95 >= 1:
+            raise ConfigError(f"p95 token length must be >= 1 (got {self.p95:g})")
+
     def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
         if self.mean < 1:
             raise ConfigError("mean token length must be >= 1")
