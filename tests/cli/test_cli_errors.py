@@ -122,7 +122,7 @@ def test_console_script_reports_user_errors_on_one_line(script, user_error):
     assert res.out == ""
 
 
-# ------------------------------------------------------------------------------ known gaps (xfail)
+# ------------------------------------------------------------------------------ formerly known gaps, now fixed
 
 
 def test_unknown_tier_is_named(cli, user_error):

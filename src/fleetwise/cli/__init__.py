@@ -21,7 +21,14 @@ app = typer.Typer(
 )
 
 
+_registered = False
+
+
 def _register() -> None:
+    global _registered
+    if _registered:  # main() may run many times in one process (tests)
+        return
+    _registered = True
     from fleetwise.cli import catalog, perf, plan
 
     plan.register(app)

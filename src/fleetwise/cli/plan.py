@@ -161,6 +161,8 @@ def plan_command(
     """
     if view not in VIEWS:
         raise ConfigError(f"unknown view '{view}' (one of {', '.join(VIEWS)})")
+    if top < 1:
+        raise ConfigError("--top must be >= 1")
     if csv_path:
         check_output_path(csv_path)
     for flag, value in (("--isl", isl), ("--osl", osl), ("--rate", rate)):
