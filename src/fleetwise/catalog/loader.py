@@ -42,7 +42,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise CatalogError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path), line=line)
+        raise CatalogError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path), line=line) from None
     except OSError as exc:
         raise CatalogError(f"cannot read ({exc.strerror})", file=str(path)) from None
     if data is None:

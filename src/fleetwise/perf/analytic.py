@@ -42,6 +42,13 @@ def batch_cap(replica: Replica, isl: float, osl: float) -> int:
     return min(replica.max_batch, replica.memory.max_sequences(int(isl + osl), replica.profile.kv_block_tokens))
 
 
+def _step_at_load(replica: Replica, lam, tau, isl: float, osl: float):
+    """Step time when each step of length ``tau`` carries the decode batch and prompts Little's law implies."""
+    batch = lam * osl * tau
+    pf_seqs = lam * tau
+    return step_time(replica, lam * isl * tau, pf_seqs * prefill_pairs(isl, 0), batch, batch * (isl + osl / 2.0), pf_seqs)
+
+
 def steady_state(
     replica: Replica, isl: float, osl: float, rates_rps: np.ndarray, quantile: float = 0.95
 ) -> SteadyState:
@@ -50,16 +57,12 @@ def steady_state(
     ctx_per_seq = isl + osl / 2.0
     tau = np.full_like(lam, float(step_time(replica, 0, 0.0, 1, ctx_per_seq)))
     for _ in range(_ITERATIONS):
-        batch = lam * osl * tau
-        pf_seqs = lam * tau
-        new = step_time(replica, lam * isl * tau, pf_seqs * prefill_pairs(isl, 0), batch, batch * ctx_per_seq, pf_seqs)
-        tau = np.minimum(0.5 * tau + 0.5 * new, 60.0)
+        tau = np.minimum(0.5 * tau + 0.5 * _step_at_load(replica, lam, tau, isl, osl), 60.0)
     batch = lam * osl * tau
     budget = replica.max_num_tokens
-    feasible = (batch <= batch_cap(replica, isl, osl)) & (lam * (isl + osl) * tau <= budget) & (batch * 1.0 < 1e9)
+    feasible = (batch <= batch_cap(replica, isl, osl)) & (lam * (isl + osl) * tau <= budget)
     # Self-consistency: the fixed point must hold (diverging loads don't converge).
-    check = step_time(replica, lam * isl * tau, lam * tau * prefill_pairs(isl, 0), batch, batch * ctx_per_seq, lam * tau)
-    feasible &= np.abs(check - tau) <= 0.05 * tau
+    feasible &= np.abs(_step_at_load(replica, lam, tau, isl, osl) - tau) <= 0.05 * tau
     arrivals_95 = poisson.ppf(quantile, lam * tau) + 1.0
     prompt_tokens = arrivals_95 * isl
     room = np.maximum(budget - batch, 1.0)

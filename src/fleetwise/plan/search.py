@@ -177,12 +177,9 @@ def simulated_latency(replica: Replica, wl: Workload, rate: float, slo: SLO, n: 
     if not keep.all():
         return math.inf, math.inf
     work = SimWorkload(arrivals(n, rate / replica.dp, "poisson", seed), isl, osl)
-    res = simulate(replica, work)
+    m = summarize(simulate(replica, work), replica.dp, replica.profile.frontend_latency_ms)
     q = slo.percentile
-    ttft = (res.first_token_s - res.arrival_s) * 1e3 + replica.profile.frontend_latency_ms
-    multi = res.osl > 1
-    tpot = (res.finish_s[multi] - res.first_token_s[multi]) / (res.osl[multi] - 1) * 1e3
-    return float(np.percentile(ttft, q)), float(np.percentile(tpot, q)) if len(tpot) else 0.0
+    return getattr(m, f"p{q}_ttft_ms"), getattr(m, f"p{q}_tpot_ms")
 
 
 def verify_goodput(replica: Replica, wl: Workload, slo: SLO, guess: float, n: int, seed: int) -> Goodput:
@@ -286,7 +283,7 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
         n_offers = sum(1 for o in by_gpu[gpu.id] if o.gpu_count >= tp)
         label = f"{model.id} {gpu.id} TP{tp} {precision.id}"
         try:
-            base = build_replica(model, gpu, tp, tp, precision, profile)
+            build_replica(model, gpu, tp, tp, precision, profile)  # reject once per config, with the reason
         except InfeasibleError as exc:
             rejected.append(Rejected(label, str(exc)))
             evaluated += n_offers * len(req.batch_caps)
