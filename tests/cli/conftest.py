@@ -54,14 +54,11 @@ def _clean_env(monkeypatch, tmp_path):
 @pytest.fixture
 def cli(monkeypatch, capsys):
     """``cli("plan", "--json", ...)`` -> Result(code, out, err), running fleetwise.cli.main in-process."""
-    from fleetwise.cli import app, main
+    from fleetwise.cli import main
 
     def run(*args: str) -> Result:
         capsys.readouterr()  # drop anything printed before
         monkeypatch.setattr(sys, "argv", ["fleetwise", *map(str, args)])
-        # main() registers the commands on the module-level typer app every time it runs (the console
-        # script runs it once); undo that afterwards, or each call re-registers and gets slower.
-        registered = list(app.registered_commands)
         extra_err = ""
         try:
             main()
@@ -71,8 +68,6 @@ def cli(monkeypatch, capsys):
         except BaseException:  # what the console script would show: a traceback and exit 1
             extra_err = traceback.format_exc()
             code = 1
-        finally:
-            app.registered_commands[:] = registered
         captured = capsys.readouterr()
         return Result(code, captured.out, captured.err + extra_err)
 
