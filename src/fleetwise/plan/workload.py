@@ -4,38 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from fleetwise.errors import ConfigError
+from fleetwise.traffic.lengths import LengthDist
 
-
-@dataclass(frozen=True)
-class LengthDist:
-    """Token-length distribution: lognormal with a given mean and 95th percentile (fixed if equal)."""
-
-    mean: float
-    p95: float | None = None
-    max_tokens: int | None = None
-
-    def __post_init__(self) -> None:
-        if not self.mean >= 1:
-            raise ConfigError(f"mean token length must be >= 1 (got {self.mean:g})")
-        if self.p95 is not None and not self.p95 >= 1:
-            raise ConfigError(f"p95 token length must be >= 1 (got {self.p95:g})")
-
-    def sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        if self.mean < 1:
-            raise ConfigError("mean token length must be >= 1")
-        if self.p95 is None or self.p95 <= self.mean:
-            out = np.full(n, round(self.mean))
-        else:
-            # Lognormal with E[X] = mean and q95 = p95: solve exp(mu + 1.645 s) = p95, mu = ln(mean) - s^2/2.
-            z = 1.6448536
-            a = np.log(self.p95) - np.log(self.mean)
-            s = z - np.sqrt(max(z * z - 2 * a, 0.0))
-            mu = np.log(self.mean) - s * s / 2
-            out = np.round(rng.lognormal(mu, s, n))
-        return np.clip(out, 1, self.max_tokens or None).astype(np.int64)
+__all__ = ["BUILTIN", "LengthDist", "Workload", "get_workload"]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,53 @@
+"""Conformal calibration of forecast quantiles from the model's own past errors.
+
+Residuals are log ratios r = log((y + c) / (f + c)) with c a small floor, so errors scale with the level
+and a level shift does not distort them. For each lead bucket (1, 2, 3-4, 5-8, ... steps ahead) the q-th
+quantile of the residuals seen in a trailing window becomes a multiplicative offset: f_q = (f + c) e^{r_q} - c.
+Only residuals whose actual value is already known at the origin are used, so backtests stay honest.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def lead_bucket(horizon: int) -> np.ndarray:
+    """Bucket of each lead 1..horizon: floor(log2(lead))."""
+    return np.floor(np.log2(np.arange(1, horizon + 1))).astype(np.int64)
+
+
+def log_ratio(actual: np.ndarray, forecast: np.ndarray, floor: float) -> np.ndarray:
+    return np.log((actual + floor) / (np.maximum(forecast, 0) + floor))
+
+
+def apply_offsets(point: np.ndarray, offsets: np.ndarray, floor: float) -> np.ndarray:
+    """Quantile forecasts from a point path and per-lead log offsets: (..., H) x (Q, H) -> (..., Q, H)."""
+    base = np.maximum(point, 0)[..., None, :] + floor
+    return np.maximum(base * np.exp(offsets) - floor, 0.0)
+
+
+def offsets_from_residuals(residuals: np.ndarray, leads: np.ndarray, horizon: int, quantiles: np.ndarray,
+                           min_samples: int = 20) -> np.ndarray:
+    """(Q, H) log offsets from residuals observed at the given leads (1-based).
+
+    A bucket with too few residuals borrows from the nearest shorter-lead bucket that has enough, and failing
+    that from all residuals; with none at all the offsets are zero (the bare point forecast).
+    """
+    buckets = lead_bucket(horizon)
+    have = np.floor(np.log2(np.maximum(leads, 1))).astype(np.int64)
+    ok = np.isfinite(residuals)
+    residuals, have = residuals[ok], have[ok]
+    out = np.zeros((len(quantiles), horizon))
+    if residuals.size == 0:
+        return out
+    n = len(residuals)
+    # Finite-sample conformal level: ceil((n + 1) q) / n, clipped to [0, 1].
+    overall = np.quantile(residuals, np.clip(np.ceil((n + 1) * quantiles) / n, 0, 1))
+    last = overall
+    for b in range(int(buckets.max()) + 1):
+        sel = residuals[have == b]
+        if sel.size >= min_samples:
+            m = sel.size
+            last = np.quantile(sel, np.clip(np.ceil((m + 1) * quantiles) / m, 0, 1))
+        out[:, buckets == b] = last[:, None]
+    return out

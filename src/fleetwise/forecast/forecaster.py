@@ -1,0 +1,104 @@
+"""The ``Forecaster`` interface and its one implementation family: a point model (or the automatic choice)
+with conformally calibrated quantiles."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from fleetwise.errors import ConfigError
+from fleetwise.forecast.backtest import DEFAULT_QUANTILES, DEFAULT_WINDOW_DAYS, _check_quantiles, default_stride
+from fleetwise.forecast.rolling import AUTO_CANDIDATES, Roller
+from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
+
+
+@dataclass(frozen=True)
+class Forecast:
+    """Quantile forecasts of the rate (req/s) for the bins after the history."""
+
+    method: str
+    start_s: float
+    period_s: float
+    epoch: bool
+    quantiles: tuple[float, ...]
+    values: np.ndarray  # (len(quantiles), horizon) req/s
+
+    @property
+    def starts(self) -> np.ndarray:
+        return self.start_s + self.period_s * np.arange(self.values.shape[1])
+
+    def quantile(self, q: float) -> np.ndarray:
+        for i, have in enumerate(self.quantiles):
+            if abs(have - q) < 1e-9:
+                return self.values[i]
+        raise ConfigError(f"quantile {q:g} was not forecast (have {', '.join(f'{x:g}' for x in self.quantiles)})")
+
+    def records(self) -> list[dict]:
+        """One dict per bin: time (ISO-8601 UTC if the series had dates, else seconds) and q<level> values."""
+        times = self.starts
+        if self.epoch:
+            labels = np.datetime_as_string(times.astype("datetime64[s]"), unit="s").tolist()
+            labels = [t + "Z" for t in labels]
+        else:
+            labels = [float(t) for t in times]
+        return [
+            {"time": label, **{f"q{q:g}": float(self.values[i, k]) for i, q in enumerate(self.quantiles)}}
+            for k, label in enumerate(labels)
+        ]
+
+
+class Forecaster(Protocol):
+    """Fit on a history, then predict quantiles for the next ``horizon_steps`` bins."""
+
+    name: str
+
+    def fit(self, series: RateSeries) -> Forecaster: ...
+
+    def predict_quantiles(self, horizon_steps: int, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> Forecast: ...
+
+
+class QuantileForecaster:
+    """A method from :data:`fleetwise.forecast.models.METHODS` (or ``auto``) with quantiles calibrated on
+    its own errors over the last ``window_days`` of the history, exactly as in the backtests."""
+
+    def __init__(self, method: str = "auto", window_days: float = DEFAULT_WINDOW_DAYS,
+                 candidates: tuple[str, ...] = AUTO_CANDIDATES) -> None:
+        self.name = method
+        self.window_days = window_days
+        self.candidates = candidates
+        self._series: RateSeries | None = None
+        self.chosen: str | None = None
+
+    def fit(self, series: RateSeries) -> QuantileForecaster:
+        finite = np.isfinite(series.values)
+        if finite.sum() < 2:
+            raise ConfigError("the series has fewer than two known values; nothing to forecast from")
+        last = int(np.flatnonzero(finite)[-1]) + 1  # a missing tail is not history
+        self._series = series.slice(0, last)
+        return self
+
+    def predict_quantiles(self, horizon_steps: int, quantiles: Sequence[float] = DEFAULT_QUANTILES) -> Forecast:
+        if self._series is None:
+            raise ConfigError("fit() the forecaster before predicting")
+        if horizon_steps < 1:
+            raise ConfigError(f"horizon must be at least one step (got {horizon_steps})")
+        qs = tuple(float(q) for q in quantiles)
+        _check_quantiles(qs)
+        s = self._series
+        n = len(s)
+        stride = default_stride(horizon_steps, max(int(round(3600 / s.period_s)), 1))
+        roller = Roller(s.values, s.period_s, s.start_s, s.epoch, n, horizon_steps, np.asarray(qs), stride,
+                        int(round(self.window_days * SECONDS_PER_DAY / s.period_s)))
+        origin = np.array([n])
+        if self.name == "auto":
+            paths = roller.auto(origin, self.candidates)
+            names = [c for c in self.candidates if roller.available(c)]
+            self.chosen = names[int(paths.chosen[0])]
+        else:
+            paths = roller.paths(self.name, origin)
+            self.chosen = self.name
+        keep = [int(np.flatnonzero(np.isclose(paths.quantiles, q))[0]) for q in qs]
+        return Forecast(self.chosen, s.end_s, s.period_s, s.epoch, qs, paths.values[0][keep])

@@ -1,0 +1,134 @@
+"""Rolling-origin forecasting: point paths from many origins, calibrated by each model's own past errors,
+and the automatic choice among models. Both backtests and live forecasts run through here, so the live
+forecast is produced exactly the way its backtest figures were measured."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetwise.errors import ConfigError
+from fleetwise.forecast.calibration import apply_offsets, log_ratio, offsets_from_residuals
+from fleetwise.forecast.models import METHODS, PointModel
+
+SELECTION_MARGIN = 0.03
+SELECTION_WINDOWS = 4  # methods are ranked over 4 calibration windows: ranking needs more data than scaling
+AUTO_CANDIDATES = ("persistence", "seasonal-naive", "profile", "profile-ar", "ets")
+
+
+@dataclass
+class Paths:
+    """Calibrated quantile paths of one method at a set of origins."""
+
+    method: str
+    origins: np.ndarray  # (n,)
+    quantiles: np.ndarray  # (Q,)
+    values: np.ndarray  # (n, Q, H); NaN where the method had too little history
+    chosen: np.ndarray | None = None  # for auto: index into AUTO candidates per origin
+
+
+def make_model(name: str) -> PointModel:
+    try:
+        return METHODS[name]()
+    except KeyError:
+        raise ConfigError(f"unknown forecast method '{name}' (choose from auto, {', '.join(METHODS)})") from None
+
+
+def origin_grid(last: int, stride: int, first: int = 1) -> np.ndarray:
+    """Origins last, last - stride, ... down to ``first``, in increasing order."""
+    return np.arange(last, first - 1, -stride)[::-1]
+
+
+class Roller:
+    """One series, one horizon: computes calibrated paths per method at the requested origins."""
+
+    def __init__(self, values: np.ndarray, period_s: float, start_s: float, epoch: bool, fit_end: int,
+                 horizon: int, quantiles: np.ndarray, stride: int, window_steps: int) -> None:
+        self.values, self.fit_end, self.horizon = values, fit_end, horizon
+        self.quantiles = np.unique(np.concatenate([[0.5], quantiles]))
+        self.stride, self.window = max(int(stride), 1), window_steps
+        self.clock = (period_s, start_s, epoch)
+        self.day = max(int(round(86_400 / period_s)), 1)
+        finite = values[:fit_end][np.isfinite(values[:fit_end])]
+        self.floor = max(0.01 * float(finite.mean()) if finite.size else 0.0, 1e-9)
+
+    def available(self, name: str) -> bool:
+        return self.fit_end >= make_model(name).min_history(self.day)
+
+    def paths(self, name: str, origins: np.ndarray) -> Paths:
+        """Calibrated paths at ``origins`` (all >= fit_end or the end of the data)."""
+        model = make_model(name)
+        first = model.min_history(self.day)
+        if self.fit_end < first:
+            raise ConfigError(f"method '{name}' needs at least {first} steps of history (have {self.fit_end})")
+        period_s, start_s, epoch = self.clock
+        model.prepare(self.values, self.fit_end, period_s, start_s, epoch)
+        pool = origin_grid(int(origins.min()) - self.stride, self.stride, first=max(first, 1))
+        pool = pool[pool >= int(origins.min()) - self.window - self.horizon]
+        pool_point = model.paths(pool, self.horizon) if pool.size else np.empty((0, self.horizon))
+        point = model.paths(origins, self.horizon)
+        all_origins = np.concatenate([pool, origins])
+        all_point = np.concatenate([pool_point, point])
+        resid = self._residuals(all_origins, all_point)
+        out = np.full((len(origins), len(self.quantiles), self.horizon), np.nan)
+        leads = np.arange(1, self.horizon + 1)
+        target = all_origins[:, None] + leads[None, :] - 1
+        for k, o in enumerate(origins):
+            known = (target < o) & (all_origins[:, None] >= o - self.window)
+            offsets = offsets_from_residuals(
+                resid[known], np.broadcast_to(leads, resid.shape)[known], self.horizon, self.quantiles
+            )
+            out[k] = apply_offsets(point[k], offsets, self.floor)
+        return Paths(name, origins, self.quantiles, out)
+
+    def _residuals(self, origins: np.ndarray, point: np.ndarray) -> np.ndarray:
+        target = origins[:, None] + np.arange(self.horizon)[None, :]
+        inside = target < len(self.values)
+        actual = np.where(inside, self.values[np.minimum(target, len(self.values) - 1)], np.nan)
+        return log_ratio(actual, point, self.floor)
+
+    def auto(self, origins: np.ndarray, candidates: tuple[str, ...] = AUTO_CANDIDATES) -> Paths:
+        """At each origin, the simplest candidate whose calibrated median's WAPE over the trailing window is
+        within 3% of the best (only forecasts whose actuals were known at that origin count)."""
+        names = [c for c in candidates if self.available(c)]
+        if not names:
+            raise ConfigError("too little history for any forecast method")
+        sel_window = self.window * SELECTION_WINDOWS
+        lo = max(int(origins.min()) - sel_window - self.horizon, 1)
+        past = origin_grid(int(origins.min()) - self.stride, self.stride, first=lo)
+        everything = np.concatenate([past, origins])
+        runs = [self.paths(n, everything) for n in names]
+        mid = int(np.flatnonzero(self.quantiles == 0.5)[0])
+        target = everything[:, None] + np.arange(self.horizon)[None, :]
+        inside = target < len(self.values)
+        actual = np.where(inside, self.values[np.minimum(target, len(self.values) - 1)], np.nan)
+        errors = [np.abs(actual - r.values[:, mid, :]) for r in runs]
+        out = np.full((len(origins), len(self.quantiles), self.horizon), np.nan)
+        chosen = np.zeros(len(origins), dtype=np.int64)
+        offset = len(past)
+        for k, o in enumerate(origins):
+            known = (target < o) & (everything[:, None] >= o - sel_window) & np.isfinite(actual)
+            scores = [_wape(err[known], actual[known]) for err in errors]
+            best = _simplest_near_best(scores, SELECTION_MARGIN) if np.any(np.isfinite(scores)) else names.index(
+                _default(names))
+            chosen[k] = best
+            out[k] = runs[best].values[offset + k]
+        return Paths("auto", origins, self.quantiles, out, chosen=chosen)
+
+
+def _simplest_near_best(scores: list[float], margin: float) -> int:
+    """The first (simplest) candidate within ``margin`` of the best score: near-ties between methods are
+    selection noise, and switching on noise costs accuracy."""
+    best = np.nanmin(scores)
+    return next(i for i, s in enumerate(scores) if np.isfinite(s) and s <= best * (1 + margin))
+
+
+def _default(names: list[str]) -> str:
+    return "ets" if "ets" in names else names[-1]
+
+
+def _wape(err: np.ndarray, actual: np.ndarray) -> float:
+    ok = np.isfinite(err)
+    denom = np.abs(actual[ok]).sum()
+    return float(err[ok].sum() / denom) if ok.sum() >= 10 and denom > 0 else float("nan")

@@ -1,0 +1,101 @@
+"""Vectorized parsing of raw columns (Arrow arrays, usually strings) into numbers, flagging bad cells.
+
+Every parser returns ``(values, bad)``: a float64/int64 NumPy array and a boolean mask of cells that could not be
+parsed. Nulls count as bad; the caller decides what a bad row costs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_INT = r"^\s*\+?\d+(\.0*)?\s*$"
+_FLOAT = r"^\s*[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?\s*$"
+_NAN = r"^\s*(?i:nan|null|none|)\s*$"
+_DATE = r"^\s*\d{4}-\d\d-\d\d([ T]\d\d:\d\d(:\d\d(\.\d+)?)?)?"
+_NAIVE = _DATE + r"\s*$"
+_ZONED = _DATE + r"(Z|[+-]\d\d:?\d\d)\s*$"
+
+TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+
+
+def _null_unless(arr: pa.Array, ok: pa.Array) -> pa.Array:
+    return pc.if_else(ok, arr, pa.scalar(None, arr.type))
+
+
+def _to_numpy(arr: pa.Array, dtype) -> np.ndarray:
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=dtype)
+
+
+def _strings(arr: pa.Array) -> pa.Array:
+    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else pc.cast(arr, pa.string())
+
+
+def parse_count(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Non-negative integers (token counts); '12.0' is accepted, '-3', '1.5' and 'x' are bad."""
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        vals = _to_numpy(pc.cast(arr, pa.float64()), np.float64)
+        bad = ~np.isfinite(vals) | (vals < 0) | (vals != np.floor(vals))
+    else:
+        s = _strings(arr)
+        ok = pc.fill_null(pc.match_substring_regex(s, _INT), False)
+        vals = _to_numpy(pc.cast(_null_unless(s, ok), pa.float64()), np.float64)
+        bad = ~_to_numpy(ok, bool)
+    return np.where(bad, 0, vals).astype(np.int64), bad
+
+
+def parse_float(arr: pa.Array, *, allow_missing: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Finite floats; with ``allow_missing`` an empty/NaN/null cell becomes NaN instead of bad."""
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        vals = _to_numpy(pc.cast(arr, pa.float64()), np.float64)
+        missing = np.isnan(vals)
+    else:
+        s = _strings(arr)
+        ok = pc.fill_null(pc.match_substring_regex(s, _FLOAT), False)
+        vals = _to_numpy(pc.cast(_null_unless(s, ok), pa.float64()), np.float64)
+        missing = _to_numpy(pc.fill_null(pc.match_substring_regex(s, _NAN), True), bool) & ~_to_numpy(ok, bool)
+        vals = np.where(missing, np.nan, vals)
+    bad = ~np.isfinite(vals) & ~(missing & allow_missing)
+    return vals, bad
+
+
+def parse_time(arr: pa.Array, unit_s: float = 1.0) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Seconds from numbers (times ``unit_s``) or ISO-8601 date-times (Unix seconds; naive means UTC).
+
+    Returns (seconds, bad, is_epoch): is_epoch is true when the column held date-times.
+    """
+    if pa.types.is_timestamp(arr.type):
+        ns = _to_numpy(pc.cast(pc.cast(arr, pa.timestamp("ns", tz=arr.type.tz)), pa.int64()), np.float64)
+        return ns * 1e-9, np.isnan(ns), True
+    if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
+        vals, bad = parse_float(arr)
+        return vals * unit_s, bad, False
+    s = _strings(arr)
+    naive = pc.fill_null(pc.match_substring_regex(s, _NAIVE), False)
+    zoned = pc.fill_null(pc.match_substring_regex(s, _ZONED), False)
+    n_dates = pc.sum(pc.or_(naive, zoned)).as_py() or 0
+    if n_dates == 0:
+        vals, bad = parse_float(s)
+        return vals * unit_s, bad, False
+    trimmed = pc.utf8_trim_whitespace(s)
+    secs = np.full(len(s), np.nan)
+    for mask, tz in ((naive, None), (zoned, "UTC")):
+        if not pc.any(mask).as_py():
+            continue
+        try:
+            ts = pc.cast(_null_unless(trimmed, mask), pa.timestamp("ns", tz=tz))
+        except pa.ArrowInvalid:  # matched the pattern but is not a date (month 13); parse cell by cell
+            ts = pa.array([_one_time(v, tz) for v in _null_unless(trimmed, mask).to_pylist()], pa.timestamp("ns"))
+        ns = _to_numpy(pc.cast(ts, pa.int64()), np.float64)
+        secs = np.where(_to_numpy(mask, bool), ns * 1e-9, secs)
+    return secs, ~np.isfinite(secs), True
+
+
+def _one_time(value: str | None, tz: str | None):
+    if value is None:
+        return None
+    try:
+        return pc.cast(pa.array([value]), pa.timestamp("ns", tz=tz))[0].as_py()
+    except pa.ArrowInvalid:
+        return None

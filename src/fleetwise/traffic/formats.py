@@ -1,0 +1,145 @@
+"""Known trace and series formats, their column names, and detection of which one a file is."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleetwise.errors import InputFormatError
+from fleetwise.traffic.tabular import _csv_header, file_kind
+
+TRACE_FORMATS = ("azure", "burstgpt", "mooncake", "trace")
+SERIES_FORMATS = ("servegen", "series", "prometheus")
+FORMATS = ("auto", *TRACE_FORMATS, *SERIES_FORMATS)
+
+SERVEGEN_COLUMNS = ["window_start_s", "rate_req_per_s", "cv", "dist", "arg1", "arg2"]
+
+# Column-name aliases, lower case, most specific first.
+TIME_ALIASES = ("timestamp", "time", "arrival_time", "arrival_s", "ts", "created_at", "window_start_s", "ds", "t")
+INPUT_ALIASES = ("contexttokens", "input_tokens", "input_length", "prompt_tokens", "request tokens", "isl",
+                 "num_prompt_tokens")
+OUTPUT_ALIASES = ("generatedtokens", "output_tokens", "output_length", "completion_tokens", "response tokens",
+                  "osl", "num_generated_tokens")
+VALUE_ALIASES = ("value", "rate", "rate_rps", "rps", "qps", "total_rate_rps", "requests_per_s", "y")
+PREFIX_ALIASES = ("hash_ids", "prefix_ids")
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which columns hold what; time_unit_s converts numeric times to seconds (Mooncake uses ms)."""
+
+    time: str
+    input: str | None = None
+    output: str | None = None
+    value: str | None = None
+    prefix: str | None = None
+    time_unit_s: float = 1.0
+
+
+PRESETS = {
+    "azure": Columns("TIMESTAMP", "ContextTokens", "GeneratedTokens"),
+    "burstgpt": Columns("Timestamp", "Request tokens", "Response tokens"),
+    "mooncake": Columns("timestamp", "input_length", "output_length", prefix="hash_ids", time_unit_s=1e-3),
+}
+
+
+def _pick(names: list[str], aliases: tuple[str, ...]) -> str | None:
+    lower = {n.lower().strip(): n for n in names}
+    return next((lower[a] for a in aliases if a in lower), None)
+
+
+def column_names(path: Path) -> list[str]:
+    kind = file_kind(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return pq.ParquetFile(path).schema_arrow.names
+        except Exception as exc:  # noqa: BLE001 - any reader failure means "not Parquet"
+            raise InputFormatError(f"not a readable Parquet file ({exc})", file=str(path)) from None
+    if kind == "jsonl":
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            for line in handle:
+                if line.strip():
+                    try:
+                        rec = json.loads(line)
+                    except ValueError:
+                        raise InputFormatError("first record is not JSON", file=str(path), line=1) from None
+                    return list(rec) if isinstance(rec, dict) else []
+        raise InputFormatError("the file is empty", file=str(path))
+    return _csv_header(path, ",")
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def detect(path: Path) -> str:
+    """The format name of a file or directory, or a clear error when it cannot be told."""
+    if not path.exists():
+        raise InputFormatError("no such file or directory", file=str(path))
+    if path.is_dir():
+        return "servegen"
+    kind = file_kind(path)
+    if kind == "json":
+        return "prometheus"
+    names = column_names(path)
+    lower = {n.lower().strip() for n in names}
+    if {"timestamp", "contexttokens", "generatedtokens"} <= lower:
+        return "azure"
+    if {"timestamp", "request tokens", "response tokens"} <= lower:
+        return "burstgpt"
+    if {"timestamp", "input_length", "output_length"} <= lower and kind == "jsonl":
+        return "mooncake"
+    if kind == "csv" and len(names) == 6 and _is_number(names[0]) and _is_number(names[1]):
+        return "servegen"
+    if _pick(names, INPUT_ALIASES) and _pick(names, OUTPUT_ALIASES):
+        return "trace"
+    if _pick(names, VALUE_ALIASES) or (kind == "csv" and len(names) == 2):
+        return "series"
+    raise InputFormatError(
+        f"cannot tell the format from the columns {', '.join(map(repr, names))}; pass --format "
+        f"({', '.join(FORMATS[1:])}) or name the columns with --time-col/--input-col/--output-col/--value-col",
+        file=str(path),
+    )
+
+
+def trace_columns(
+    path: Path, fmt: str, time_col: str | None, input_col: str | None, output_col: str | None,
+    time_unit_s: float | None,
+) -> Columns:
+    """The columns to read for a request trace: the preset, overridden by any names the user gave."""
+    names = column_names(path)
+    base = PRESETS.get(fmt) or Columns(
+        _pick(names, TIME_ALIASES) or "", _pick(names, INPUT_ALIASES), _pick(names, OUTPUT_ALIASES),
+        prefix=_pick(names, PREFIX_ALIASES),
+    )
+    cols = Columns(
+        time_col or base.time, input_col or base.input, output_col or base.output,
+        prefix=base.prefix if base.prefix in names else None,
+        time_unit_s=time_unit_s if time_unit_s is not None else base.time_unit_s,
+    )
+    for role, name in (("time", cols.time), ("input tokens", cols.input), ("output tokens", cols.output)):
+        if not name:
+            raise InputFormatError(
+                f"no {role} column found among {', '.join(map(repr, names))}; name it with "
+                f"--{role.split()[0]}-col", file=str(path),
+            )
+    return cols
+
+
+def series_columns(path: Path, time_col: str | None, value_col: str | None, time_unit_s: float | None) -> Columns:
+    names = column_names(path)
+    time = time_col or _pick(names, TIME_ALIASES) or (names[0] if len(names) == 2 else None)
+    value = value_col or _pick(names, VALUE_ALIASES) or (names[1] if len(names) == 2 else None)
+    if not time or not value:
+        raise InputFormatError(
+            f"cannot tell the time and value columns among {', '.join(map(repr, names))}; "
+            "name them with --time-col and --value-col", file=str(path),
+        )
+    return Columns(time, value=value, time_unit_s=time_unit_s or 1.0)

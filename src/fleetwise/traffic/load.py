@@ -1,0 +1,260 @@
+"""Load request traces and rate series from files, with bad-row accounting and gap detection."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.traffic import formats
+from fleetwise.traffic.columns import parse_count, parse_float, parse_time
+from fleetwise.traffic.convert import grid_series, trace_to_series
+from fleetwise.traffic.gaps import DEFAULT_MIN_EXPECTED, mask_gaps
+from fleetwise.traffic.records import LoadReport, RateSeries, RequestTrace, take_csr
+from fleetwise.traffic.tabular import BadRows, csv_batches, file_kind, jsonl_batches, parquet_batches
+
+DEFAULT_MAX_BAD_ROWS = 0.01  # below 1: a fraction of the rows; 1 or more: a count
+
+
+def _batches(path: Path, columns: list[str], bad: BadRows, names: list[str] | None = None
+             ) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+    kind = file_kind(path)
+    if kind == "parquet":
+        return parquet_batches(path, columns)
+    if kind == "jsonl":
+        return jsonl_batches(path, columns, bad)
+    return csv_batches(path, columns, bad, names=names)
+
+
+def _check_bad(bad: BadRows, rows: int, max_bad_rows: float) -> LoadReport:
+    if max_bad_rows < 0:
+        raise ConfigError(f"--max-bad-rows must be >= 0 (got {max_bad_rows:g})")
+    total = rows + len(bad.rejected_lines)
+    limit = max_bad_rows * total if max_bad_rows < 1 else max_bad_rows
+    first = bad.describe() if bad.count else ()
+    if bad.count > limit:
+        raise InputFormatError(
+            f"{bad.count:,} bad row(s) of {total:,} exceed --max-bad-rows {max_bad_rows:g}; first: "
+            + "; ".join(first), file=str(bad.path),
+        )
+    if total == bad.count:
+        raise InputFormatError("no usable rows", file=str(bad.path))
+    return LoadReport(rows=total, bad_rows=bad.count, first_bad=first)
+
+
+def load_trace(
+    path: str | Path, *, fmt: str = "auto", time_col: str | None = None, input_col: str | None = None,
+    output_col: str | None = None, time_unit_s: float | None = None, max_bad_rows: float = DEFAULT_MAX_BAD_ROWS,
+) -> RequestTrace:
+    """Read a request trace (Azure, BurstGPT, Mooncake or a generic CSV / Parquet / JSONL table).
+
+    Bad rows (unparsable time, negative or non-numeric tokens) are skipped and counted; more than
+    ``max_bad_rows`` (a fraction below 1, a count otherwise) fails the load naming the first few lines.
+    Out-of-order rows are sorted.
+    """
+    path = Path(path)
+    fmt = formats.detect(path) if fmt == "auto" else fmt
+    if fmt not in formats.TRACE_FORMATS:
+        raise InputFormatError(f"this is a rate series ({fmt}), not a request trace", file=str(path))
+    cols = formats.trace_columns(path, fmt, time_col, input_col, output_col, time_unit_s)
+    wanted = [cols.time, cols.input, cols.output] + ([cols.prefix] if cols.prefix else [])
+    bad = BadRows(path, file_kind(path))
+    parts: dict[str, list[np.ndarray]] = {"t": [], "i": [], "o": [], "plen": [], "pids": []}
+    epoch_flags, rows = set(), 0
+    for offset, batch in _batches(path, wanted, bad):
+        t, bad_t, is_epoch = parse_time(batch[cols.time], cols.time_unit_s)
+        i, bad_i = parse_count(batch[cols.input])
+        o, bad_o = parse_count(batch[cols.output])
+        for mask, name in ((bad_t, cols.time), (bad_i, cols.input), (bad_o, cols.output)):
+            bad.add(mask, offset, name, batch[name])
+        keep = ~(bad_t | bad_i | bad_o)
+        bad.count += int((~keep).sum())
+        rows += len(keep)
+        epoch_flags.add(is_epoch)
+        parts["t"].append(t[keep])
+        parts["i"].append(i[keep])
+        parts["o"].append(o[keep])
+        if cols.prefix:
+            lists = batch[cols.prefix]
+            lens = _list_lengths(lists)
+            parts["plen"].append(lens[keep])
+            parts["pids"].append(_flat_ids(lists, keep))
+    if len(epoch_flags) > 1:
+        raise InputFormatError(f"column '{cols.time}' mixes date-times and plain numbers", file=str(path))
+    report = _check_bad(bad, rows, max_bad_rows)
+    arrays = {k: (np.concatenate(v) if v else np.empty(0)) for k, v in parts.items()}
+    return _sorted_trace(arrays, epoch=epoch_flags == {True}, source=f"{fmt}:{path}", report=report)
+
+
+def _list_lengths(lists: pa.Array) -> np.ndarray:
+    if not (pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type)):
+        return np.zeros(len(lists), dtype=np.int64)
+    return np.asarray(pc.fill_null(pc.list_value_length(lists), 0).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _flat_ids(lists: pa.Array, keep: np.ndarray) -> np.ndarray:
+    if not (pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type)):
+        return np.empty(0, dtype=np.int64)
+    kept = lists.filter(pa.array(keep))
+    return np.asarray(pc.list_flatten(kept).to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def _sorted_trace(a: dict[str, np.ndarray], *, epoch: bool, source: str, report: LoadReport) -> RequestTrace:
+    t, i, o = a["t"].astype(np.float64), a["i"].astype(np.int64), a["o"].astype(np.int64)
+    offsets = ids = None
+    if a["plen"].size:
+        offsets = np.concatenate([[0], np.cumsum(a["plen"])]).astype(np.int64)
+        ids = a["pids"].astype(np.int64)
+    if t.size > 1 and np.any(np.diff(t) < 0):
+        order = np.argsort(t, kind="stable")
+        t, i, o = t[order], i[order], o[order]
+        if offsets is not None and ids is not None:
+            offsets, ids = take_csr(offsets, ids, order)
+        report = replace(report, sorted_rows=True)
+    return RequestTrace(t, i, o, epoch=epoch, prefix_offsets=offsets, prefix_ids=ids, source=source, report=report)
+
+
+def _with_gaps(series: RateSeries, detect_gaps: bool, min_expected: float) -> RateSeries:
+    if not detect_gaps:
+        return series
+    values, gaps = mask_gaps(series.values, series.period_s, min_expected)
+    if not gaps:
+        return series
+    spans = tuple((series.start_s + lo * series.period_s, series.start_s + hi * series.period_s) for lo, hi in gaps)
+    report = replace(series.report, gap_bins=sum(h - lo for lo, h in gaps), gaps=spans)
+    return series.with_values(values, report=report)
+
+
+def load_series(
+    path: str | Path, *, fmt: str = "auto", time_col: str | None = None, value_col: str | None = None,
+    time_unit_s: float | None = None, period_s: float | None = None, values_are_counts: bool = False,
+    max_bad_rows: float = DEFAULT_MAX_BAD_ROWS, detect_gaps: bool = True,
+    gap_min_expected: float = DEFAULT_MIN_EXPECTED,
+) -> RateSeries:
+    """Read a rate series: ServeGen client file or directory, ``time,value`` CSV, or Prometheus range JSON.
+
+    Values are requests per second unless ``values_are_counts`` (then requests per bin). Runs of zero
+    amid clear traffic are collection gaps and become NaN (see :mod:`fleetwise.traffic.gaps`).
+    """
+    path = Path(path)
+    fmt = formats.detect(path) if fmt == "auto" else fmt
+    if fmt in formats.TRACE_FORMATS:
+        raise InputFormatError(f"this is a request trace ({fmt}); aggregate it with a frequency", file=str(path))
+    if fmt == "prometheus":
+        series = _prometheus(path, period_s)
+    elif fmt == "servegen":
+        series = _servegen(path, period_s, max_bad_rows)
+    else:
+        cols = formats.series_columns(path, time_col, value_col, time_unit_s)
+        t, v, epoch, report = _read_pairs(path, cols, max_bad_rows)
+        series = grid_series(t, v, epoch=epoch, period_s=period_s, counts=values_are_counts,
+                             source=f"series:{path}", report=report)
+    return _with_gaps(series, detect_gaps, gap_min_expected)
+
+
+def _read_pairs(path: Path, cols: formats.Columns, max_bad_rows: float, names: list[str] | None = None):
+    bad = BadRows(path, file_kind(path), header=names is None)
+    ts, vs, flags, rows = [], [], set(), 0
+    for offset, batch in _batches(path, [cols.time, cols.value], bad, names=names):
+        t, bad_t, is_epoch = parse_time(batch[cols.time], cols.time_unit_s)
+        v, bad_v = parse_float(batch[cols.value], allow_missing=True)
+        bad_v |= v < 0
+        bad.add(bad_t, offset, cols.time, batch[cols.time])
+        bad.add(bad_v, offset, cols.value, batch[cols.value])
+        keep = ~(bad_t | bad_v)
+        bad.count += int((~keep).sum())
+        rows += len(keep)
+        flags.add(is_epoch)
+        ts.append(t[keep])
+        vs.append(v[keep])
+    report = _check_bad(bad, rows, max_bad_rows)
+    return np.concatenate(ts), np.concatenate(vs), flags == {True}, report
+
+
+def _servegen(path: Path, period_s: float | None, max_bad_rows: float) -> RateSeries:
+    files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
+    if not files:
+        raise InputFormatError("no ServeGen client files (*.csv) in the directory", file=str(path))
+    cols = formats.Columns(formats.SERVEGEN_COLUMNS[0], value=formats.SERVEGEN_COLUMNS[1])
+    total: dict[float, float] = {}
+    first_report = None
+    for f in files:
+        t, v, _, report = _read_pairs(f, cols, max_bad_rows, names=formats.SERVEGEN_COLUMNS)
+        first_report = first_report or report
+        for key, val in zip(t.tolist(), np.nan_to_num(v).tolist(), strict=True):
+            total[key] = total.get(key, 0.0) + val
+    t = np.array(sorted(total))
+    v = np.array([total[k] for k in t.tolist()])
+    name = f"servegen:{path}" + (f" ({len(files)} clients)" if len(files) > 1 else "")
+    return grid_series(t, v, epoch=False, period_s=period_s, source=name, report=first_report or LoadReport())
+
+
+def _prometheus(path: Path, period_s: float | None) -> RateSeries:
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"not valid JSON ({exc})", file=str(path)) from None
+    data = doc.get("data", doc) if isinstance(doc, dict) else None
+    result = data.get("result") if isinstance(data, dict) else None
+    if not isinstance(result, list) or (data.get("resultType") not in (None, "matrix")):
+        raise InputFormatError(
+            "expected a Prometheus range-query result (data.resultType 'matrix' with data.result[].values)",
+            file=str(path), field="data.result",
+        )
+    ts, vs = [], []
+    for k, item in enumerate(result):
+        values = item.get("values") if isinstance(item, dict) else None
+        if not isinstance(values, list):
+            raise InputFormatError("series has no 'values' list", file=str(path), entry=f"result[{k}]")
+        try:
+            arr = np.array([(float(p[0]), float(p[1])) for p in values], dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError, IndexError):
+            raise InputFormatError("values must be [time, \"number\"] pairs", file=str(path),
+                                   entry=f"result[{k}]", field="values") from None
+        ts.append(arr[:, 0])
+        vs.append(arr[:, 1])
+    if not ts or not sum(len(t) for t in ts):
+        raise InputFormatError("the query result is empty", file=str(path), field="data.result")
+    # sum() over the label sets, as the PromQL query would: align on timestamps, missing points stay missing.
+    t_all = np.unique(np.concatenate(ts))
+    total = np.zeros(len(t_all))
+    seen = np.zeros(len(t_all), dtype=bool)
+    for t, v in zip(ts, vs, strict=True):
+        idx = np.searchsorted(t_all, t)
+        ok = np.isfinite(v)
+        np.add.at(total, idx[ok], v[ok])
+        seen[idx[ok]] = True
+    total[~seen] = np.nan
+    return grid_series(t_all, total, epoch=True, period_s=period_s, source=f"prometheus:{path}",
+                       report=LoadReport(rows=int(sum(len(t) for t in ts))))
+
+
+def load(path: str | Path, *, fmt: str = "auto", **options) -> RequestTrace | RateSeries:
+    """A trace or a series, whichever the file holds."""
+    path = Path(path)
+    fmt = formats.detect(path) if fmt == "auto" else fmt
+    if fmt not in formats.FORMATS:
+        raise ConfigError(f"unknown format '{fmt}' (choose from {', '.join(formats.FORMATS)})")
+    if fmt in formats.TRACE_FORMATS:
+        keys = ("time_col", "input_col", "output_col", "time_unit_s", "max_bad_rows")
+        return load_trace(path, fmt=fmt, **{k: v for k, v in options.items() if k in keys and v is not None})
+    keys = ("time_col", "value_col", "time_unit_s", "period_s", "values_are_counts", "max_bad_rows",
+            "detect_gaps")
+    return load_series(path, fmt=fmt, **{k: v for k, v in options.items() if k in keys and v is not None})
+
+
+def load_as_series(path: str | Path, period_s: float | None = None, **options) -> RateSeries:
+    """A rate series from either kind of file; a trace is binned at ``period_s`` (default 5 minutes)."""
+    obj = load(path, period_s=period_s, **options)
+    if isinstance(obj, RequestTrace):
+        series = trace_to_series(obj, period_s or 300.0)
+        return _with_gaps(series, options.get("detect_gaps", True) is not False, DEFAULT_MIN_EXPECTED)
+    if period_s and period_s != obj.period_s:
+        return obj.resample(period_s)
+    return obj

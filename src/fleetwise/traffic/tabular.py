@@ -1,0 +1,209 @@
+"""Chunked, columnar reading of CSV / Parquet / JSONL files into Arrow batches, with bad-row bookkeeping.
+
+CSV cells are read as strings and parsed by :mod:`fleetwise.traffic.columns`, so one malformed cell costs one
+row, not the whole load; memory stays bounded by one block plus the output arrays.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pcsv
+
+from fleetwise.errors import InputFormatError
+
+BLOCK_BYTES = 1 << 24
+FIRST_BAD_SHOWN = 3
+
+
+def file_kind(path: Path) -> str:
+    """csv, parquet or jsonl, from the suffix (a .gz / .zst / .bz2 compression suffix is looked through)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst"):
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext in (".parquet", ".pq"):
+        return "parquet"
+    if ext in (".jsonl", ".ndjson"):
+        return "jsonl"
+    if ext == ".json":
+        return "json"
+    return "csv"
+
+
+@dataclass
+class BadRows:
+    """Counts bad rows and keeps the first few (row index, field, raw value) for the error message."""
+
+    path: Path
+    kind: str
+    header: bool = True
+    count: int = 0
+    first: list[tuple[int, str, str]] = field(default_factory=list)
+    rejected_lines: list[str] = field(default_factory=list)  # CSV lines with the wrong number of fields
+
+    def add(self, bad: np.ndarray, offset: int, name: str, raw: pa.Array) -> None:
+        idx = np.flatnonzero(bad)
+        if idx.size == 0:
+            return
+        for i in idx[: FIRST_BAD_SHOWN - len(self.first)]:
+            self.first.append((offset + int(i), name, str(raw[int(i)].as_py())))
+
+    def describe(self) -> tuple[str, ...]:
+        """The first bad rows as 'line N: field F: value V', line numbers as a text editor shows them."""
+        out = [f"line {ln}: wrong number of fields: {text[:60]!r}" for ln, text in self._rejected_numbers()]
+        rows = sorted(self.first)
+        for (row, name, value), line in zip(rows, self._line_numbers([r for r, _, _ in rows]), strict=True):
+            where = f"line {line}" if line else f"row {row + 1}"
+            out.append(f"{where}: field '{name}': bad value {value[:40]!r}")
+        return tuple(sorted(out, key=_line_key)[:FIRST_BAD_SHOWN])
+
+    def _lines(self) -> Iterator[tuple[int, str]]:
+        with open(self.path, encoding="utf-8", errors="replace") as handle:
+            for number, line in enumerate(handle, 1):
+                yield number, line.rstrip("\r\n")
+
+    def _rejected_numbers(self) -> list[tuple[int, str]]:
+        if not self.rejected_lines or self.kind not in ("csv", "jsonl"):
+            return [(0, t) for t in self.rejected_lines[:FIRST_BAD_SHOWN]]
+        wanted, found = set(self.rejected_lines[:FIRST_BAD_SHOWN]), []
+        for number, line in self._lines():
+            if line in wanted:
+                found.append((number, line))
+                wanted.discard(line)
+                if not wanted:
+                    break
+        return found
+
+    def _line_numbers(self, rows: list[int]) -> list[int | None]:
+        """Map data-row indices to file line numbers (skipping the header, blank and rejected lines)."""
+        if self.kind not in ("csv", "jsonl") or not rows:
+            return [None] * len(rows)
+        rejected, want, out, row = set(self.rejected_lines), sorted(set(rows)), {}, -1
+        skip_header = self.header and self.kind == "csv"
+        for number, line in self._lines():
+            if skip_header:
+                skip_header = False
+                continue
+            if not line.strip() or line in rejected:
+                continue
+            row += 1
+            if row == want[len(out)]:
+                out[row] = number
+                if len(out) == len(want):
+                    break
+        return [out.get(r) for r in rows]
+
+
+def csv_batches(
+    path: Path, columns: list[str], bad: BadRows, *, names: list[str] | None = None, delimiter: str = ","
+) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+    """Yield (row offset, {column: string array}) blocks of a CSV; ``names`` for a headerless file."""
+
+    def on_invalid(row) -> str:
+        bad.count += 1
+        bad.rejected_lines.append(row.text)
+        return "skip"
+
+    read = pcsv.ReadOptions(block_size=BLOCK_BYTES, column_names=names, encoding="utf8")
+    parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid)
+    try:
+        header = names or _csv_header(path, delimiter)
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise InputFormatError(
+                f"missing column(s) {', '.join(map(repr, missing))}; the file has {', '.join(map(repr, header))}",
+                file=str(path), line=1,
+            )
+        convert = pcsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
+        reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        offset = 0
+        for batch in reader:
+            yield offset, {c: batch.column(c) for c in columns}
+            offset += batch.num_rows
+    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+        raise InputFormatError(f"not a readable CSV file ({_first_line(exc)})", file=str(path)) from None
+
+
+def _csv_header(path: Path, delimiter: str) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        first = handle.readline().rstrip("\r\n")
+    if not first:
+        raise InputFormatError("the file is empty", file=str(path))
+    return [c.strip().strip('"') for c in first.split(delimiter)]
+
+
+def parquet_batches(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+    import pyarrow.parquet as pq
+
+    try:
+        pf = pq.ParquetFile(path)
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputFormatError(f"not a readable Parquet file ({_first_line(exc)})", file=str(path)) from None
+    have = pf.schema_arrow.names
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise InputFormatError(
+            f"missing column(s) {', '.join(map(repr, missing))}; the file has {', '.join(map(repr, have))}",
+            file=str(path),
+        )
+    offset = 0
+    for batch in pf.iter_batches(columns=columns, batch_size=1 << 20):
+        yield offset, {c: batch.column(c) for c in columns}
+        offset += batch.num_rows
+
+
+def jsonl_batches(path: Path, columns: list[str], bad: BadRows) -> Iterator[tuple[int, dict[str, pa.Array]]]:
+    """Yield blocks of a JSON-lines file; a malformed line is counted as a bad row, not fatal."""
+    import pyarrow.json as pjson
+
+    try:
+        table = pjson.read_json(path, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES))
+    except pa.ArrowInvalid:
+        table = _jsonl_slow(path, bad)
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise InputFormatError(
+            f"missing field(s) {', '.join(map(repr, missing))}; the records have "
+            f"{', '.join(map(repr, table.column_names))}", file=str(path),
+        )
+    offset = 0
+    for batch in table.select(columns).to_batches(max_chunksize=1 << 20):
+        yield offset, {c: batch.column(c) for c in columns}
+        offset += batch.num_rows
+
+
+def _jsonl_slow(path: Path, bad: BadRows) -> pa.Table:
+    """Line-by-line fallback that skips lines which are not JSON objects (and remembers them)."""
+    records = []
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            text = line.strip()
+            if not text:
+                continue
+            try:
+                rec = json.loads(text)
+                if not isinstance(rec, dict):
+                    raise ValueError
+            except ValueError:
+                bad.count += 1
+                bad.rejected_lines.append(line.rstrip("\r\n"))
+                continue
+            records.append(rec)
+    if not records:
+        raise InputFormatError("no JSON records found", file=str(path))
+    return pa.Table.from_pylist(records)
+
+
+def _line_key(text: str) -> int:
+    head = text.split(":", 1)[0].split()
+    return int(head[1]) if len(head) == 2 and head[1].isdigit() else 1 << 62
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
