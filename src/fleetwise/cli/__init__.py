@@ -29,10 +29,12 @@ def _register() -> None:
     if _registered:  # main() may run many times in one process (tests)
         return
     _registered = True
-    from fleetwise.cli import catalog, perf, plan
+    from fleetwise.cli import catalog, forecast, perf, plan, traffic
 
     plan.register(app)
     perf.register(app)
+    traffic.register(app)
+    forecast.register(app)
     catalog.register(app)
 
 

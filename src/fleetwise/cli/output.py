@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from fleetwise.errors import ConfigError
+from fleetwise.atomic import check_output_path, write_atomic
+
+__all__ = ["check_output_path", "console", "err_console", "print_json", "split_csv", "write_atomic"]
 
 console = Console()
 err_console = Console(stderr=True)
@@ -30,29 +29,6 @@ def _clean(value: Any) -> Any:
 def print_json(data: Any) -> None:
     """Machine-readable output: one JSON document on stdout (no NaN/Infinity)."""
     print(json.dumps(_clean(data), indent=2))
-
-
-def check_output_path(path: str | Path) -> Path:
-    """Fail before any long work if an output file could not be written."""
-    path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
-    if not directory.is_dir():
-        raise ConfigError("output directory does not exist", file=str(path))
-    return path
-
-
-def write_atomic(path: str | Path, text: str) -> None:
-    """Write a file via a temporary file and rename, so an interrupted run never leaves half a file."""
-    path = check_output_path(path)
-    directory = path.parent
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def split_csv(values: list[str] | None) -> list[str]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.forecast.rolling import AUTO_CANDIDATES, Paths, Roller, origin_grid
+from fleetwise.forecast.rolling import AUTO_CANDIDATES, Paths, Roller
 from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95)
@@ -79,7 +79,7 @@ def eval_origins(n: int, start: int, horizon: int, stride: int, folds: int | Non
         )
     if folds:
         return np.unique(np.linspace(start, last, folds).round().astype(np.int64))
-    return origin_grid(last, stride, first=start)[::1] if False else np.arange(start, last + 1, stride)
+    return np.arange(start, last + 1, stride)
 
 
 def default_stride(horizon: int, steps_per_hour: int) -> int:

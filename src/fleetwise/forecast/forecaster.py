@@ -90,15 +90,24 @@ class QuantileForecaster:
         s = self._series
         n = len(s)
         stride = default_stride(horizon_steps, max(int(round(3600 / s.period_s)), 1))
-        roller = Roller(s.values, s.period_s, s.start_s, s.epoch, n, horizon_steps, np.asarray(qs), stride,
-                        int(round(self.window_days * SECONDS_PER_DAY / s.period_s)))
+        window = int(round(self.window_days * SECONDS_PER_DAY / s.period_s))
+
+        def roller(fit_end: int) -> Roller:
+            return Roller(s.values, s.period_s, s.start_s, s.epoch, fit_end, horizon_steps, np.asarray(qs), stride,
+                          window)
+
         origin = np.array([n])
+        self.chosen = self.name
         if self.name == "auto":
-            paths = roller.auto(origin, self.candidates)
-            names = [c for c in self.candidates if roller.available(c)]
-            self.chosen = names[int(paths.chosen[0])]
-        else:
-            paths = roller.paths(self.name, origin)
-            self.chosen = self.name
+            # Rank methods on forecasts made with parameters fitted before the ranking window, as in a
+            # backtest (in-sample fits would flatter the fitted models); then refit the winner on everything.
+            day = s.steps_per_day
+            ranker = roller(max(n - window, min(n, 7 * day)))
+            names = [c for c in self.candidates if ranker.available(c)]
+            if not names:
+                ranker = roller(n)
+                names = [c for c in self.candidates if ranker.available(c)]
+            self.chosen = names[int(ranker.auto(origin, self.candidates).chosen[0])]
+        paths = roller(n).paths(self.chosen, origin)
         keep = [int(np.flatnonzero(np.isclose(paths.quantiles, q))[0]) for q in qs]
         return Forecast(self.chosen, s.end_s, s.period_s, s.epoch, qs, paths.values[0][keep])

@@ -1,6 +1,6 @@
 """Rolling-origin forecasting: point paths from many origins, calibrated by each model's own past errors,
-and the automatic choice among models. Both backtests and live forecasts run through here, so the live
-forecast is produced exactly the way its backtest figures were measured."""
+and the automatic choice among models. Backtests and live forecasts both run through here, so a live
+forecast is calibrated and chosen the same way its backtest figures were measured."""
 
 from __future__ import annotations
 

@@ -1,0 +1,224 @@
+"""``fleetwise traffic``: summarize, convert and synthesize traffic (traces and rate series)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from fleetwise.cli.output import check_output_path, console, err_console, print_json
+from fleetwise.errors import ConfigError
+from fleetwise.traffic import (
+    FORMATS, RateSeries, RequestTrace, SyntheticSpec, load, rate_multiply, synthetic_series, time_compress,
+    trace_to_series,
+)
+from fleetwise.traffic.columns import TIME_UNITS
+from fleetwise.traffic.durations import parse_duration
+from fleetwise.traffic.lengths import EmpiricalLengths, LengthDist
+from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
+from fleetwise.traffic.synth import DEFAULT_LENGTHS
+from fleetwise.traffic.write import write_series_csv, write_trace_csv
+
+traffic_app = typer.Typer(help="Summarize, convert and synthesize traffic: request traces and rate series.",
+                          no_args_is_help=True)
+
+# Options shared with `fleetwise forecast` (and later `optimize` / `simulate`).
+Fmt = Annotated[str, typer.Option("--format", help=f"File format ({', '.join(FORMATS)}); auto-detected by default.")]
+TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Column with the arrival / period time.")]
+InputCol = Annotated[Optional[str], typer.Option("--input-col", help="Trace column with input (prompt) tokens.")]
+OutputCol = Annotated[Optional[str], typer.Option("--output-col", help="Trace column with output tokens.")]
+ValueCol = Annotated[Optional[str], typer.Option("--value-col", help="Series column with the rate (req/s).")]
+TimeUnit = Annotated[Optional[str], typer.Option(
+    "--time-unit", help="Unit of numeric times: s, ms, us, ns (default s; Mooncake: ms).")]
+MaxBad = Annotated[float, typer.Option(
+    "--max-bad-rows", help="Skip up to this many bad rows (a fraction if < 1) before failing.")]
+Counts = Annotated[bool, typer.Option("--counts", help="Series values are requests per period, not req/s.")]
+NoGaps = Annotated[bool, typer.Option(
+    "--keep-zeros", help="Do not treat runs of zero amid traffic as collection gaps.")]
+
+
+def load_input(path: Path, *, fmt: str = "auto", time_col: str | None = None, input_col: str | None = None,
+               output_col: str | None = None, value_col: str | None = None, time_unit: str | None = None,
+               max_bad_rows: float = DEFAULT_MAX_BAD_ROWS, counts: bool = False, keep_zeros: bool = False,
+               period_s: float | None = None) -> RequestTrace | RateSeries:
+    """Load a trace or series with the CLI's options and print the loader's warnings to stderr."""
+    if time_unit is not None and time_unit not in TIME_UNITS:
+        raise ConfigError(f"--time-unit must be one of {', '.join(TIME_UNITS)} (got '{time_unit}')")
+    obj = load(path, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col, value_col=value_col,
+               time_unit_s=TIME_UNITS[time_unit] if time_unit else None, max_bad_rows=max_bad_rows,
+               values_are_counts=counts or None, detect_gaps=not keep_zeros, period_s=period_s)
+    for line in obj.report.warnings():
+        err_console.print(f"[yellow]fleetwise: warning:[/] {path}: {line}", highlight=False)
+    return obj
+
+
+def _fmt_s(seconds: float) -> str:
+    if seconds >= 86_400:
+        return f"{seconds / 86_400:.1f} d"
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds:.0f} s"
+
+
+def _render_summary(s) -> None:
+    console.print(f"[bold]{s.source}[/]: {s.kind}, {_fmt_s(s.duration_s)}, {s.requests:,.0f} requests, "
+                  f"mean {s.mean_rate_rps:.3g} req/s" + (f", {s.missing_bins} missing bins" if s.missing_bins else ""))
+    t = Table(box=box.SIMPLE_HEAD, title=f"Rate per {_fmt_s(s.rate_bin_s)} bin (req/s) and burstiness")
+    for c in ("mean", "p50", "p95", "max", "peak/mean", "inter-arrival CV"):
+        t.add_column(c, justify="right")
+    cv = f"{s.interarrival_cv:.2f}" if s.interarrival_cv is not None else "-"
+    t.add_row(*(f"{s.rate[k]:.3g}" for k in ("mean", "p50", "p95", "max")), f"{s.peak_to_mean:.2f}", cv)
+    console.print(t)
+    if s.input_tokens:
+        lt = Table(box=box.SIMPLE_HEAD, title="Token lengths")
+        for c in ("", "mean", "p50", "p90", "p95", "p99", "max"):
+            lt.add_column(c, justify="right")
+        for name, d in (("input", s.input_tokens), ("output", s.output_tokens)):
+            lt.add_row(name, *(f"{d[k]:,.0f}" for k in ("mean", "p50", "p90", "p95", "p99", "max")))
+        console.print(lt)
+        console.print(f"Mean throughput demand: {s.tokens_per_s_mean:,.0f} tokens/s (input + output)")
+    p = s.profile
+    if p is not None and len(p.weekday):
+        top = sorted(range(len(p.weekday)), key=lambda k: -p.rate_rps[k, 2])[:5]
+        pt = Table(box=box.SIMPLE_HEAD, title=f"Busiest weekday x {p.bin_s / 60:g}-min cells (by P95 rate; "
+                                               f"{len(p.weekday)} cells, --json for all)")
+        for c in ("weekday", "time", "samples", "P50", "P75", "P95"):
+            pt.add_column(c, justify="right")
+        for k in top:
+            pt.add_row(p.weekday_label(int(p.weekday[k])), f"{int(p.bin_start_s[k] // 3600):02d}:"
+                       f"{int(p.bin_start_s[k] % 3600 // 60):02d}", str(int(p.samples[k])),
+                       *(f"{v:.3g}" for v in p.rate_rps[k]))
+        console.print(pt)
+
+
+def summarize_cmd(
+    file: Annotated[Path, typer.Argument(help="Trace or rate-series file (or a ServeGen client directory).")],
+    bin_: Annotated[Optional[str], typer.Option("--bin", help="Rate bin for traces (default 1min).")] = None,
+    profile_bin: Annotated[str, typer.Option(help="Time-of-day bin of the weekday profile.")] = "5min",
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON (with the full profile).")] = False,
+    plot: Annotated[Optional[Path], typer.Option(help="Write a figure: .png, .svg, .pdf or .html.")] = None,
+    fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
+    value_col: ValueCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
+    counts: Counts = False, keep_zeros: NoGaps = False,
+) -> None:
+    """Rates, burstiness, token lengths and the weekday x time-of-day demand profile of a trace or series."""
+    from fleetwise.traffic.summary import summarize
+
+    if plot:
+        check_output_path(plot)
+    obj = load_input(file, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col,
+                     value_col=value_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
+                     keep_zeros=keep_zeros)
+    summary = summarize(obj, bin_s=parse_duration(bin_, "--bin") if bin_ else None,
+                        profile_bin_s=parse_duration(profile_bin, "--profile-bin"))
+    if plot:
+        from fleetwise.report.figures import save_figure, traffic_figure
+
+        save_figure(traffic_figure(summary), plot, title=f"Traffic summary: {summary.source}")
+    if json_:
+        print_json(summary.to_dict())
+    else:
+        _render_summary(summary)
+        if plot:
+            console.print(f"Figure written to {plot}")
+
+
+def _lengths(path: Path | None) -> EmpiricalLengths | tuple[LengthDist, LengthDist]:
+    """(input, output) pairs resampled from a trace, or the built-in chat lognormals."""
+    if path is None:
+        return DEFAULT_LENGTHS
+    src = load_input(path)
+    if not isinstance(src, RequestTrace):
+        raise ConfigError("--lengths-from must be a request trace", file=str(path))
+    return EmpiricalLengths(src.input_tokens, src.output_tokens)
+
+
+def convert_cmd(
+    file: Annotated[Path, typer.Argument(help="Trace or rate-series file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
+    freq: Annotated[Optional[str], typer.Option(
+        help="Aggregate a trace to a rate series with this bin (e.g. 5min), or resample a series.")] = None,
+    compress: Annotated[float, typer.Option("--time-compress", help="Replay a trace this many times faster.")] = 1.0,
+    multiply: Annotated[float, typer.Option("--rate-multiply", help="Thin or copy requests to scale the rate.")] = 1.0,
+    lengths_from: Annotated[Optional[Path], typer.Option(
+        help="Series -> trace: resample (input, output) pairs from this trace (default: chat lognormals).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
+    value_col: ValueCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
+    counts: Counts = False, keep_zeros: NoGaps = False,
+) -> None:
+    """Trace -> rate series (--freq), series -> sampled trace, or a scaled replay of a trace (CSV out)."""
+    check_output_path(out)
+    obj = load_input(file, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col,
+                     value_col=value_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
+                     keep_zeros=keep_zeros)
+    if isinstance(obj, RequestTrace):
+        trace = rate_multiply(time_compress(obj, compress), multiply, seed=seed)
+        if freq:
+            series = trace_to_series(trace, parse_duration(freq, "--freq"))
+            write_series_csv(series, out)
+            console.print(f"{len(series)} bins of {series.period_s:g} s written to {out}")
+        else:
+            write_trace_csv(trace, out)
+            console.print(f"{len(trace):,} requests written to {out}")
+        return
+    from fleetwise.traffic.convert import series_to_trace
+
+    series = obj.resample(parse_duration(freq, "--freq")) if freq else obj
+    lengths = _lengths(lengths_from)
+    series = series.with_values(series.values * multiply)
+    series = RateSeries(series.start_s, series.period_s / compress, series.values * compress, series.epoch,
+                        series.source) if compress != 1 else series
+    trace = series_to_trace(series, lengths, seed=seed)
+    write_trace_csv(trace, out)
+    console.print(f"{len(trace):,} requests sampled from {len(series)} bins written to {out}")
+
+
+def synth_cmd(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
+    days: Annotated[float, typer.Option(help="Length of the series.")] = 14.0,
+    period: Annotated[str, typer.Option(help="Bin length.")] = "5min",
+    base_rps: Annotated[float, typer.Option(help="Mean weekday rate (req/s).")] = 20.0,
+    daily_amplitude: Annotated[float, typer.Option(help="Daily swing: rate x (1 + a cos(...)).")] = 0.5,
+    peak_hour: Annotated[float, typer.Option(help="Hour of the daily peak.")] = 14.0,
+    weekend_factor: Annotated[float, typer.Option(help="Weekend rate multiplier.")] = 0.7,
+    trend_per_day: Annotated[float, typer.Option(help="Relative growth per day.")] = 0.0,
+    noise_cv: Annotated[float, typer.Option(help="Correlated multiplicative noise (CV).")] = 0.1,
+    bursts_per_day: Annotated[float, typer.Option(help="Mean number of bursts per day.")] = 1.0,
+    burst_multiplier: Annotated[float, typer.Option(help="Rate multiplier during a burst.")] = 2.0,
+    trace: Annotated[bool, typer.Option("--trace", help="Write sampled requests instead of the rate series.")
+                     ] = False,
+    lengths_from: Annotated[Optional[Path], typer.Option(
+        help="With --trace: resample lengths from this trace (default: chat lognormals).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """A seeded synthetic workload (daily/weekly seasonality, trend, noise, bursts) as a series or a trace."""
+    check_output_path(out)
+    spec = SyntheticSpec(days=days, period_s=parse_duration(period, "--period"), base_rps=base_rps,
+                         daily_amplitude=daily_amplitude, peak_hour=peak_hour, weekend_factor=weekend_factor,
+                         trend_per_day=trend_per_day, noise_cv=noise_cv, bursts_per_day=bursts_per_day,
+                         burst_multiplier=burst_multiplier)
+    series = synthetic_series(spec, seed)
+    if not trace:
+        write_series_csv(series, out)
+        console.print(f"{len(series)} bins of {spec.period_s:g} s written to {out}")
+        return
+    from fleetwise.traffic.convert import series_to_trace
+
+    lengths = _lengths(lengths_from)
+    expected = float(math.fsum(series.counts))
+    with err_console.status(f"sampling ~{expected:,.0f} requests..."):
+        sampled = series_to_trace(series, lengths, seed=seed + 1)
+        write_trace_csv(sampled, out)
+    console.print(f"{len(sampled):,} requests written to {out}")
+
+
+def register(app: typer.Typer) -> None:
+    traffic_app.command("summarize")(summarize_cmd)
+    traffic_app.command("convert")(convert_cmd)
+    traffic_app.command("synth")(synth_cmd)
+    app.add_typer(traffic_app, name="traffic")

@@ -1,0 +1,114 @@
+"""Figures for traffic summaries and forecasts (matplotlib, headless), saved as PNG/SVG/PDF or HTML."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+
+from fleetwise.atomic import check_output_path, write_atomic
+from fleetwise.errors import ConfigError
+from fleetwise.report.html import html_page, png_html, table_html
+
+IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _axis_times(starts_s: np.ndarray, epoch: bool):
+    """Matplotlib-friendly x values: datetimes for epoch series, days since start otherwise."""
+    if epoch:
+        return starts_s.astype("datetime64[s]"), "time (UTC)"
+    return starts_s / 86_400.0, "day"
+
+
+def figure_png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
+
+
+def save_figure(fig, path: str | Path, title: str = "fleetwise", tables: list[tuple[str, str]] | None = None
+                ) -> None:
+    """Write ``fig`` atomically: an image by suffix (.png/.svg/.pdf) or a self-contained .html page."""
+    path = check_output_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".html":
+        write_atomic(path, html_page(title, [("", png_html(figure_png(fig), title)), *(tables or [])]))
+        return
+    if suffix not in IMAGE_SUFFIXES:
+        raise ConfigError(f"plot file must end in .png, .svg, .pdf or .html (got '{suffix or path.name}')",
+                          file=str(path))
+    buf = io.BytesIO()
+    fig.savefig(buf, format=suffix[1:], dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    write_atomic(path, buf.getvalue())
+
+
+def traffic_figure(summary):
+    """Rate over time, the weekday x time-of-day P95 heatmap, and token-length histograms (traces)."""
+    plt = _plt()
+    rows = 3 if summary.input_tokens is not None else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 3.2 * rows))
+    s = summary.series
+    x, label = _axis_times(s.starts, s.epoch)
+    axes[0].plot(x, s.values, lw=0.8)
+    axes[0].set(title=f"Request rate per {s.period_s:g} s bin", xlabel=label, ylabel="req/s")
+    p = summary.profile
+    per_day = int(round(86_400 / p.bin_s))
+    grid = np.full((7, per_day), np.nan)
+    grid[p.weekday, (p.bin_start_s // p.bin_s).astype(int)] = p.rate_rps[:, 2]
+    im = axes[1].imshow(grid, aspect="auto", extent=(0, 24, 6.5, -0.5), interpolation="nearest")
+    axes[1].set(title=f"P95 rate by weekday and {p.bin_s / 60:g}-minute bin", xlabel="hour of day",
+                yticks=range(7), yticklabels=[p.weekday_label(d) for d in range(7)])
+    fig.colorbar(im, ax=axes[1], label="req/s")
+    if rows == 3:
+        tr = summary
+        axes[2].hist(_hist_source(tr, "input"), bins=60, alpha=0.6, label="input tokens", log=True)
+        axes[2].hist(_hist_source(tr, "output"), bins=60, alpha=0.6, label="output tokens", log=True)
+        axes[2].set(title="Token lengths", xlabel="tokens", ylabel="requests")
+        axes[2].legend()
+    fig.tight_layout()
+    return fig
+
+
+def _hist_source(summary, which: str) -> np.ndarray:
+    return np.asarray(summary.lengths[which] if summary.lengths else [], dtype=float)
+
+
+def forecast_figure(history, forecast, history_days: float = 3.0):
+    """The last days of history and the forecast median with its quantile bands."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 4))
+    keep = int(round(history_days * 86_400 / history.period_s))
+    h = history.slice(max(len(history) - keep, 0))
+    x, label = _axis_times(h.starts, h.epoch)
+    ax.plot(x, h.values, lw=0.8, color="black", label="history")
+    fx, _ = _axis_times(forecast.starts, forecast.epoch)
+    qs = sorted(forecast.quantiles)
+    if 0.5 in qs:
+        ax.plot(fx, forecast.quantile(0.5), color="C0", label=f"{forecast.method} median")
+    for q in qs:
+        if q > 0.5:
+            ax.fill_between(fx, forecast.quantile(0.5) if 0.5 in qs else 0, forecast.quantile(q), alpha=0.15,
+                            color="C0", label=f"to q{q:g}")
+    ax.set(title="Forecast", xlabel=label, ylabel="req/s")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def score_table(scores) -> str:
+    qs = sorted(scores[0].coverage) if scores else []
+    headers = ["method", "horizon steps", "folds", "WAPE", "MAPE", *[f"cover q{q:g}" for q in qs]]
+    rows = [[s.method, s.horizon_steps, s.folds, s.wape, s.mape, *[s.coverage[q] for q in qs]] for s in scores]
+    return table_html(headers, rows)
