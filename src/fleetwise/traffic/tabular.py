@@ -51,8 +51,10 @@ class BadRows:
         idx = np.flatnonzero(bad)
         if idx.size == 0:
             return
-        for i in idx[: FIRST_BAD_SHOWN - len(self.first)]:
+        # Keep the earliest rows over all fields: a later field's bad cell may come first in the file.
+        for i in idx[:FIRST_BAD_SHOWN]:
             self.first.append((offset + int(i), name, str(raw[int(i)].as_py())))
+        self.first = sorted(self.first)[:FIRST_BAD_SHOWN]
 
     def describe(self) -> tuple[str, ...]:
         """The first bad rows as 'line N: field F: value V', line numbers as a text editor shows them."""
