@@ -29,7 +29,9 @@ def _to_numpy(arr: pa.Array, dtype) -> np.ndarray:
 
 
 def _strings(arr: pa.Array) -> pa.Array:
-    return arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else pc.cast(arr, pa.string())
+    """The cells as trimmed strings (' 12' converts like '12')."""
+    s = arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else pc.cast(arr, pa.string())
+    return pc.utf8_trim_whitespace(s)
 
 
 def parse_count(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
@@ -78,15 +80,14 @@ def parse_time(arr: pa.Array, unit_s: float = 1.0) -> tuple[np.ndarray, np.ndarr
     if n_dates == 0:
         vals, bad = parse_float(s)
         return vals * unit_s, bad, False
-    trimmed = pc.utf8_trim_whitespace(s)
     secs = np.full(len(s), np.nan)
     for mask, tz in ((naive, None), (zoned, "UTC")):
         if not pc.any(mask).as_py():
             continue
         try:
-            ts = pc.cast(_null_unless(trimmed, mask), pa.timestamp("ns", tz=tz))
+            ts = pc.cast(_null_unless(s, mask), pa.timestamp("ns", tz=tz))
         except pa.ArrowInvalid:  # matched the pattern but is not a date (month 13); parse cell by cell
-            ts = pa.array([_one_time(v, tz) for v in _null_unless(trimmed, mask).to_pylist()], pa.timestamp("ns"))
+            ts = pa.array([_one_time(v, tz) for v in _null_unless(s, mask).to_pylist()], pa.timestamp("ns"))
         ns = _to_numpy(pc.cast(ts, pa.int64()), np.float64)
         secs = np.where(_to_numpy(mask, bool), ns * 1e-9, secs)
     return secs, ~np.isfinite(secs), True

@@ -22,14 +22,13 @@ def grid_series(
     """
     if t.size == 0:
         raise InputFormatError("the series has no rows", file=source or None)
-    order = np.argsort(t, kind="stable")
-    t, v = t[order], v[order]
+    report = report or LoadReport()
+    if t.size > 1 and np.any(np.diff(t) < 0):
+        order = np.argsort(t, kind="stable")
+        t, v = t[order], v[order]
+        report = replace(report, sorted_rows=True)
     if period_s is None:
-        steps = np.diff(np.unique(t))
-        if steps.size == 0:
-            raise InputFormatError("a series needs at least two distinct times to infer its period "
-                                   "(or pass --freq)", file=source or None)
-        period_s = float(np.median(steps))
+        period_s = infer_period(t, source)
     idx = np.floor((t - t[0]) / period_s + 1e-6).astype(np.int64)
     n = int(idx[-1]) + 1
     ok = np.isfinite(v)
@@ -38,7 +37,24 @@ def grid_series(
     with np.errstate(invalid="ignore", divide="ignore"):
         values = total / period_s if counts else total / hits
     values[hits == 0] = np.nan
-    return RateSeries(float(t[0]), float(period_s), values, epoch=epoch, source=source, report=report or LoadReport())
+    return RateSeries(float(t[0]), float(period_s), values, epoch=epoch, source=source, report=report)
+
+
+def infer_period(t: np.ndarray, source: str = "") -> float:
+    """The bin length of sorted sample times, robust to missing samples (see below); the most common spacing
+    when no common spacing divides the others."""
+    steps = np.diff(np.unique(t))
+    if steps.size == 0:
+        raise InputFormatError("a series needs at least two distinct times to infer its period "
+                               "(or pass --freq)", file=source or None)
+    values, counts = np.unique(np.round(steps, 6), return_counts=True)
+    # The smallest spacing that is common (>= 10% of gaps) and divides >= 90% of all gaps: with samples
+    # missing, 60 s data may show 120 s gaps more often than 60 s ones.
+    for step in values[(counts >= 0.1 * steps.size) & (values > 0)]:
+        ratio = steps / step
+        if np.mean(np.abs(ratio - np.round(ratio)) < 1e-6 * np.maximum(ratio, 1)) >= 0.9:
+            return float(step)
+    return float(values[np.flatnonzero(counts == counts.max())[0]])
 
 
 def trace_to_series(trace: RequestTrace, period_s: float, start_s: float | None = None) -> RateSeries:

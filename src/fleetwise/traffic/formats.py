@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fleetwise.errors import InputFormatError
-from fleetwise.traffic.tabular import _csv_header, file_kind
+from fleetwise.traffic.tabular import _csv_header, file_kind, open_text
 
 TRACE_FORMATS = ("azure", "burstgpt", "mooncake", "trace")
 SERIES_FORMATS = ("servegen", "series", "prometheus")
@@ -59,7 +59,7 @@ def column_names(path: Path) -> list[str]:
         except Exception as exc:  # noqa: BLE001 - any reader failure means "not Parquet"
             raise InputFormatError(f"not a readable Parquet file ({exc})", file=str(path)) from None
     if kind == "jsonl":
-        with open(path, encoding="utf-8", errors="replace") as handle:
+        with open_text(path) as handle:
             for line in handle:
                 if line.strip():
                     try:
@@ -79,8 +79,11 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def detect(path: Path) -> str:
-    """The format name of a file or directory, or a clear error when it cannot be told."""
+def detect(path: Path, prefer: str | None = None) -> str:
+    """The format name of a file or directory, or a clear error when it cannot be told.
+
+    ``prefer`` ("trace" or "series") is what the user's column options imply; it decides when the columns
+    alone do not."""
     if not path.exists():
         raise InputFormatError("no such file or directory", file=str(path))
     if path.is_dir():
@@ -98,6 +101,8 @@ def detect(path: Path) -> str:
         return "mooncake"
     if kind == "csv" and len(names) == 6 and _is_number(names[0]) and _is_number(names[1]):
         return "servegen"
+    if prefer in ("trace", "series"):
+        return prefer
     if _pick(names, INPUT_ALIASES) and _pick(names, OUTPUT_ALIASES):
         return "trace"
     if _pick(names, VALUE_ALIASES) or (kind == "csv" and len(names) == 2):

@@ -59,7 +59,8 @@ def load_trace(
     Out-of-order rows are sorted.
     """
     path = Path(path)
-    fmt = formats.detect(path) if fmt == "auto" else fmt
+    if fmt == "auto":
+        fmt = formats.detect(path, prefer="trace" if input_col or output_col else None)
     if fmt not in formats.TRACE_FORMATS:
         raise InputFormatError(f"this is a rate series ({fmt}), not a request trace", file=str(path))
     cols = formats.trace_columns(path, fmt, time_col, input_col, output_col, time_unit_s)
@@ -134,28 +135,43 @@ def _with_gaps(series: RateSeries, detect_gaps: bool, min_expected: float) -> Ra
 def load_series(
     path: str | Path, *, fmt: str = "auto", time_col: str | None = None, value_col: str | None = None,
     time_unit_s: float | None = None, period_s: float | None = None, values_are_counts: bool = False,
-    max_bad_rows: float = DEFAULT_MAX_BAD_ROWS, detect_gaps: bool = True,
+    max_bad_rows: float = DEFAULT_MAX_BAD_ROWS, detect_gaps: bool | None = None,
     gap_min_expected: float = DEFAULT_MIN_EXPECTED,
 ) -> RateSeries:
     """Read a rate series: ServeGen client file or directory, ``time,value`` CSV, or Prometheus range JSON.
 
-    Values are requests per second unless ``values_are_counts`` (then requests per bin). Runs of zero
-    amid clear traffic are collection gaps and become NaN (see :mod:`fleetwise.traffic.gaps`).
+    Values are requests per second unless ``values_are_counts`` (then requests per bin). The bin length is
+    inferred from the most common spacing; ``period_s`` coarser than that (a whole multiple) aggregates after
+    gap detection, any other value is taken as the data's own bin length. Runs of zero amid clear traffic are
+    collection gaps and become NaN (see :mod:`fleetwise.traffic.gaps`); by default this is on except for a
+    single ServeGen client file, whose zero windows are real (the client was idle).
     """
     path = Path(path)
-    fmt = formats.detect(path) if fmt == "auto" else fmt
+    if fmt == "auto":
+        fmt = formats.detect(path, prefer="series" if value_col else None)
     if fmt in formats.TRACE_FORMATS:
         raise InputFormatError(f"this is a request trace ({fmt}); aggregate it with a frequency", file=str(path))
     if fmt == "prometheus":
-        series = _prometheus(path, period_s)
+        series = _prometheus(path)
     elif fmt == "servegen":
-        series = _servegen(path, period_s, max_bad_rows)
+        series = _servegen(path, max_bad_rows)
     else:
         cols = formats.series_columns(path, time_col, value_col, time_unit_s)
         t, v, epoch, report = _read_pairs(path, cols, max_bad_rows)
-        series = grid_series(t, v, epoch=epoch, period_s=period_s, counts=values_are_counts,
-                             source=f"series:{path}", report=report)
-    return _with_gaps(series, detect_gaps, gap_min_expected)
+        series = grid_series(t, v, epoch=epoch, counts=values_are_counts, source=f"series:{path}", report=report)
+    if detect_gaps is None:
+        detect_gaps = not (fmt == "servegen" and path.is_file())
+    return _regrid(_with_gaps(series, detect_gaps, gap_min_expected), period_s)
+
+
+def _regrid(series: RateSeries, period_s: float | None) -> RateSeries:
+    if not period_s or abs(period_s - series.period_s) < 1e-9:
+        return series
+    k = period_s / series.period_s
+    if k > 1 and abs(k - round(k)) < 1e-9:
+        return series.resample(period_s)
+    return grid_series(series.starts, series.values, epoch=series.epoch, period_s=period_s,
+                       source=series.source, report=series.report)
 
 
 def _read_pairs(path: Path, cols: formats.Columns, max_bad_rows: float, names: list[str] | None = None):
@@ -177,25 +193,27 @@ def _read_pairs(path: Path, cols: formats.Columns, max_bad_rows: float, names: l
     return np.concatenate(ts), np.concatenate(vs), flags == {True}, report
 
 
-def _servegen(path: Path, period_s: float | None, max_bad_rows: float) -> RateSeries:
+def _servegen(path: Path, max_bad_rows: float) -> RateSeries:
     files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
     if not files:
         raise InputFormatError("no ServeGen client files (*.csv) in the directory", file=str(path))
     cols = formats.Columns(formats.SERVEGEN_COLUMNS[0], value=formats.SERVEGEN_COLUMNS[1])
-    total: dict[float, float] = {}
-    first_report = None
+    ts, vs, rows, bad, first = [], [], 0, 0, []
     for f in files:
         t, v, _, report = _read_pairs(f, cols, max_bad_rows, names=formats.SERVEGEN_COLUMNS)
-        first_report = first_report or report
-        for key, val in zip(t.tolist(), np.nan_to_num(v).tolist(), strict=True):
-            total[key] = total.get(key, 0.0) + val
-    t = np.array(sorted(total))
-    v = np.array([total[k] for k in t.tolist()])
+        ts.append(t)
+        vs.append(np.nan_to_num(v))
+        rows, bad = rows + report.rows, bad + report.bad_rows
+        first.extend(f"{f.name} {d}" if len(files) > 1 else d for d in report.first_bad)
+    # Sum the clients window by window (they share the window grid).
+    keys, inverse = np.unique(np.concatenate(ts), return_inverse=True)
+    total = np.bincount(inverse, weights=np.concatenate(vs), minlength=len(keys))
     name = f"servegen:{path}" + (f" ({len(files)} clients)" if len(files) > 1 else "")
-    return grid_series(t, v, epoch=False, period_s=period_s, source=name, report=first_report or LoadReport())
+    report = LoadReport(rows=rows, bad_rows=bad, first_bad=tuple(first[:3]))
+    return grid_series(keys, total, epoch=False, counts=False, source=name, report=report)
 
 
-def _prometheus(path: Path, period_s: float | None) -> RateSeries:
+def _prometheus(path: Path) -> RateSeries:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except (ValueError, UnicodeDecodeError) as exc:
@@ -231,14 +249,16 @@ def _prometheus(path: Path, period_s: float | None) -> RateSeries:
         np.add.at(total, idx[ok], v[ok])
         seen[idx[ok]] = True
     total[~seen] = np.nan
-    return grid_series(t_all, total, epoch=True, period_s=period_s, source=f"prometheus:{path}",
+    return grid_series(t_all, total, epoch=True, source=f"prometheus:{path}",
                        report=LoadReport(rows=int(sum(len(t) for t in ts))))
 
 
 def load(path: str | Path, *, fmt: str = "auto", **options) -> RequestTrace | RateSeries:
     """A trace or a series, whichever the file holds."""
     path = Path(path)
-    fmt = formats.detect(path) if fmt == "auto" else fmt
+    if fmt == "auto":
+        fmt = formats.detect(path, prefer="trace" if options.get("input_col") or options.get("output_col")
+                             else "series" if options.get("value_col") else None)
     if fmt not in formats.FORMATS:
         raise ConfigError(f"unknown format '{fmt}' (choose from {', '.join(formats.FORMATS)})")
     if fmt in formats.TRACE_FORMATS:
@@ -250,11 +270,10 @@ def load(path: str | Path, *, fmt: str = "auto", **options) -> RequestTrace | Ra
 
 
 def load_as_series(path: str | Path, period_s: float | None = None, **options) -> RateSeries:
-    """A rate series from either kind of file; a trace is binned at ``period_s`` (default 5 minutes)."""
-    obj = load(path, period_s=period_s, **options)
+    """A rate series from either kind of file; a trace is binned at ``period_s`` (default 5 minutes) and a
+    series is aggregated to it (after gap detection on its own bins)."""
+    obj = load(path, **options)
     if isinstance(obj, RequestTrace):
         series = trace_to_series(obj, period_s or 300.0)
-        return _with_gaps(series, options.get("detect_gaps", True) is not False, DEFAULT_MIN_EXPECTED)
-    if period_s and period_s != obj.period_s:
-        return obj.resample(period_s)
-    return obj
+        return _with_gaps(series, options.get("detect_gaps") is not False, DEFAULT_MIN_EXPECTED)
+    return _regrid(obj, period_s)

@@ -84,7 +84,8 @@ class RequestTrace:
 
     def take(self, index: np.ndarray, arrival_s: np.ndarray | None = None) -> RequestTrace:
         """The rows ``index`` (indices or a boolean mask), optionally with new (sorted) arrival times."""
-        index = np.flatnonzero(index) if np.asarray(index).dtype == bool else np.asarray(index)
+        index = np.asarray(index)
+        index = np.flatnonzero(index) if index.dtype == bool else index.astype(np.int64, copy=False)
         offsets, ids = None, None
         if self.prefix_offsets is not None and self.prefix_ids is not None:
             offsets, ids = take_csr(self.prefix_offsets, self.prefix_ids, index)

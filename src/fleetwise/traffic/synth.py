@@ -44,8 +44,19 @@ class SyntheticSpec:
                 raise ConfigError(f"synthetic '{name}' must be positive (got {getattr(self, name)})")
         if not 0 <= self.daily_amplitude < 1:
             raise ConfigError(f"daily_amplitude must be in [0, 1) (got {self.daily_amplitude})")
-        if self.noise_cv < 0 or self.weekend_factor <= 0 or self.burst_multiplier <= 0:
-            raise ConfigError("noise_cv must be >= 0; weekend_factor and burst_multiplier must be > 0")
+        checks = (
+            (self.noise_cv >= 0, "noise_cv must be >= 0"),
+            (self.noise_corr_s > 0, "noise_corr_s must be > 0"),
+            (self.weekend_factor > 0, "weekend_factor must be > 0"),
+            (self.burst_multiplier > 0, "burst_multiplier must be > 0"),
+            (self.bursts_per_day >= 0, "bursts_per_day must be >= 0"),
+            (self.burst_minutes >= 0, "burst_minutes must be >= 0"),
+            (self.trend_per_day > -1, "trend_per_day must be > -1 (a fall of 100%/day or more is not a trend)"),
+            (self.days * SECONDS_PER_DAY >= self.period_s, "the series must span at least one period"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"synthetic spec: {message}")
 
     def expected(self, times_s: np.ndarray) -> np.ndarray:
         """The noise- and burst-free rate at the given times (the 'truth' a forecaster should recover)."""

@@ -6,6 +6,7 @@ row, not the whole load; memory stays bounded by one block plus the output array
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -58,7 +59,8 @@ class BadRows:
 
     def describe(self) -> tuple[str, ...]:
         """The first bad rows as 'line N: field F: value V', line numbers as a text editor shows them."""
-        out = [f"line {ln}: wrong number of fields: {text[:60]!r}" for ln, text in self._rejected_numbers()]
+        what = "not a JSON object" if self.kind == "jsonl" else "wrong number of fields"
+        out = [f"line {ln}: {what}: {text[:60]!r}" for ln, text in self._rejected_numbers()]
         rows = sorted(self.first)
         for (row, name, value), line in zip(rows, self._line_numbers([r for r, _, _ in rows]), strict=True):
             where = f"line {line}" if line else f"row {row + 1}"
@@ -66,7 +68,7 @@ class BadRows:
         return tuple(sorted(out, key=_line_key)[:FIRST_BAD_SHOWN])
 
     def _lines(self) -> Iterator[tuple[int, str]]:
-        with open(self.path, encoding="utf-8", errors="replace") as handle:
+        with open_text(self.path) as handle:
             for number, line in enumerate(handle, 1):
                 yield number, line.rstrip("\r\n")
 
@@ -108,14 +110,18 @@ def csv_batches(
     """Yield (row offset, {column: string array}) blocks of a CSV; ``names`` for a headerless file."""
 
     def on_invalid(row) -> str:
-        bad.count += 1
-        bad.rejected_lines.append(row.text)
+        if row.text.strip():  # a line of only spaces is as blank as an empty one
+            bad.count += 1
+            bad.rejected_lines.append(row.text)
         return "skip"
 
-    read = pcsv.ReadOptions(block_size=BLOCK_BYTES, column_names=names, encoding="utf8")
-    parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid)
     try:
         header = names or _csv_header(path, delimiter)
+        # Read with the cleaned header names (spaces, quotes and a byte-order mark stripped) and skip the
+        # file's own header line, so ' input_tokens' and 'input_tokens' are the same column.
+        read = pcsv.ReadOptions(block_size=BLOCK_BYTES, column_names=header, skip_rows=0 if names else 1,
+                                encoding="utf8")
+        parse = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid)
         missing = [c for c in columns if c not in header]
         if missing:
             raise InputFormatError(
@@ -123,18 +129,28 @@ def csv_batches(
                 file=str(path), line=1,
             )
         convert = pcsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
-        reader = pcsv.open_csv(path, read_options=read, parse_options=parse, convert_options=convert)
+        stream = pa.input_stream(str(path), compression="detect")
+        reader = pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
         offset = 0
         for batch in reader:
             yield offset, {c: batch.column(c) for c in columns}
             offset += batch.num_rows
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+    except (pa.ArrowInvalid, UnicodeDecodeError, OSError, KeyError) as exc:
         raise InputFormatError(f"not a readable CSV file ({_first_line(exc)})", file=str(path)) from None
 
 
+def open_text(path: Path):
+    """A text reader over a possibly compressed (.gz/.bz2/.zst) file; a UTF-8 byte-order mark is dropped."""
+    return io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding="utf-8-sig",
+                            errors="replace")
+
+
 def _csv_header(path: Path, delimiter: str) -> list[str]:
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        first = handle.readline().rstrip("\r\n")
+    try:
+        with open_text(path) as handle:
+            first = handle.readline().rstrip("\r\n")
+    except OSError as exc:
+        raise InputFormatError(f"cannot read the file ({_first_line(exc)})", file=str(path)) from None
     if not first:
         raise InputFormatError("the file is empty", file=str(path))
     return [c.strip().strip('"') for c in first.split(delimiter)]
@@ -165,8 +181,9 @@ def jsonl_batches(path: Path, columns: list[str], bad: BadRows) -> Iterator[tupl
     import pyarrow.json as pjson
 
     try:
-        table = pjson.read_json(path, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES))
-    except pa.ArrowInvalid:
+        stream = pa.input_stream(str(path), compression="detect")
+        table = pjson.read_json(stream, read_options=pjson.ReadOptions(block_size=BLOCK_BYTES))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
         table = _jsonl_slow(path, bad)
     missing = [c for c in columns if c not in table.column_names]
     if missing:
@@ -183,7 +200,7 @@ def jsonl_batches(path: Path, columns: list[str], bad: BadRows) -> Iterator[tupl
 def _jsonl_slow(path: Path, bad: BadRows) -> pa.Table:
     """Line-by-line fallback that skips lines which are not JSON objects (and remembers them)."""
     records = []
-    with open(path, encoding="utf-8", errors="replace") as handle:
+    with open_text(path) as handle:
         for line in handle:
             text = line.strip()
             if not text:
@@ -199,7 +216,24 @@ def _jsonl_slow(path: Path, bad: BadRows) -> pa.Table:
             records.append(rec)
     if not records:
         raise InputFormatError("no JSON records found", file=str(path))
-    return pa.Table.from_pylist(records)
+    try:
+        return pa.Table.from_pylist(records)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        return _mixed_table(records)
+
+
+def _mixed_table(records: list[dict]) -> pa.Table:
+    """Columns whose values mix types become strings, so the cell parsers can flag the odd ones as bad."""
+    keys = list(dict.fromkeys(k for rec in records for k in rec))
+    columns = {}
+    for key in keys:
+        values = [rec.get(key) for rec in records]
+        try:
+            columns[key] = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+            columns[key] = pa.array([None if v is None else json.dumps(v) if isinstance(v, list | dict) else str(v)
+                                     for v in values])
+    return pa.table(columns)
 
 
 def _line_key(text: str) -> int:

@@ -1,0 +1,132 @@
+"""Format detection, file kinds and the column choice for traces and series."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from fleetwise.errors import InputFormatError
+from fleetwise.traffic import FORMATS, detect
+from fleetwise.traffic.formats import series_columns, trace_columns
+from fleetwise.traffic.tabular import file_kind
+
+AZURE = "TIMESTAMP,ContextTokens,GeneratedTokens\n2023-11-16 18:15:46.6805900,374,44\n"
+BURSTGPT = "Timestamp,Model,Request tokens,Response tokens,Total tokens,Log Type\n5,ChatGPT,472,18,490,Conversation log\n"
+MOONCAKE = '{"timestamp": 0, "input_length": 6758, "output_length": 500, "hash_ids": [0, 1, 2]}\n'
+SERVEGEN = "0,1.3316666666666668,8.598383725990791,Weibull,0.3753486140101707,0.3967677807107179\n600,0,0,,0,0\n"
+PROMETHEUS = json.dumps({"status": "success", "data": {"resultType": "matrix", "result": []}})
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "expected"),
+    [
+        ("azure.csv", AZURE, "azure"),
+        ("burst.csv", BURSTGPT, "burstgpt"),
+        ("mooncake.jsonl", MOONCAKE, "mooncake"),
+        ("trace.csv", "arrival_time,prompt_tokens,completion_tokens\n0.5,10,3\n", "trace"),
+        ("trace.jsonl", '{"time": 1.5, "isl": 10, "osl": 3}\n', "trace"),
+        ("mooncake-like.csv", "timestamp,input_length,output_length\n0,1,2\n", "trace"),  # mooncake is JSONL only
+        ("client.csv", SERVEGEN, "servegen"),
+        ("series.csv", "time,value\n0,1.5\n", "series"),
+        ("rps.csv", "ds,qps\n0,1.5\n", "series"),
+        ("two.csv", "when,how_many\n0,1.5\n", "series"),  # any two-column CSV is a series
+        ("rate.csv", "window_start_s,total_rate_rps,active_clients\n0,212.78,43\n", "series"),
+        ("prom.json", PROMETHEUS, "prometheus"),
+    ],
+)
+def test_detect(write, name, content, expected):
+    assert detect(write(name, content)) == expected
+    assert expected in FORMATS
+
+
+def test_detect_parquet_trace(tmp_path):
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"ts": [0.0, 1.0], "input_tokens": [1, 2], "output_tokens": [3, 4]}), path)
+    assert detect(path) == "trace"
+
+
+def test_detect_directory_is_servegen(write):
+    write("clients/chunk-0-trace.csv", SERVEGEN)
+    assert detect(write("clients/chunk-1-trace.csv", SERVEGEN).parent) == "servegen"
+
+
+def test_detect_missing_file(tmp_path):
+    with pytest.raises(InputFormatError, match="no such file") as info:
+        detect(tmp_path / "nope.csv")
+    assert "nope.csv" in str(info.value)
+
+
+def test_detect_unknown_columns_names_them(write):
+    path = write("odd.csv", "a,b,c\n1,2,3\n")
+    with pytest.raises(InputFormatError) as info:
+        detect(path)
+    msg = str(info.value)
+    assert "'a', 'b', 'c'" in msg and "--format" in msg and "odd.csv" in msg and "\n" not in msg
+
+
+def test_detect_empty_file(write):
+    with pytest.raises(InputFormatError, match="empty"):
+        detect(write("empty.csv", ""))
+
+
+def test_detect_jsonl_first_record_not_json(write):
+    with pytest.raises(InputFormatError, match="not JSON") as info:
+        detect(write("bad.jsonl", "hello\n"))
+    assert info.value.line == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [("a.csv", "csv"), ("a.CSV.gz", "csv"), ("a.parquet", "parquet"), ("a.pq", "parquet"),
+     ("a.jsonl", "jsonl"), ("a.ndjson.zst", "jsonl"), ("a.json", "json"), ("a.txt", "csv"), ("noext", "csv")],
+)
+def test_file_kind(name, kind):
+    assert file_kind(Path(name)) == kind
+
+
+def test_trace_columns_presets_and_overrides(write):
+    moon = write("m.jsonl", MOONCAKE)
+    cols = trace_columns(moon, "mooncake", None, None, None, None)
+    assert (cols.time, cols.input, cols.output, cols.prefix, cols.time_unit_s) == (
+        "timestamp", "input_length", "output_length", "hash_ids", 1e-3)
+    cols = trace_columns(moon, "mooncake", None, None, None, 1.0)
+    assert cols.time_unit_s == 1.0
+    generic = write("g.csv", "t_ms,prompt,gen,prefix_ids\n1,2,3,4\n")
+    cols = trace_columns(generic, "trace", "t_ms", "prompt", "gen", 1e-3)
+    assert (cols.time, cols.input, cols.output, cols.prefix, cols.time_unit_s) == (
+        "t_ms", "prompt", "gen", "prefix_ids", 1e-3)
+
+
+def test_azure_preset_has_no_prefix(write):
+    cols = trace_columns(write("a.csv", AZURE), "azure", None, None, None, None)
+    assert cols.prefix is None and cols.time_unit_s == 1.0
+
+
+def test_trace_columns_missing_role_named(write):
+    path = write("g.csv", "time,input_tokens,whatever\n1,2,3\n")
+    with pytest.raises(InputFormatError, match="no output tokens column") as info:
+        trace_columns(path, "trace", None, None, None, None)
+    assert "--output-col" in str(info.value)
+
+
+def test_series_columns(write):
+    cols = series_columns(write("s.csv", "ts,x,rps\n0,9,1\n"), None, None, None)
+    assert (cols.time, cols.value, cols.time_unit_s) == ("ts", "rps", 1.0)
+    cols = series_columns(write("two.csv", "when,how_many\n0,1\n"), None, None, 1e-3)
+    assert (cols.time, cols.value, cols.time_unit_s) == ("when", "how_many", 1e-3)
+    with pytest.raises(InputFormatError, match="--value-col"):
+        series_columns(write("three.csv", "a,b,c\n1,2,3\n"), None, None, None)
+
+
+def test_detect_csv_with_byte_order_mark(write):
+    assert detect(write("excel.csv", "\ufeff" + AZURE)) == "azure"
+
+
+def test_detect_gzipped_csv(write):
+    import gzip
+
+    assert detect(write("azure.csv.gz", gzip.compress(AZURE.encode()))) == "azure"
