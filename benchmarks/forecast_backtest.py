@@ -34,7 +34,7 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 SERIES = DATA / "traces" / "servegen_m-large_rate_10min.csv"
 CLIENTS = DATA / "traces" / "servegen" / "language" / "m-large"
-METHODS = ("persistence", "seasonal-naive", "seasonal-naive-week", "profile", "profile-ar", "ets", "auto")
+METHODS = ("persistence", "seasonal-naive", "seasonal-naive-week", "profile", "profile-ar", "ets", "ensemble", "auto")
 HORIZONS = (("5 min", 300.0), ("1 h", 3600.0), ("1 day", 86_400.0))
 GOAL_HORIZONS = ("1 h", "1 day")
 HISTORY_DAYS = 7.0

@@ -158,8 +158,6 @@ def test_summarize_plot_in_a_missing_directory_fails_before_loading(cli, user_er
                "no/x.png", "directory")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: summarize checks only the plot's directory up front (check_output_path); "
-                   "the suffix is checked in save_figure after loading and summarizing")
 def test_summarize_plot_with_an_unknown_suffix_fails_before_loading(cli, user_error, tmp_path):
     user_error(cli("traffic", "summarize", str(tmp_path / "missing.csv"), "--plot", str(tmp_path / "x.txt")),
                "x.txt", ".png")
@@ -207,10 +205,12 @@ def test_convert_trace_to_series(cli, azure, tmp_path):
     assert "bins of 300 s written" in _flat(res.out)
     series = load_series(out)
     assert series.period_s == 300 and series.epoch
-    expected = trace_to_series(load_trace(azure), 300)
+    expected = trace_to_series(load_trace(azure), 300.0)  # float: see the report on int periods
     assert series.start_s == expected.start_s
     np.testing.assert_allclose(series.values, expected.values, rtol=1e-9)
-    assert np.nansum(series.counts) == pytest.approx(N_REQ, rel=0.02)
+    arrival = _azure_rows()[0]
+    in_second_bin = np.sum((arrival >= 300) & (arrival < 600))  # 18:05-18:10 (T0 is 18:00), a whole bin
+    assert series.values[1] * 300 == pytest.approx(in_second_bin)
 
 
 def test_convert_time_compress_doubles_the_rate(cli, azure, tmp_path):
@@ -269,7 +269,7 @@ def test_synth_trace(cli, tmp_path):
     trace = load_trace(out)
     expected = synthetic_series(SyntheticSpec(days=0.2, base_rps=1.0), seed=0).counts.sum()
     assert abs(len(trace) - expected) < 5 * np.sqrt(expected)
-    assert trace.arrival_s.max() <= 0.2 * 86_400
+    assert trace.arrival_s.max() <= 58 * 300  # 0.2 days rounds to 58 five-minute bins
     assert (trace.input_tokens > 0).all()
 
 

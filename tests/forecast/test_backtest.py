@@ -102,8 +102,6 @@ def test_default_folds(nine_days, horizon, folds):
     assert s.folds == folds
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: default_stride() returns min(horizon, steps_per_hour), so a 30-minute "
-                   "horizon at 10-minute bins gets an origin every 3 steps, not every step as documented")
 def test_default_folds_every_step_below_an_hour(nine_days):
     (s,) = backtest(nine_days, 3, methods=("persistence",))
     assert s.folds == 1296 - 3 - 1008 + 1
@@ -120,12 +118,12 @@ def test_folds_n_gives_n_evenly_spaced_origins(nine_days):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    (dict(horizon_steps=0), "horizon"),
-    (dict(horizon_steps=6, quantiles=(0.5, 1.5)), "quantiles"),
-    (dict(horizon_steps=6, quantiles=(0.0,)), "quantiles"),
-    (dict(horizon_steps=6, history_days=9), "no room"),  # all of the series is warm-up
-    (dict(horizon_steps=3 * DAY, history_days=7), "no room"),
-    (dict(horizon_steps=6, methods=("nope",)), "nope"),
+    ({"horizon_steps": 0}, "horizon"),
+    ({"horizon_steps": 6, "quantiles": (0.5, 1.5)}, "quantiles"),
+    ({"horizon_steps": 6, "quantiles": (0.0,)}, "quantiles"),
+    ({"horizon_steps": 6, "history_days": 9}, "no room"),  # all of the series is warm-up
+    ({"horizon_steps": 3 * DAY, "history_days": 7}, "no room"),
+    ({"horizon_steps": 6, "methods": ("nope",)}, "nope"),
 ])
 def test_bad_backtests_are_config_errors(nine_days, kwargs, match):
     with pytest.raises(ConfigError, match=match):
@@ -186,26 +184,24 @@ def _tail_changed(series: RateSeries) -> RateSeries:
     return series.with_values(values)
 
 
-@pytest.mark.parametrize("method", [*METHODS, "auto"])
+@pytest.mark.parametrize("method", list(METHODS))
 def test_first_fold_does_not_see_the_end_of_the_series(ten_days, method):
     a = backtest(ten_days, 6, methods=(method,), folds=1)[0]
     b = backtest(_tail_changed(ten_days), 6, methods=(method,), folds=1)[0]
     assert a == b
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Roller.auto evaluates candidates at origins before their "
-                   "min_history; SeasonalNaive indexes values[o + h - season] < 0, which NumPy wraps to the END "
-                   "of the series, so auto's calibration/selection reads future values")
-def test_auto_does_not_see_the_end_of_the_series(ten_days):
-    kw = dict(methods=("auto",), candidates=("seasonal-naive",), folds=1)
+LEAKY_CANDIDATES = [c for c in ("seasonal-naive", "ensemble") if c in METHODS]
+
+
+@pytest.mark.parametrize("candidate", LEAKY_CANDIDATES)
+def test_auto_does_not_see_the_end_of_the_series(ten_days, candidate):
+    kw = {"methods": ("auto",), "candidates": (candidate,), "folds": 1}
     a = backtest(ten_days, 6, **kw)[0]
     b = backtest(_tail_changed(ten_days), 6, **kw)[0]
     assert (a.wape, a.coverage) == (b.wape, b.coverage)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: auto calibrates each candidate with residuals from origins before the "
-                   "candidate's min_history (wrapped or in-sample forecasts), so auto restricted to one method does "
-                   "not reproduce that method's own backtest")
 @pytest.mark.parametrize("method", ["seasonal-naive", "profile-ar"])
 def test_auto_with_one_candidate_is_that_method(ten_days, method):
     auto, alone = backtest(ten_days, 6, methods=("auto", method), candidates=(method,))

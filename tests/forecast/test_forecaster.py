@@ -108,7 +108,7 @@ def test_auto_on_a_short_series_falls_back_to_what_is_available():
     assert np.all(fc.quantile(0.5) <= fc.quantile(0.95))
 
 
-def test_noise_free_seasonality_is_forecast(series):
+def test_noise_free_seasonality_is_forecast():
     spec = SyntheticSpec(days=9, period_s=1800, noise_cv=0, bursts_per_day=0)
     s = synthetic_series(spec, seed=0)
     fc = QuantileForecaster().fit(s).predict_quantiles(48)

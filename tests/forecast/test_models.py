@@ -124,7 +124,7 @@ def test_weekly_profile_captures_the_weekend_dip(weekly, name):
 
 
 def test_ets_weekday_effects_capture_the_weekend_dip(weekly):
-    spec, s = weekly
+    _spec, s = weekly
     model = _prepared("ets", s.values, 26 * DAY, s)
     effects = model._effects
     assert np.all(effects[5:] < 0) and np.all(effects[:5] > 0), effects

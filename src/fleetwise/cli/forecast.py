@@ -109,7 +109,9 @@ def forecast_cmd(
         raise ConfigError(f"--folds must be at least 1 (got {folds})")
     qs = _quantiles(quantiles)
     if plot:
-        check_output_path(plot)
+        from fleetwise.report.figures import check_plot_path
+
+        check_plot_path(plot)
     series = _series(series_file, freq, fmt=fmt, time_col=time_col, value_col=value_col, input_col=input_col,
                      output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
                      keep_zeros=keep_zeros)
@@ -121,6 +123,9 @@ def forecast_cmd(
             scores = backtest(series, horizon_steps, methods=names, quantiles=qs, history_days=history_days,
                               folds=folds)
         chosen = next((s for s in scores if s.method == method), None)
+        if chosen is None:
+            raise ConfigError(f"method '{method}' has too little history for a backtest after "
+                              f"{history_days:g} day(s) of warm-up; raise --history-days")
     with err_console.status("forecasting..."):
         fc = QuantileForecaster(method).fit(series).predict_quantiles(horizon_steps, qs)
     if plot:

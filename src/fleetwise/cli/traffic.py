@@ -109,7 +109,9 @@ def summarize_cmd(
     from fleetwise.traffic.summary import summarize
 
     if plot:
-        check_output_path(plot)
+        from fleetwise.report.figures import check_plot_path
+
+        check_plot_path(plot)
     obj = load_input(file, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col,
                      value_col=value_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
                      keep_zeros=keep_zeros)

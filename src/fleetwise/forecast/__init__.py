@@ -1,7 +1,8 @@
 """Forecasting: quantile forecasts of request rate and honest rolling-origin backtests.
 
 Methods: persistence, seasonal-naive (-week), the weekday x time-of-day profile, profile-ar (profile plus
-the decaying latest deviation), ETS (Holt-Winters via statsmodels) and ``auto`` (chosen by backtest).
+the decaying latest deviation), ETS (Holt-Winters via statsmodels), an error-weighted ensemble, and ``auto``
+(chosen on each method's recent calibrated errors).
 """
 
 from fleetwise.forecast.backtest import DEFAULT_QUANTILES, Score, backtest

@@ -84,7 +84,7 @@ def eval_origins(n: int, start: int, horizon: int, stride: int, folds: int | Non
 
 def default_stride(horizon: int, steps_per_hour: int) -> int:
     """One origin per hour for horizons of an hour or more; every step for shorter ones."""
-    return max(1, min(horizon, steps_per_hour))
+    return 1 if horizon < steps_per_hour else steps_per_hour
 
 
 def backtest(

@@ -1,7 +1,7 @@
 """Conformal calibration of forecast quantiles from the model's own past errors.
 
 Residuals are log ratios r = log((y + c) / (f + c)) with c a small floor, so errors scale with the level
-and a level shift does not distort them. For each lead bucket (1, 2, 3-4, 5-8, ... steps ahead) the q-th
+and a level shift does not distort them. For each lead bucket (1, 2-3, 4-7, 8-15, ... steps ahead) the q-th
 quantile of the residuals seen in a trailing window becomes a multiplicative offset: f_q = (f + c) e^{r_q} - c.
 Only residuals whose actual value is already known at the origin are used, so backtests stay honest.
 """

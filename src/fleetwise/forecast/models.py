@@ -228,6 +228,55 @@ class ETS:
         return np.expm1(log_f)
 
 
+class Ensemble:
+    """A weighted geometric mean of several methods' forecasts. Each member's weight, per lead bucket, is
+    1 / (its mean absolute log error)^2 over forecasts made within the fitting history, so a member that is
+    poor at some lead (seasonal-naive an hour ahead) barely counts there. Combinations beat picking a single
+    method on erratic series because the members' errors partly cancel."""
+
+    name = "ensemble"
+    MEMBERS = ("persistence", "seasonal-naive", "profile-ar", "ets")
+
+    def __init__(self) -> None:
+        self._members = [METHODS[m]() for m in self.MEMBERS]
+        self._weights: dict[int, np.ndarray] = {}
+
+    def min_history(self, steps_per_day: int) -> int:
+        return max(m.min_history(steps_per_day) for m in self._members)
+
+    def prepare(self, values, fit_end, period_s, start_s, epoch) -> None:
+        for m in self._members:
+            m.prepare(values, fit_end, period_s, start_s, epoch)
+        self._values, self._fit_end = values, fit_end
+        self._first = self.min_history(max(int(round(SECONDS_PER_DAY / period_s)), 1))
+        self._hour = max(int(round(3600 / period_s)), 1)
+        self._weights = {}
+
+    def _member_weights(self, horizon: int) -> np.ndarray:
+        """(members, horizon) weights summing to 1 over members at every lead."""
+        if horizon in self._weights:
+            return self._weights[horizon]
+        origins = np.arange(self._first, self._fit_end - horizon + 1, 1 if horizon < self._hour else self._hour)
+        weights = np.ones((len(self._members), horizon))
+        if origins.size:
+            target = origins[:, None] + np.arange(horizon)[None, :]
+            actual = np.log1p(self._values[target])
+            bucket = np.floor(np.log2(np.arange(1, horizon + 1))).astype(np.int64)
+            for i, m in enumerate(self._members):
+                err = np.abs(np.log1p(np.maximum(m.paths(origins, horizon), 0.0)) - actual)
+                per_lead = np.nanmean(err, axis=0)
+                for b in np.unique(bucket):
+                    weights[i, bucket == b] = 1.0 / max(float(np.nanmean(per_lead[bucket == b])), 1e-6) ** 2
+            weights = np.where(np.isfinite(weights), weights, 0.0)
+        weights /= np.maximum(weights.sum(axis=0, keepdims=True), 1e-300)
+        self._weights[horizon] = weights
+        return weights
+
+    def paths(self, origins: np.ndarray, horizon: int) -> np.ndarray:
+        logs = np.stack([np.log1p(np.maximum(m.paths(origins, horizon), 0.0)) for m in self._members])
+        return np.expm1(np.einsum("mh,moh->oh", self._member_weights(horizon), logs))
+
+
 METHODS = {
     "persistence": Persistence,
     "seasonal-naive": SeasonalNaive,
@@ -235,4 +284,5 @@ METHODS = {
     "profile": Profile,
     "profile-ar": ProfileAR,
     "ets": ETS,
+    "ensemble": Ensemble,
 }

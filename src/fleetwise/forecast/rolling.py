@@ -14,7 +14,7 @@ from fleetwise.forecast.models import METHODS, PointModel
 
 SELECTION_MARGIN = 0.03
 SELECTION_WINDOWS = 4  # methods are ranked over 4 calibration windows: ranking needs more data than scaling
-AUTO_CANDIDATES = ("persistence", "seasonal-naive", "profile", "profile-ar", "ets")
+AUTO_CANDIDATES = ("persistence", "seasonal-naive", "profile", "profile-ar", "ets", "ensemble")
 
 
 @dataclass
@@ -67,7 +67,12 @@ class Roller:
         pool = origin_grid(int(origins.min()) - self.stride, self.stride, first=max(first, 1))
         pool = pool[pool >= int(origins.min()) - self.window - self.horizon]
         pool_point = model.paths(pool, self.horizon) if pool.size else np.empty((0, self.horizon))
-        point = model.paths(origins, self.horizon)
+        # Origins before the method has enough history get no forecast (indexing back from them would wrap
+        # around to the end of the series).
+        point = np.full((len(origins), self.horizon), np.nan)
+        ready = origins >= first
+        if ready.any():
+            point[ready] = model.paths(origins[ready], self.horizon)
         all_origins = np.concatenate([pool, origins])
         all_point = np.concatenate([pool_point, point])
         resid = self._residuals(all_origins, all_point)
@@ -75,6 +80,8 @@ class Roller:
         leads = np.arange(1, self.horizon + 1)
         target = all_origins[:, None] + leads[None, :] - 1
         for k, o in enumerate(origins):
+            if not ready[k]:
+                continue
             known = (target < o) & (all_origins[:, None] >= o - self.window)
             offsets = offsets_from_residuals(
                 resid[known], np.broadcast_to(leads, resid.shape)[known], self.horizon, self.quantiles
@@ -89,8 +96,8 @@ class Roller:
         return log_ratio(actual, point, self.floor)
 
     def auto(self, origins: np.ndarray, candidates: tuple[str, ...] = AUTO_CANDIDATES) -> Paths:
-        """At each origin, the simplest candidate whose calibrated median's WAPE over the trailing window is
-        within 3% of the best (only forecasts whose actuals were known at that origin count)."""
+        """At each origin, the candidate chosen by :func:`_choose` from the WAPE of each calibrated median over
+        the trailing window (only forecasts whose actuals were known at that origin count)."""
         names = [c for c in candidates if self.available(c)]
         if not names:
             raise ConfigError("too little history for any forecast method")
@@ -110,18 +117,24 @@ class Roller:
         for k, o in enumerate(origins):
             known = (target < o) & (everything[:, None] >= o - sel_window) & np.isfinite(actual)
             scores = [_wape(err[known], actual[known]) for err in errors]
-            best = _simplest_near_best(scores, SELECTION_MARGIN) if np.any(np.isfinite(scores)) else names.index(
-                _default(names))
+            best = _choose(scores, names, SELECTION_MARGIN)
             chosen[k] = best
             out[k] = runs[best].values[offset + k]
         return Paths("auto", origins, self.quantiles, out, chosen=chosen)
 
 
-def _simplest_near_best(scores: list[float], margin: float) -> int:
-    """The first (simplest) candidate within ``margin`` of the best score: near-ties between methods are
-    selection noise, and switching on noise costs accuracy."""
-    best = np.nanmin(scores)
-    return next(i for i, s in enumerate(scores) if np.isfinite(s) and s <= best * (1 + margin))
+def _choose(scores: list[float], names: list[str], margin: float) -> int:
+    """The combination (``ensemble``) unless a single method beat it by more than ``margin`` over the window;
+    without it, the first (simplest) candidate within ``margin`` of the best. Near-ties are selection noise,
+    and switching on noise costs accuracy; combinations are the robust default."""
+    finite = [i for i, s in enumerate(scores) if np.isfinite(s)]
+    if not finite:
+        return names.index("ensemble") if "ensemble" in names else names.index(_default(names))
+    best = min(finite, key=lambda i: scores[i])
+    if "ensemble" in names and np.isfinite(scores[names.index("ensemble")]):
+        ens = names.index("ensemble")
+        return best if scores[best] < scores[ens] * (1 - margin) else ens
+    return next(i for i in finite if scores[i] <= scores[best] * (1 + margin))
 
 
 def _default(names: list[str]) -> str:

@@ -37,17 +37,23 @@ def figure_png(fig) -> bytes:
     return buf.getvalue()
 
 
+def check_plot_path(path: str | Path) -> Path:
+    """Fail before any work if a figure could not be written there (directory or suffix)."""
+    path = check_output_path(path)
+    if path.suffix.lower() not in (*IMAGE_SUFFIXES, ".html"):
+        raise ConfigError(f"plot file must end in .png, .svg, .pdf or .html (got '{path.suffix or path.name}')",
+                          file=str(path))
+    return path
+
+
 def save_figure(fig, path: str | Path, title: str = "fleetwise", tables: list[tuple[str, str]] | None = None
                 ) -> None:
     """Write ``fig`` atomically: an image by suffix (.png/.svg/.pdf) or a self-contained .html page."""
-    path = check_output_path(path)
+    path = check_plot_path(path)
     suffix = path.suffix.lower()
     if suffix == ".html":
         write_atomic(path, html_page(title, [("", png_html(figure_png(fig), title)), *(tables or [])]))
         return
-    if suffix not in IMAGE_SUFFIXES:
-        raise ConfigError(f"plot file must end in .png, .svg, .pdf or .html (got '{suffix or path.name}')",
-                          file=str(path))
     buf = io.BytesIO()
     fig.savefig(buf, format=suffix[1:], dpi=110, bbox_inches="tight")
     _plt().close(fig)

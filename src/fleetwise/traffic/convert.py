@@ -69,7 +69,7 @@ def trace_to_series(trace: RequestTrace, period_s: float, start_s: float | None 
     idx = idx[idx >= 0]
     n = int(idx.max()) + 1 if idx.size else 1
     counts = np.bincount(idx, minlength=n).astype(np.float64)
-    covered = np.full(n, period_s)
+    covered = np.full(n, float(period_s))
     covered[0] = min(period_s, t0 + period_s - max(trace.start_s, t0))
     end = t0 + (n - 1) * period_s
     covered[-1] = min(covered[-1], max(trace.arrival_s[-1] - end, 0.0)) if n > 1 else covered[-1]
