@@ -5,7 +5,13 @@ import math
 import pytest
 
 from fleetwise.catalog import load_catalog
-from fleetwise.cost import HOURS_PER_MONTH, replica_usd_per_hour, replicas_per_instance, serving_cost, usd_per_million
+from fleetwise.cost import (
+    HOURS_PER_MONTH,
+    replica_usd_per_hour,
+    replicas_per_instance,
+    serving_cost,
+    usd_per_million,
+)
 from fleetwise.errors import ConfigError, InfeasibleError
 
 

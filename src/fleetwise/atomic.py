@@ -36,7 +36,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
-class atomic_path:  # noqa: N801 - used as a context manager like open()
+class atomic_path:
     """``with atomic_path(p) as tmp: writer(tmp)`` — the file appears at ``p`` only if the block succeeds."""
 
     def __init__(self, path: str | Path) -> None:

@@ -7,25 +7,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import PNG_MAGIC, as_json, flat
 
 from fleetwise.forecast import AUTO_CANDIDATES, METHODS
 from fleetwise.traffic import SyntheticSpec, synthetic_series, synthetic_trace
 from fleetwise.traffic.write import write_series_csv, write_trace_csv
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 DAYS = 9
 N_BINS = DAYS * 144  # 10-minute bins
 BACKTEST_KEYS = {"wape", "mape", "pinball", "coverage", "under_provision", "folds"}
 
 
-def _json(res) -> dict:
-    assert res.code == 0, res.err
-    assert "Traceback" not in res.err
-    return json.loads(res.out)
-
-
-def _flat(text: str) -> str:
-    return " ".join(text.split())
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +41,8 @@ def _check_forecast(rows: list[dict], n: int, quantiles=("0.5", "0.9", "0.95")) 
         assert all(v >= 0 for v in levels) and levels == sorted(levels)
 
 
-def test_forecast_json(cli, files):
-    d = _json(cli("forecast", str(files["series"]), "--horizon", "1h", "--json"))
+def test_forecastas_json(cli, files):
+    d = as_json(cli("forecast", str(files["series"]), "--horizon", "1h", "--json"))
     assert d["requested_method"] == "auto" and d["method"] in AUTO_CANDIDATES
     assert d["period_s"] == 600 and d["horizon_steps"] == 6
     assert d["quantiles"] == [0.5, 0.9, 0.95]
@@ -60,13 +52,13 @@ def test_forecast_json(cli, files):
 
 
 def test_forecast_horizon_rounds_up_to_whole_bins(cli, files):
-    d = _json(cli("forecast", str(files["series"]), "--horizon", "25min", "--method", "persistence", "--json"))
+    d = as_json(cli("forecast", str(files["series"]), "--horizon", "25min", "--method", "persistence", "--json"))
     assert d["horizon_steps"] == 3
     _check_forecast(d["forecast"], 3)
 
 
-def test_forecast_backtest_json(cli, files):
-    d = _json(cli("forecast", str(files["series"]), "--horizon", "1h", "--backtest", "--json"))
+def test_forecast_backtestas_json(cli, files):
+    d = as_json(cli("forecast", str(files["series"]), "--horizon", "1h", "--backtest", "--json"))
     bt = d["backtest"]
     assert set(bt) == BACKTEST_KEYS
     assert bt["folds"] == (N_BINS - 6 - 7 * 144) // 6 + 1  # one origin per hour after a 7-day warm-up
@@ -83,27 +75,27 @@ def test_forecast_backtest_json(cli, files):
 
 
 def test_forecast_backtest_folds(cli, files):
-    d = _json(cli("forecast", str(files["series"]), "--horizon", "1h", "--method", "profile", "--backtest",
+    d = as_json(cli("forecast", str(files["series"]), "--horizon", "1h", "--method", "profile", "--backtest",
                   "--folds", "5", "--json"))
     assert d["backtest"]["folds"] == 5
     assert [s["method"] for s in d["backtest_all"]] == ["profile"]
 
 
 def test_forecast_method_ets(cli, files):
-    d = _json(cli("forecast", str(files["series"]), "--horizon", "1h", "--method", "ets", "--json"))
+    d = as_json(cli("forecast", str(files["series"]), "--horizon", "1h", "--method", "ets", "--json"))
     assert d["method"] == d["requested_method"] == "ets"
     _check_forecast(d["forecast"], 6)
 
 
 def test_forecast_quantiles(cli, files):
-    d = _json(cli("forecast", str(files["series"]), "--horizon", "30min", "--method", "profile",
+    d = as_json(cli("forecast", str(files["series"]), "--horizon", "30min", "--method", "profile",
                   "--quantiles", "0.8,0.5", "--json"))
     assert d["quantiles"] == [0.5, 0.8]
     _check_forecast(d["forecast"], 3, ("0.5", "0.8"))
 
 
 def test_forecast_a_request_trace(cli, files):
-    d = _json(cli("forecast", str(files["trace"]), "--freq", "5min", "--horizon", "1h", "--json"))
+    d = as_json(cli("forecast", str(files["trace"]), "--freq", "5min", "--horizon", "1h", "--json"))
     assert d["period_s"] == 300 and d["horizon_steps"] == 12
     _check_forecast(d["forecast"], 12)
     median = np.array([r["q0.5"] for r in d["forecast"]])
@@ -115,7 +107,7 @@ def test_forecast_text_and_plot(cli, files, tmp_path):
     res = cli("forecast", str(files["series"]), "--horizon", "1h", "--method", "profile-ar", "--backtest",
               "--folds", "4", "--plot", str(plot))
     assert res.code == 0, res.err
-    out = _flat(res.out)
+    out = flat(res.out)
     assert "method profile-ar" in out and "Rolling-origin backtest" in out and "Forecast (req/s)" in out
     assert "day 9 00:00" in out
     assert "Figure written to" in out
@@ -131,15 +123,15 @@ def test_forecast_html_plot(cli, files, tmp_path):
 
 def test_forecast_builtin_synthetic_workload(cli):
     res = cli("forecast", "--horizon", "1h", "--json")
-    d = _json(res)
-    assert "built-in synthetic" in _flat(res.err)
+    d = as_json(res)
+    assert "built-in synthetic" in flat(res.err)
     assert d["period_s"] == 300 and d["horizon_steps"] == 12
     _check_forecast(d["forecast"], 12)
     assert d["forecast"][0]["time"] == 14 * 86_400  # the 14-day default workload ends there
 
 
 def test_forecast_console_script(script, files):
-    d = _json(script("forecast", str(files["series"]), "--horizon", "1h", "--method", "seasonal-naive", "--json"))
+    d = as_json(script("forecast", str(files["series"]), "--horizon", "1h", "--method", "seasonal-naive", "--json"))
     assert d["method"] == "seasonal-naive"
     _check_forecast(d["forecast"], 6)
 

@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import PNG_MAGIC, as_json, flat
 
 from fleetwise.traffic import load_series, load_trace, trace_to_series
 from fleetwise.traffic.synth import SyntheticSpec, synthetic_series
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 T0 = dt.datetime(2023, 11, 16, 18, 0, 0)  # a Thursday
 N_REQ = 300
 
 
-def _json(res) -> dict:
-    assert res.code == 0, res.err
-    assert "Traceback" not in res.err
-    return json.loads(res.out)
-
-
-def _flat(text: str) -> str:
-    """Rich may wrap long lines: compare with whitespace collapsed."""
-    return " ".join(text.split())
 
 
 def _azure_rows(n: int = N_REQ, seed: int = 0):
@@ -70,14 +60,14 @@ def hourly(tmp_path) -> Path:
 def test_summarize_trace_text(cli, azure):
     res = cli("traffic", "summarize", str(azure))
     assert res.code == 0, res.err
-    out = _flat(res.out)
+    out = flat(res.out)
     assert "azure" in out and "300 requests" in out
     assert "Token lengths" in out and "inter-arrival CV" in out and "Busiest weekday" in out
 
 
-def test_summarize_trace_json(cli, azure):
+def test_summarize_traceas_json(cli, azure):
     arrival, inp, out, _ = _azure_rows()
-    d = _json(cli("traffic", "summarize", str(azure), "--json"))
+    d = as_json(cli("traffic", "summarize", str(azure), "--json"))
     assert d["kind"] == "trace"
     assert d["requests"] == N_REQ
     duration = arrival[-1] - arrival[0]
@@ -104,8 +94,8 @@ def test_summarize_trace_json(cli, azure):
         assert row["rate_p50"] <= row["rate_p75"] <= row["rate_p95"]
 
 
-def test_summarize_series_json(cli, hourly):
-    d = _json(cli("traffic", "summarize", str(hourly), "--json"))
+def test_summarize_seriesas_json(cli, hourly):
+    d = as_json(cli("traffic", "summarize", str(hourly), "--json"))
     v = SERIES_VALUES
     assert d["kind"] == "series"
     assert d["rate_bin_s"] == 3600 and d["duration_s"] == 48 * 3600
@@ -134,7 +124,7 @@ def test_summarize_plot(cli, azure, tmp_path, suffix):
     plot = tmp_path / f"x{suffix}"
     res = cli("traffic", "summarize", str(azure), "--plot", str(plot))
     assert res.code == 0, res.err
-    assert "Figure written to" in _flat(res.out)
+    assert "Figure written to" in flat(res.out)
     data = plot.read_bytes()
     if suffix == ".png":
         assert data.startswith(PNG_MAGIC)
@@ -167,9 +157,9 @@ def test_summarize_warns_about_a_few_bad_rows(cli, tmp_path):
     good = write_azure(tmp_path / "good.csv").read_text().splitlines()
     path = write_azure(tmp_path / "onebad.csv", {6: good[5].rsplit(",", 2)[0] + ",-3,10"})
     res = cli("traffic", "summarize", str(path), "--json")
-    d = _json(res)
+    d = as_json(res)
     assert d["requests"] == N_REQ - 1
-    err = _flat(res.err)
+    err = flat(res.err)
     assert "warning" in err and "onebad.csv" in err
     assert "skipped 1 bad row(s) of 300" in err and "line 6" in err and "ContextTokens" in err
     assert any("skipped 1 bad row" in w for w in d["warnings"])
@@ -191,7 +181,7 @@ def test_summarize_missing_file(cli, user_error, tmp_path):
 
 def test_summarize_console_script(script, azure):
     res = script("traffic", "summarize", str(azure), "--json")
-    d = _json(res)
+    d = as_json(res)
     assert d["requests"] == N_REQ and d["kind"] == "trace"
 
 
@@ -202,7 +192,7 @@ def test_convert_trace_to_series(cli, azure, tmp_path):
     out = tmp_path / "series.csv"
     res = cli("traffic", "convert", str(azure), "-o", str(out), "--freq", "5min")
     assert res.code == 0, res.err
-    assert "bins of 300 s written" in _flat(res.out)
+    assert "bins of 300 s written" in flat(res.out)
     series = load_series(out)
     assert series.period_s == 300 and series.epoch
     expected = trace_to_series(load_trace(azure), 300.0)  # float: see the report on int periods
@@ -255,7 +245,7 @@ def test_synth_series(cli, tmp_path):
     out = tmp_path / "s.csv"
     res = cli("traffic", "synth", "-o", str(out), "--days", "2")
     assert res.code == 0, res.err
-    assert "576 bins of 300 s" in _flat(res.out)
+    assert "576 bins of 300 s" in flat(res.out)
     series = load_series(out)
     assert len(series) == 576 and series.period_s == 300 and not series.epoch
     expected = synthetic_series(SyntheticSpec(days=2), seed=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
+
 from fleetwise.catalog import Catalog, load_catalog
 from fleetwise.perf.profile import EngineProfile
 from fleetwise.perf.replica import Replica, build_replica

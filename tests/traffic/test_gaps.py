@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from fleetwise.traffic import RequestTrace, trace_to_series
 from fleetwise.traffic.gaps import DEFAULT_MIN_EXPECTED, find_gaps, mask_gaps, zero_runs

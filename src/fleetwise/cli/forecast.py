@@ -10,9 +10,18 @@ import typer
 from rich import box
 from rich.table import Table
 
-from fleetwise.cli.output import check_output_path, console, err_console, print_json, split_csv
+from fleetwise.cli.output import console, err_console, print_json, split_csv
 from fleetwise.cli.traffic import (
-    Counts, Fmt, InputCol, MaxBad, NoGaps, OutputCol, TimeCol, TimeUnit, ValueCol, load_input,
+    Counts,
+    Fmt,
+    InputCol,
+    MaxBad,
+    NoGaps,
+    OutputCol,
+    TimeCol,
+    TimeUnit,
+    ValueCol,
+    load_input,
 )
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import METHODS, QuantileForecaster, backtest

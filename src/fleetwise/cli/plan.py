@@ -13,7 +13,15 @@ from rich.table import Table
 
 from fleetwise.cli.output import check_output_path, console, err_console, print_json, split_csv, write_atomic
 from fleetwise.errors import ConfigError
-from fleetwise.plan.search import DEFAULT_BATCH_CAPS, DEFAULT_TPS, SLO, Candidate, PlanRequest, PlanResult, plan
+from fleetwise.plan.search import (
+    DEFAULT_BATCH_CAPS,
+    DEFAULT_TPS,
+    SLO,
+    Candidate,
+    PlanRequest,
+    PlanResult,
+    plan,
+)
 from fleetwise.plan.workload import BUILTIN, LengthDist, get_workload
 
 VIEWS = ("ranking", "batch", "precision", "gpu")

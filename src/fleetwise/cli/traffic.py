@@ -13,7 +13,14 @@ from rich.table import Table
 from fleetwise.cli.output import check_output_path, console, err_console, print_json
 from fleetwise.errors import ConfigError
 from fleetwise.traffic import (
-    FORMATS, RateSeries, RequestTrace, SyntheticSpec, load, rate_multiply, synthetic_series, time_compress,
+    FORMATS,
+    RateSeries,
+    RequestTrace,
+    SyntheticSpec,
+    load,
+    rate_multiply,
+    synthetic_series,
+    time_compress,
     trace_to_series,
 )
 from fleetwise.traffic.columns import TIME_UNITS

@@ -33,7 +33,7 @@ class Score:
         return {q: 1 - c for q, c in self.coverage.items()}
 
     def to_dict(self) -> dict:
-        key = lambda q: f"{q:g}"  # noqa: E731
+        key = lambda q: f"{q:g}"
         return {
             "method": self.method, "horizon_steps": self.horizon_steps, "folds": self.folds, "wape": self.wape,
             "mape": self.mape, "pinball": {key(q): v for q, v in self.pinball.items()},

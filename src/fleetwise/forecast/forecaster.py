@@ -10,7 +10,12 @@ from typing import Protocol
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.forecast.backtest import DEFAULT_QUANTILES, DEFAULT_WINDOW_DAYS, _check_quantiles, default_stride
+from fleetwise.forecast.backtest import (
+    DEFAULT_QUANTILES,
+    DEFAULT_WINDOW_DAYS,
+    _check_quantiles,
+    default_stride,
+)
 from fleetwise.forecast.rolling import AUTO_CANDIDATES, Roller
 from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
 

@@ -56,7 +56,7 @@ def column_names(path: Path) -> list[str]:
 
         try:
             return pq.ParquetFile(path).schema_arrow.names
-        except Exception as exc:  # noqa: BLE001 - any reader failure means "not Parquet"
+        except Exception as exc:
             raise InputFormatError(f"not a readable Parquet file ({exc})", file=str(path)) from None
     if kind == "jsonl":
         with open_text(path) as handle:
