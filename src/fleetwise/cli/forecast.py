@@ -65,7 +65,7 @@ def _time_label(value, epoch: bool) -> str:
 def _render(series: RateSeries, fc, scores, chosen_score, horizon_steps: int) -> None:
     known = int(sum(1 for v in series.values if math.isfinite(v)))
     console.print(f"[bold]{series.source or 'series'}[/]: {len(series)} bins of {series.period_s:g} s "
-                  f"({len(series) * series.period_s / 86_400:.1f} days, {len(series) - known} missing); "
+                  f"({_fmt_s(len(series) * series.period_s)}, {len(series) - known} missing); "
                   f"method [bold]{fc.method}[/]; horizon {horizon_steps} bins")
     if scores:
         t = Table(box=box.SIMPLE_HEAD, title=f"Rolling-origin backtest, {horizon_steps} bins ahead "
