@@ -21,6 +21,7 @@ from fleetwise.cli.traffic import (
     TimeCol,
     TimeUnit,
     ValueCol,
+    fmt_duration,
     load_input,
 )
 from fleetwise.errors import ConfigError
@@ -65,7 +66,7 @@ def _time_label(value, epoch: bool) -> str:
 def _render(series: RateSeries, fc, scores, chosen_score, horizon_steps: int) -> None:
     known = int(sum(1 for v in series.values if math.isfinite(v)))
     console.print(f"[bold]{series.source or 'series'}[/]: {len(series)} bins of {series.period_s:g} s "
-                  f"({_fmt_s(len(series) * series.period_s)}, {len(series) - known} missing); "
+                  f"({fmt_duration(len(series) * series.period_s)}, {len(series) - known} missing); "
                   f"method [bold]{fc.method}[/]; horizon {horizon_steps} bins")
     if scores:
         t = Table(box=box.SIMPLE_HEAD, title=f"Rolling-origin backtest, {horizon_steps} bins ahead "

@@ -63,7 +63,7 @@ def load_input(path: Path, *, fmt: str = "auto", time_col: str | None = None, in
     return obj
 
 
-def _fmt_s(seconds: float) -> str:
+def fmt_duration(seconds: float) -> str:
     if seconds >= 86_400:
         return f"{seconds / 86_400:.1f} d"
     if seconds >= 3600:
@@ -72,9 +72,9 @@ def _fmt_s(seconds: float) -> str:
 
 
 def _render_summary(s) -> None:
-    console.print(f"[bold]{s.source}[/]: {s.kind}, {_fmt_s(s.duration_s)}, {s.requests:,.0f} requests, "
+    console.print(f"[bold]{s.source}[/]: {s.kind}, {fmt_duration(s.duration_s)}, {s.requests:,.0f} requests, "
                   f"mean {s.mean_rate_rps:.3g} req/s" + (f", {s.missing_bins} missing bins" if s.missing_bins else ""))
-    t = Table(box=box.SIMPLE_HEAD, title=f"Rate per {_fmt_s(s.rate_bin_s)} bin (req/s) and burstiness")
+    t = Table(box=box.SIMPLE_HEAD, title=f"Rate per {fmt_duration(s.rate_bin_s)} bin (req/s) and burstiness")
     for c in ("mean", "p50", "p95", "max", "peak/mean", "inter-arrival CV"):
         t.add_column(c, justify="right")
     cv = f"{s.interarrival_cv:.2f}" if s.interarrival_cv is not None else "-"
