@@ -1,0 +1,111 @@
+"""Train on history, operate on what followed: fleetwise (forecast quantile + MILP + rolling) against the
+baselines and the hindsight optimum, all scored by :func:`fleetwise.allocate.evaluate.evaluate`."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleetwise.allocate.baselines import (
+    all_on_demand_peak, all_reserved_peak, percentile_heuristic, reactive_on_demand,
+)
+from fleetwise.allocate.evaluate import Evaluation, Schedule, evaluate, spot_uniforms
+from fleetwise.allocate.model import Allocation, Policy, plan_allocation
+from fleetwise.allocate.offers import CapacityOffer
+from fleetwise.allocate.rolling import Action, RollingConfig, operate
+from fleetwise.errors import ConfigError
+from fleetwise.forecast import QuantileForecaster
+from fleetwise.forecast.rolling import Roller
+from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
+
+
+@dataclass
+class Comparison:
+    """Every strategy on the same actual demand."""
+
+    period_h: float
+    demand_rps: np.ndarray
+    reservation_plan: Allocation  # fleetwise's reservations, planned on the forecast
+    fleetwise: Evaluation
+    hindsight: Evaluation
+    hindsight_plan: Allocation
+    baselines: list[Evaluation]
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    actions: list[Action] = field(default_factory=list)
+    step_ms: tuple[float, float] = (0.0, 0.0)  # median and max rolling-step time
+
+    @property
+    def ratio_to_hindsight(self) -> float:
+        return self.fleetwise.cost_usd / self.hindsight.cost_usd if self.hindsight.cost_usd else float("nan")
+
+
+def rolling_forecasts(series: RateSeries, train_steps: int, n_steps: int, lookahead: int, quantile: float,
+                      method: str = "auto") -> np.ndarray:
+    """(n_steps, lookahead) forecast quantile paths, one per operating step, each from data before it."""
+    steps_per_hour = max(int(round(3600 / series.period_s)), 1)
+    roller = Roller(series.values, series.period_s, series.start_s, series.epoch, train_steps, lookahead,
+                    np.array([quantile]), 1 if lookahead < steps_per_hour else steps_per_hour,
+                    int(round(7 * SECONDS_PER_DAY / series.period_s)))
+    origins = np.arange(train_steps, train_steps + n_steps)
+    paths = roller.auto(origins) if method == "auto" else roller.paths(method, origins)
+    qi = int(np.flatnonzero(np.isclose(paths.quantiles, quantile))[0])
+    out = paths.values[:, qi, :]
+    # Where a method had no forecast (too little history), fall back to the last value seen.
+    last = np.array([series.values[:o][np.isfinite(series.values[:o])][-1] for o in origins])
+    return np.where(np.isfinite(out), out, last[:, None])
+
+
+def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: float, eval_days: float,
+            quantile: float = 0.95, reserve_quantile: float = 0.5, policy: Policy = Policy(),
+            rolling: RollingConfig = RollingConfig(), seed: int = 0, progress=None) -> Comparison:
+    """Fit on the first ``train_days``, operate over the next ``eval_days`` against the actual series."""
+    per_day = series.steps_per_day
+    train, n_eval = int(round(train_days * per_day)), int(round(eval_days * per_day))
+    if train < 2 or train + n_eval > len(series) or n_eval < 1:
+        raise ConfigError(f"the series has {len(series) / per_day:.1f} days; --train-days {train_days:g} + "
+                          f"--eval-days {eval_days:g} do not fit")
+    period_h = series.period_s / 3600
+    history = _filled(series.values[:train])
+    actual = _filled(series.values[train : train + n_eval], fallback=history)
+    # 1. Reservations: a long commitment, sized on the forecast of typical demand over the window.
+    fc = QuantileForecaster().fit(series.slice(0, train)).predict_quantiles(n_eval, (reserve_quantile, quantile))
+    plan = plan_allocation(offers, fc.quantile(reserve_quantile), period_h, policy)
+    reserved = {k: v for k, v in plan.reserved.items() if v > 0}
+    # 2. Rolling: every step, the newest forecast quantile over the look-ahead, counts committed ahead.
+    paths = rolling_forecasts(series, train, n_eval, rolling.lookahead_steps + 2, quantile)
+    initial = (plan.spot[:, 0], plan.on_demand[:, 0])
+    schedule, actions, opt = operate(offers, reserved, paths, period_h, policy, rolling, initial=initial,
+                                     progress=progress)
+    u = spot_uniforms(len(offers), n_eval, seed)
+    ev = lambda s: evaluate(s, actual, period_h, cold_start_s=policy.cold_start_s, uniforms=u)  # noqa: E731
+    hindsight_plan = plan_allocation(offers, actual, period_h, policy)
+    hindsight = Schedule("hindsight optimum", offers, hindsight_plan.reserved, hindsight_plan.spot,
+                         hindsight_plan.on_demand)
+    peak = float(history.max())
+    lead = max(1, math.ceil(policy.cold_start_s / series.period_s - 1e-9))
+    baselines = [
+        all_on_demand_peak(offers, peak, n_eval),
+        all_reserved_peak(offers, peak, n_eval),
+        reactive_on_demand(offers, actual, lead, history_rps=history),
+        percentile_heuristic(offers, history, n_eval, policy.cold_start_s),
+    ]
+    times = np.array(opt.solve_times_s) * 1000
+    return Comparison(
+        period_h, actual, plan, ev(schedule), ev(hindsight), hindsight_plan, [ev(b) for b in baselines],
+        {s.name: s for s in (schedule, hindsight, *baselines)}, actions,
+        (float(np.median(times)), float(times.max())) if times.size else (0.0, 0.0),
+    )
+
+
+def _filled(values: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
+    """Missing bins (gaps) filled by the last known value, so they neither cost nor count as unmet."""
+    out = np.asarray(values, dtype=float).copy()
+    ok = np.isfinite(out)
+    if not ok.any():
+        raise ConfigError("no known demand values in the window")
+    idx = np.where(ok, np.arange(len(out)), -1)
+    np.maximum.accumulate(idx, out=idx)
+    first = out[ok][0] if fallback is None else fallback[np.isfinite(fallback)][-1]
+    return np.where(idx >= 0, out[np.maximum(idx, 0)], first)

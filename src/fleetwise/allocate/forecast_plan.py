@@ -1,0 +1,43 @@
+"""Plan ahead on a forecast (no evaluation): reservations and the per-period schedule for the next horizon."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fleetwise.allocate.baselines import all_on_demand_peak, all_reserved_peak, percentile_heuristic
+from fleetwise.allocate.evaluate import Evaluation, evaluate, spot_uniforms
+from fleetwise.allocate.model import Allocation, Policy, plan_allocation
+from fleetwise.allocate.offers import CapacityOffer
+from fleetwise.errors import ConfigError
+from fleetwise.forecast import QuantileForecaster
+from fleetwise.traffic.records import RateSeries
+
+
+@dataclass
+class ForwardPlan:
+    allocation: Allocation
+    demand_rps: np.ndarray  # the forecast quantile planned for
+    start_s: float
+    baselines: list[Evaluation]
+    method: str
+
+
+def plan_forward(series: RateSeries, offers: list[CapacityOffer], horizon_steps: int, *, quantile: float = 0.95,
+                 policy: Policy = Policy()) -> ForwardPlan:
+    """Forecast the next ``horizon_steps`` periods at ``quantile`` and allocate against them; baselines are
+    priced on the same forecast."""
+    if horizon_steps < 1:
+        raise ConfigError("the planning horizon must cover at least one period")
+    fc = QuantileForecaster().fit(series)
+    path = fc.predict_quantiles(horizon_steps, (quantile,)).quantile(quantile)
+    period_h = series.period_s / 3600
+    alloc = plan_allocation(offers, path, period_h, policy)
+    history = series.values[np.isfinite(series.values)]
+    u = spot_uniforms(len(offers), horizon_steps)
+    peak = float(path.max())
+    baselines = [evaluate(b, path, period_h, cold_start_s=policy.cold_start_s, uniforms=u) for b in (
+        all_on_demand_peak(offers, peak, horizon_steps), all_reserved_peak(offers, peak, horizon_steps),
+        percentile_heuristic(offers, history, horizon_steps, policy.cold_start_s))]
+    return ForwardPlan(alloc, path, series.end_s, baselines, fc.chosen or "auto")

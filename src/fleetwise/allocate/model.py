@@ -1,0 +1,357 @@
+"""The allocation MILP: reserved counts per offer and term (constant), spot and on-demand counts per offer and
+period (integer), minimizing cost subject to capacity >= demand, a spot-share cap, a non-spot floor,
+availability caps, cold-start cost and (for rolling steps) damping. Solved by HiGHS through SciPy."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, milp
+
+from fleetwise.allocate.offers import RESERVED_TERMS, CapacityOffer, spot_availability
+from fleetwise.errors import ConfigError, InfeasibleError, SolverError
+
+TIERS_OUT = ("reserved", "spot", "on_demand")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Knobs of the allocation problem, with the defaults a cautious operator would pick."""
+
+    max_spot_share: float = 0.7
+    """Spot may provide at most this share of the (discounted) capacity in any period."""
+    min_nonspot_share: float = 0.3
+    """Reserved + on-demand alone must cover this share of demand: a mass reclaim degrades, never zeroes."""
+    cold_start_s: float = 300.0
+    """Instance boot plus model load; paid but not serving, and the spot down-time after a reclaim."""
+    switch_penalty_h: float = 0.25
+    """Extra instance-hours charged per start, so the plan does not churn between instance types."""
+    reserved_terms: tuple[str, ...] = RESERVED_TERMS
+    allow_spot: bool = True
+    mip_rel_gap: float = 0.004
+    time_limit_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.max_spot_share <= 1 or not 0 <= self.min_nonspot_share <= 1:
+            raise ConfigError("spot share cap and non-spot floor must lie in [0, 1]")
+        if self.cold_start_s < 0 or self.switch_penalty_h < 0:
+            raise ConfigError("cold start and switching penalty must be >= 0")
+        for term in self.reserved_terms:
+            if term not in RESERVED_TERMS:
+                raise ConfigError(f"unknown reservation term '{term}' (one of {', '.join(RESERVED_TERMS)})")
+
+
+@dataclass(frozen=True)
+class Damping:
+    """Rolling-step limits: per offer and tier, at most ``up`` more / ``down`` fewer instances per step."""
+
+    up: int = 2
+    down: int = 1
+    initial_spot: np.ndarray | None = None  # (O,) counts running now
+    initial_on_demand: np.ndarray | None = None
+    frozen_steps: int = 0  # the first steps are already committed (lead time): counts stay at the initial ones
+    no_scale_down: np.ndarray | None = None  # (O, 2) bool: offer/tier in scale-down cooldown (spot, on-demand)
+
+
+@dataclass
+class Allocation:
+    """A solved allocation: counts, costs and solver facts."""
+
+    offers: list[CapacityOffer]
+    period_h: float
+    demand_rps: np.ndarray
+    reserved: dict[tuple[str, str], int]  # (offer id, term) -> count
+    spot: np.ndarray  # (O, T)
+    on_demand: np.ndarray  # (O, T)
+    cost_usd: dict[str, float]  # tier -> USD over the horizon (incl. cold starts)
+    shortfall_rps: np.ndarray  # (T,) capacity missing (only with soft demand)
+    gap: float
+    status: str
+    solve_s: float
+    availability: np.ndarray = field(default_factory=lambda: np.ones(0))
+    lower_bound_usd: float = float("nan")  # the solver's proven bound on the optimum
+
+    @property
+    def total_usd(self) -> float:
+        return float(sum(self.cost_usd.values()))
+
+    @property
+    def horizon_h(self) -> float:
+        return self.period_h * len(self.demand_rps)
+
+    def reserved_counts(self) -> np.ndarray:
+        """(O,) reserved instances per offer, all terms together."""
+        out = np.zeros(len(self.offers))
+        for i, o in enumerate(self.offers):
+            out[i] = sum(c for (oid, _), c in self.reserved.items() if oid == o.id)
+        return out
+
+    def capacity_rps(self) -> np.ndarray:
+        caps = np.array([o.capacity_rps for o in self.offers])
+        res = self.reserved_counts()
+        return caps @ (res[:, None] + self.on_demand + self.availability[:, None] * self.spot)
+
+    def monthly_usd(self) -> dict[str, float]:
+        scale = 730.0 / self.horizon_h
+        return {k: v * scale for k, v in self.cost_usd.items()}
+
+
+class _Index:
+    """Column layout of the MILP."""
+
+    def __init__(self, n_offers: int, n_periods: int, terms: list[tuple[int, str]], soft: bool,
+                 per_offer_starts: bool) -> None:
+        self.O, self.T = n_offers, n_periods
+        self.terms = terms  # (offer index, term) pairs that are decision variables
+        self.per_offer_starts = per_offer_starts
+        starts = n_offers * n_periods if per_offer_starts else 0
+        self.s0 = len(terms)
+        self.d0 = self.s0 + n_offers * n_periods
+        self.us0 = self.d0 + n_offers * n_periods
+        self.ud0 = self.us0 + starts
+        self.short0 = self.ud0 + starts
+        self.n = self.short0 + (n_periods if soft else 0)
+
+    def s(self, o, t):
+        return self.s0 + o * self.T + t
+
+    def d(self, o, t):
+        return self.d0 + o * self.T + t
+
+
+def solve(
+    offers: list[CapacityOffer], demand_rps: np.ndarray, period_h: float, policy: Policy = Policy(), *,
+    reserved_fixed: dict[tuple[str, str], int] | None = None, damping: Damping | None = None,
+    soft_demand_penalty: float | None = None, relax_counts: bool = False, with_starts: bool | None = None,
+    relax_reserved: bool = False,
+) -> Allocation:
+    """Cheapest allocation covering ``demand_rps`` (req/s per period) with the policy's constraints.
+
+    ``reserved_fixed`` fixes reservations (rolling operation); ``soft_demand_penalty`` (USD per req/s-hour)
+    lets capacity fall short at that price instead of failing; ``damping`` adds per-step limits;
+    ``relax_counts`` makes spot / on-demand counts continuous (reservations stay integer): a relaxation
+    whose optimum is a lower bound on the integer problem.
+    """
+    demand = np.asarray(demand_rps, dtype=np.float64)
+    if not offers:
+        raise InfeasibleError("no instance offers to allocate")
+    if demand.ndim != 1 or demand.size == 0 or not np.all(np.isfinite(demand)) or np.any(demand < 0):
+        raise ConfigError("demand must be a non-empty series of finite, non-negative req/s values")
+    if period_h <= 0:
+        raise ConfigError("period length must be > 0")
+    start = time.perf_counter()
+    O, T = len(offers), len(demand)
+    cap = np.array([o.capacity_rps for o in offers])
+    avail = np.array([spot_availability(o.hazard_per_hour, policy.cold_start_s) for o in offers])
+    fixed = reserved_fixed or {}
+    terms = [] if reserved_fixed is not None else [
+        (i, t) for i, o in enumerate(offers) for t in policy.reserved_terms if o.price(t) is not None]
+    res_fixed = np.array([sum(c for (oid, _), c in fixed.items() if oid == o.id) for o in offers], dtype=float)
+    soft = soft_demand_penalty is not None
+    if not soft:
+        _check_feasible(offers, demand, cap, avail, policy)
+    # Cold-start cost is modelled per offer in rolling steps (few periods, where churn matters). The long
+    # planning problem leaves it out: start-up terms make HiGHS' primal heuristics stall, and dropping a
+    # non-negative cost keeps the solver's bound a valid lower bound for the full cost, which is computed
+    # exactly afterwards (allocation_cost) and compared with that bound for the reported gap.
+    per_offer = damping is not None if with_starts is None else with_starts
+    ix = _Index(O, T, terms, soft, per_offer)
+    c = np.zeros(ix.n)
+    lb, ub = np.zeros(ix.n), np.full(ix.n, np.inf)
+    integrality = np.zeros(ix.n)
+    integrality[: ix.s0 if relax_counts else ix.us0] = 1
+    if relax_reserved:
+        integrality[: ix.s0] = 0
+    lead_h = policy.cold_start_s / 3600 + policy.switch_penalty_h
+    for k, (i, term) in enumerate(terms):
+        c[k] = offers[i].price(term) * period_h * T
+        ub[k] = offers[i].cap(term)
+    for i, o in enumerate(offers):
+        p_spot, p_od = o.price("spot"), o.price("on_demand")
+        sl, dl = slice(ix.s(i, 0), ix.s(i, T)), slice(ix.d(i, 0), ix.d(i, T))
+        if p_spot is None or not policy.allow_spot:
+            ub[sl] = 0
+        else:
+            c[sl] = p_spot * period_h
+            ub[sl] = o.cap("spot")
+            if per_offer:
+                c[ix.us0 + i * T : ix.us0 + (i + 1) * T] = p_spot * lead_h
+        if p_od is None:
+            ub[dl] = 0
+        else:
+            c[dl] = p_od * period_h
+            ub[dl] = o.cap("on_demand")
+            if per_offer:
+                c[ix.ud0 + i * T : ix.ud0 + (i + 1) * T] = p_od * lead_h
+    if soft:
+        c[ix.short0 :] = soft_demand_penalty * period_h
+    rows, cols, vals, lo, hi = [], [], [], [], []
+    row = 0
+
+    def add(r_cols, r_vals, low, high):
+        nonlocal row
+        rows.extend([row] * len(r_cols))
+        cols.extend(r_cols)
+        vals.extend(r_vals)
+        lo.append(low)
+        hi.append(high)
+        row += 1
+
+    res_cap_const = float(cap @ res_fixed)
+    phi, beta = policy.max_spot_share, policy.min_nonspot_share
+    for t in range(T):
+        rc = [k for k in range(len(terms))]
+        rv = [cap[terms[k][0]] for k in rc]
+        dc = [ix.d(i, t) for i in range(O)]
+        sc = [ix.s(i, t) for i in range(O)]
+        # cover: reserved + on-demand + discounted spot (+ shortfall) >= demand
+        add(rc + dc + sc + ([ix.short0 + t] if soft else []),
+            rv + list(cap) + list(cap * avail) + ([1.0] if soft else []), demand[t] - res_cap_const, np.inf)
+        if phi < 1:
+            add(rc + dc + sc, [-phi * v for v in rv] + list(-phi * cap) + list((1 - phi) * cap * avail),
+                -np.inf, phi * res_cap_const)
+        if beta > 0:
+            add(rc + dc + ([ix.short0 + t] if soft else []), rv + list(cap) + ([1.0] if soft else []),
+                beta * demand[t] - res_cap_const, np.inf)
+    init_s = damping.initial_spot if damping and damping.initial_spot is not None else np.zeros(O)
+    init_d = damping.initial_on_demand if damping and damping.initial_on_demand is not None else np.zeros(O)
+    if per_offer:
+        for i in range(O):
+            for var, start_col, init in ((ix.s, ix.us0, init_s), (ix.d, ix.ud0, init_d)):
+                for t in range(T):
+                    # starts >= x_t - x_{t-1}
+                    prev = [var(i, t - 1)] if t > 0 else []
+                    add([start_col + i * T + t, var(i, t), *prev], [1.0, -1.0, *([1.0] if prev else [])],
+                        -init[i] if t == 0 else 0.0, np.inf)
+    if damping is not None:
+        _add_damping(add, ix, damping, init_s, init_d, lb, ub)
+    A = sparse.csr_array((vals, (rows, cols)), shape=(row, ix.n))
+    result = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
+                  constraints=LinearConstraint(A, lo, hi),
+                  options={"mip_rel_gap": policy.mip_rel_gap, "time_limit": policy.time_limit_s, "disp": False})
+    if result.status == 2:
+        raise InfeasibleError(_explain_infeasible(offers, demand, cap, avail, policy, damping))
+    if result.x is None:
+        raise SolverError(f"HiGHS found no allocation: {result.message}")
+    x = result.x if relax_counts else np.round(result.x)
+    x[: ix.s0] = np.ceil(x[: ix.s0] - 1e-6) if relax_reserved else np.round(x[: ix.s0])
+    spot = x[ix.s0 : ix.d0].reshape(O, T)
+    od = x[ix.d0 : ix.us0].reshape(O, T)
+    reserved = dict(fixed)
+    for k, (i, term) in enumerate(terms):
+        if x[k] > 0:
+            reserved[(offers[i].id, term)] = int(x[k])
+    short = result.x[ix.short0 :] if soft else np.zeros(T)
+    alloc = Allocation(offers, period_h, demand, reserved, spot, od, {}, np.maximum(short, 0.0), 0.0,
+                       "optimal" if result.status == 0 else "time limit (best found)",
+                       time.perf_counter() - start, avail)
+    alloc.cost_usd = allocation_cost(alloc, policy)
+    if soft:
+        alloc.cost_usd["shortfall_penalty"] = float(soft_demand_penalty * period_h * alloc.shortfall_rps.sum())
+    fixed_usd = sum(n * o.price(term) * period_h * T for o in offers for (oid, term), n in fixed.items()
+                    if oid == o.id)
+    dual = getattr(result, "mip_dual_bound", None)
+    bound = (float(dual) if dual is not None else float(result.fun)) + fixed_usd
+    alloc.lower_bound_usd = bound
+    total = alloc.total_usd
+    alloc.gap = max(0.0, (total - bound) / total) if total > 0 and np.isfinite(bound) else 0.0
+    return alloc
+
+
+def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_h: float,
+                    policy: Policy = Policy()) -> Allocation:
+    """The planning problem in two stages HiGHS solves fast.
+
+    HiGHS stalls on the full problem: the reservations couple every period, so branch and bound cannot
+    split the per-period knapsacks. Instead: (1) integer reservations with continuous spot / on-demand
+    counts, a relaxation whose optimum is a valid lower bound; (2) reservations fixed at that answer and at
+    one instance fewer / more of its main reservation, integer counts per period (fast: periods decouple).
+    The cheapest is kept; its gap is measured against the stage-1 bound, so it is an upper bound on the
+    true gap (counts of a few instances per period make that bound loose).
+    """
+    relaxed = solve(offers, demand_rps, period_h, policy, relax_counts=True)
+    bound = relaxed.lower_bound_usd
+    base = {k: v for k, v in relaxed.reserved.items() if v > 0}
+    trials = [base]
+    if base:
+        key = max(base, key=base.get)
+        trials += [{**base, key: base[key] + 1}, {k: v for k, v in {**base, key: base[key] - 1}.items() if v > 0}]
+    best, spent = None, relaxed.solve_s
+    for reserved in trials:
+        alloc = solve(offers, demand_rps, period_h, policy, reserved_fixed=reserved)
+        spent += alloc.solve_s
+        if best is None or alloc.total_usd < best.total_usd:
+            best = alloc
+    best.lower_bound_usd = bound
+    best.gap = max(0.0, (best.total_usd - bound) / best.total_usd) if best.total_usd > 0 else 0.0
+    best.solve_s = spent
+    return best
+
+
+def _add_damping(add, ix, damping: Damping, init_s, init_d, lb, ub) -> None:
+    """Per-step change limits, frozen (committed) first steps, and cooldown on scale-downs."""
+    for i in range(ix.O):
+        for k, (var, init) in enumerate(((ix.s, init_s), (ix.d, init_d))):
+            for t in range(ix.T):
+                col = var(i, t)
+                if t < damping.frozen_steps:
+                    lb[col] = ub[col] = min(init[i], ub[col]) if np.isfinite(ub[col]) else init[i]
+                    continue
+                prev_cols, prev_val = ([var(i, t - 1)], 0.0) if t > 0 else ([], float(init[i]))
+                cooling = damping.no_scale_down is not None and damping.no_scale_down[i, k]
+                down = 0 if cooling and t == damping.frozen_steps else damping.down
+                add([col, *prev_cols], [1.0, *([-1.0] * len(prev_cols))], prev_val - down, prev_val + damping.up)
+
+
+def allocation_cost(alloc: Allocation, policy: Policy) -> dict[str, float]:
+    """USD over the horizon by tier: running hours plus cold starts of every instance started."""
+    T = len(alloc.demand_rps)
+    lead_h = policy.cold_start_s / 3600
+    out = {k: 0.0 for k in TIERS_OUT}
+    for i, o in enumerate(alloc.offers):
+        for (oid, term), n in alloc.reserved.items():
+            if oid == o.id:
+                out["reserved"] += n * o.price(term) * alloc.period_h * T
+        for tier, counts in (("spot", alloc.spot[i]), ("on_demand", alloc.on_demand[i])):
+            price = o.price(tier)
+            if price is None:
+                continue
+            starts = np.maximum(np.diff(np.concatenate([[0.0], counts])), 0.0).sum()
+            out[tier] += price * (counts.sum() * alloc.period_h + starts * lead_h)
+    return out
+
+
+def _tier_capacity(o: CapacityOffer, tiers: tuple[str, ...]) -> float:
+    """Instances an offer can supply over the tiers it prices (inf when uncapped)."""
+    return sum(o.cap(t) for t in tiers if o.price(t) is not None)
+
+
+def _check_feasible(offers, demand, cap, avail, policy: Policy) -> None:
+    """Explain the obvious infeasibilities before asking the solver."""
+    peak = float(demand.max())
+    nonspot = float(sum(c * _tier_capacity(o, ("on_demand", *policy.reserved_terms))
+                        for o, c in zip(offers, cap, strict=True)))
+    spot = float(sum(c * a * _tier_capacity(o, ("spot",)) for o, c, a in zip(offers, cap, avail, strict=True))
+                 ) if policy.allow_spot else 0.0
+    if nonspot + spot < peak:
+        raise InfeasibleError(
+            f"peak demand {peak:,.1f} req/s exceeds what the availability caps allow "
+            f"({nonspot + spot:,.1f} req/s); raise the caps or add offers")
+    if nonspot < policy.min_nonspot_share * peak:
+        raise InfeasibleError(
+            f"the non-spot floor needs {policy.min_nonspot_share * peak:,.1f} req/s of reserved/on-demand capacity "
+            f"but the caps allow {nonspot:,.1f}; lower the non-spot share or raise the caps")
+    if nonspot == 0 and peak > 0 and policy.max_spot_share < 1:
+        raise InfeasibleError("only spot capacity is available but spot may provide at most "
+                              f"{policy.max_spot_share:.0%} of capacity")
+
+
+def _explain_infeasible(offers, demand, cap, avail, policy: Policy, damping: Damping | None) -> str:
+    if damping is not None:
+        return ("the damping limits (at most +{} / -{} instances per offer per step) cannot reach the demand in "
+                "time; allow shortfall or loosen the damping".format(damping.up, damping.down))
+    return (f"no allocation meets every constraint: peak demand {demand.max():,.1f} req/s, spot share <= "
+            f"{policy.max_spot_share:.0%}, non-spot floor {policy.min_nonspot_share:.0%}; loosen the caps or shares")

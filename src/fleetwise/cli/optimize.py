@@ -1,0 +1,227 @@
+"""``fleetwise optimize``: reserved / spot / on-demand allocation over time, and its evaluation."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.table import Table
+
+from fleetwise.cli.output import console, err_console, print_json, split_csv
+from fleetwise.cli.traffic import Fmt, TimeCol, ValueCol, load_input
+from fleetwise.errors import ConfigError
+from fleetwise.traffic import RequestTrace, synthetic_series, trace_to_series
+from fleetwise.traffic.durations import parse_duration
+
+
+def _scenario(json_out: bool) -> None:
+    from fleetwise.allocate.scenario import seed_scenario
+
+    rows = seed_scenario()
+    if json_out:
+        print_json({"scenario": "seed", "rows": [r.__dict__ for r in rows]})
+        return
+    t = Table(title="Llama-70B on 4x(8xH100) nodes: peak 8 h/day needs 4 nodes, off-peak 2 (seed-scenario catalog)",
+              box=box.SIMPLE_HEAD)
+    for c in ("strategy", "reserved", "on-demand pk/off", "spot pk/off", "monthly", "savings", "published"):
+        t.add_column(c, justify="left" if c == "strategy" else "right")
+    for r in rows:
+        t.add_row(r.strategy, str(r.reserved), r.on_demand, r.spot, f"${r.monthly_usd:,.0f}",
+                  f"{r.savings_vs_on_demand:.0%}", f"${r.published_usd:,}")
+    console.print(t)
+    for r in rows:
+        console.print(f"{r.strategy}: {r.verdict}", highlight=False)
+    console.print("Monthly = 730 h at the catalog prices; spot nodes count at 1/(1 + 5%/h x (cold start - 2 min "
+                  "notice)) of a node, so covering 2 nodes with spot alone takes 3.", highlight=False)
+
+
+def _offers(model: str, isl: float, osl: float, ttft: float, tpot: float, catalog, clouds, regions, gpus, top,
+            rate: float):
+    from fleetwise.allocate.fromplan import offers_from_plan
+    from fleetwise.plan.search import SLO, PlanRequest, plan
+    from fleetwise.plan.workload import BUILTIN
+
+    wl = BUILTIN["chat"].with_overrides(isl=isl, osl=osl, rate_rps=max(rate, 1e-3))
+    req = PlanRequest([model], wl, SLO(ttft, tpot), clouds=clouds, regions=regions, gpus=gpus, catalog=catalog)
+    return offers_from_plan(plan(req), top=top, catalog=catalog)
+
+
+def _series(path, freq, time_col, value_col, fmt):
+    if path is None:
+        err_console.print("fleetwise: no --series given; using the built-in synthetic workload (14 days)",
+                          highlight=False)
+        s = synthetic_series()
+    else:
+        obj = load_input(path, fmt=fmt, time_col=time_col, value_col=value_col)
+        s = trace_to_series(obj, parse_duration(freq or "10min", "--freq")) if isinstance(obj, RequestTrace) else obj
+    if freq:
+        s = s.resample(parse_duration(freq, "--freq"))
+    return s
+
+
+def _reservations(alloc) -> list[dict]:
+    by_id = {o.id: o for o in alloc.offers}
+    return [{"offer": oid, "term": term, "count": n, "break_even_utilization": by_id[oid].break_even_utilization(term)}
+            for (oid, term), n in sorted(alloc.reserved.items()) if n > 0]
+
+
+def _tier_table(title: str, rows: list[tuple[str, float, float]]) -> Table:
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    for c in ("strategy", "cost", "vs hindsight", "unmet demand"):
+        t.add_column(c, justify="left" if c == "strategy" else "right")
+    for name, cost, unmet, ratio in rows:
+        t.add_row(name, f"${cost:,.0f}", f"{ratio:.2f}x" if ratio == ratio else "-", f"{unmet:.2%}")
+    return t
+
+
+def optimize_cmd(
+    scenario: Annotated[Optional[str], typer.Option(help="Reproduce a named example: 'seed'.")] = None,
+    series_file: Annotated[Optional[Path], typer.Option("--series", help="Demand: rate series or request trace.")
+                           ] = None,
+    time_col: TimeCol = None, value_col: ValueCol = None, fmt: Fmt = "auto",
+    freq: Annotated[Optional[str], typer.Option(
+        help="Period length (default: the series' own bins with --train-days, else 1h).")] = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model to serve.")] = "llama-3.1-8b",
+    isl: Annotated[float, typer.Option(help="Mean input tokens.")] = 1155.0,
+    osl: Annotated[float, typer.Option(help="Mean output tokens.")] = 211.0,
+    ttft_ms: Annotated[float, typer.Option("--ttft-p95-ms", help="p95 TTFT target, ms.")] = 1000.0,
+    tpot_ms: Annotated[float, typer.Option("--tpot-p95-ms", help="p95 TPOT target, ms.")] = 50.0,
+    catalog: Annotated[Optional[str], typer.Option(help="Catalog name or directory.")] = None,
+    cloud: Annotated[Optional[list[str]], typer.Option(help="Only these clouds.")] = None,
+    region: Annotated[Optional[list[str]], typer.Option(help="Only these regions.")] = None,
+    gpu: Annotated[Optional[list[str]], typer.Option(help="Only these GPU types.")] = None,
+    offers_top: Annotated[int, typer.Option("--offers", help="How many of the cheapest offers to consider.")] = 6,
+    quantile: Annotated[float, typer.Option(help="Demand quantile to provision for.")] = 0.95,
+    horizon: Annotated[str, typer.Option(help="Planning horizon (without --train-days).")] = "30d",
+    train_days: Annotated[Optional[float], typer.Option(help="Fit on this many days, then operate...")] = None,
+    eval_days: Annotated[Optional[float], typer.Option(help="...over this many days against the actual series.")
+                         ] = None,
+    max_spot_share: Annotated[float, typer.Option(help="Spot's largest share of capacity.")] = 0.7,
+    min_nonspot_share: Annotated[float, typer.Option(help="Share of demand reserved + on-demand must cover.")] = 0.3,
+    cold_start_s: Annotated[float, typer.Option(help="Instance boot + model load, seconds.")] = 300.0,
+    up: Annotated[int, typer.Option(help="Rolling damping: most instances added per offer and step.")] = 2,
+    down: Annotated[int, typer.Option(help="Rolling damping: most instances removed per offer and step.")] = 1,
+    seed: Annotated[int, typer.Option(help="Seed of the spot-interruption draws.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report.")] = None,
+) -> None:
+    """Reserved / spot / on-demand counts over time (MILP), reservations to buy, and savings vs baselines."""
+    from fleetwise.allocate import Policy
+    from fleetwise.allocate.rolling import RollingConfig
+
+    if scenario is not None:
+        if scenario != "seed":
+            raise ConfigError(f"unknown scenario '{scenario}' (available: seed)")
+        _scenario(json_out)
+        return
+    if report:
+        from fleetwise.atomic import check_output_path
+
+        if check_output_path(report).suffix.lower() != ".html":
+            raise ConfigError("--report must be an .html file", file=str(report))
+    if not 0 < quantile < 1:
+        raise ConfigError(f"--quantile must lie in (0, 1) (got {quantile:g})")
+    if (train_days is None) != (eval_days is None):
+        raise ConfigError("--train-days and --eval-days go together")
+    policy = Policy(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share, cold_start_s=cold_start_s)
+    evaluate_mode = train_days is not None
+    series = _series(series_file, freq if (freq or evaluate_mode) else "1h", time_col, value_col, fmt)
+    mean_rps = float(series.values[~(series.values != series.values)].mean())
+    with err_console.status("planning replica configurations and offers..."):
+        offers = _offers(model, isl, osl, ttft_ms, tpot_ms, catalog, split_csv(cloud), split_csv(region),
+                         split_csv(gpu), offers_top, mean_rps)
+    if evaluate_mode:
+        from fleetwise.allocate.compare import compare
+
+        with err_console.status("forecasting, allocating and operating...") as status:
+            cmp = compare(series, offers, train_days=train_days, eval_days=eval_days, quantile=quantile,
+                          policy=policy, rolling=RollingConfig(up=up, down=down), seed=seed,
+                          progress=lambda k, n: status.update(f"rolling optimizer: step {k}/{n}"))
+        _emit_comparison(cmp, offers, json_out, report)
+        return
+    from fleetwise.allocate.forecast_plan import plan_forward
+
+    steps = max(1, math.ceil(parse_duration(horizon, "--horizon") / series.period_s - 1e-9))
+    with err_console.status("forecasting and allocating..."):
+        fp = plan_forward(series, offers, steps, quantile=quantile, policy=policy)
+    _emit_plan(fp, json_out, report)
+
+
+def _emit_plan(fp, json_out: bool, report) -> None:
+    a = fp.allocation
+    out = {"reservations": _reservations(a), "cost": {"total_usd": a.total_usd, "by_tier": a.cost_usd,
+                                                      "monthly_by_tier": a.monthly_usd()},
+           "gap": a.gap, "solve_s": a.solve_s, "forecast_method": fp.method,
+           "baselines": [{"name": b.name, "cost_usd": b.cost_usd} for b in fp.baselines],
+           "schedule": {"period_h": a.period_h, "offers": [o.id for o in a.offers],
+                        "spot": a.spot.tolist(), "on_demand": a.on_demand.tolist(), "demand_rps": a.demand_rps.tolist()}}
+    if report:
+        from fleetwise.report.allocation import allocation_report
+
+        allocation_report(report, a, None)
+    if json_out:
+        print_json(out)
+        return
+    _print_offers_and_reservations(a)
+    console.print(f"Planned on the forecast ({fp.method}) for {a.horizon_h:,.0f} h: total ${a.total_usd:,.0f} "
+                  f"(monthly: " + ", ".join(f"{k} ${v:,.0f}" for k, v in a.monthly_usd().items()) +
+                  f"); MILP gap <= {a.gap:.2%}, {a.solve_s:.1f} s")
+    for b in fp.baselines:
+        console.print(f"  vs {b.name}: ${b.cost_usd:,.0f} (saves {1 - a.total_usd / b.cost_usd:.0%})")
+
+
+def _print_offers_and_reservations(a) -> None:
+    t = Table(title="Offers considered", box=box.SIMPLE_HEAD)
+    for c in ("offer", "req/s each", "on-demand", "spot", "1y", "3y"):
+        t.add_column(c, justify="left" if c == "offer" else "right")
+    fmt = lambda v: f"${v:.2f}" if v is not None else "-"  # noqa: E731
+    for o in a.offers:
+        t.add_row(o.id, f"{o.capacity_rps:.1f}", fmt(o.price("on_demand")), fmt(o.price("spot")),
+                  fmt(o.price("reserved_1y")), fmt(o.price("reserved_3y")))
+    console.print(t)
+    res = _reservations(a)
+    if res:
+        for r in res:
+            console.print(f"Buy {r['count']} x {r['offer']} {r['term']} (break-even utilization "
+                          f"{r['break_even_utilization']:.0%})", highlight=False)
+    else:
+        console.print("No reservations: demand is not steady enough to pay for a commitment.")
+
+
+def _emit_comparison(cmp, offers, json_out: bool, report) -> None:
+    f, h = cmp.fleetwise, cmp.hindsight
+    plan = cmp.reservation_plan
+    out = {
+        "reservations": _reservations(plan),
+        "cost": {"total_usd": f.cost_usd, "by_tier": f.cost_by_tier},
+        "evaluation": {
+            "cost_usd": f.cost_usd, "unmet_demand_fraction": f.unmet_demand_fraction,
+            "hindsight_cost_usd": h.cost_usd, "hindsight_lower_bound_usd": cmp.hindsight_plan.lower_bound_usd,
+            "ratio_to_hindsight": cmp.ratio_to_hindsight,
+            "baselines": [{"name": b.name, "cost_usd": b.cost_usd, "unmet_demand_fraction": b.unmet_demand_fraction}
+                          for b in cmp.baselines],
+            "rolling_step_ms": {"median": cmp.step_ms[0], "max": cmp.step_ms[1]},
+            "actions": len(cmp.actions),
+        },
+    }
+    if report:
+        from fleetwise.report.allocation import allocation_report
+
+        allocation_report(report, plan, cmp)
+    if json_out:
+        print_json(out)
+        return
+    _print_offers_and_reservations(plan)
+    rows = [(e.name, e.cost_usd, e.unmet_demand_fraction, e.cost_usd / h.cost_usd) for e in (f, h, *cmp.baselines)]
+    console.print(_tier_table(f"Operating {len(cmp.demand_rps) * cmp.period_h / 24:.1f} days against the actual "
+                              "demand", rows))
+    console.print(f"Rolling optimizer: {len(cmp.actions)} scaling actions, step {cmp.step_ms[0]:.1f} ms median / "
+                  f"{cmp.step_ms[1]:.0f} ms max. Hindsight optimum found within {cmp.hindsight_plan.gap:.1%} of "
+                  "its lower bound.", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("optimize")(optimize_cmd)

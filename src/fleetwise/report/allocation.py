@@ -1,0 +1,84 @@
+"""HTML report of an allocation: the schedule stacked by tier against demand, cumulative cost, and the
+strategy comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fleetwise.atomic import write_atomic
+from fleetwise.report.figures import _plt, figure_png
+from fleetwise.report.html import html_page, png_html, table_html
+
+
+def _stack_figure(period_h: float, demand: np.ndarray, layers: list[tuple[str, np.ndarray]], title: str):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 4))
+    x = np.arange(len(demand)) * period_h / 24
+    ax.stackplot(x, *[v for _, v in layers], labels=[n for n, _ in layers], alpha=0.7, step="post")
+    ax.plot(x, demand, color="black", lw=0.8, label="demand", drawstyle="steps-post")
+    ax.set(title=title, xlabel="day", ylabel="req/s")
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _capacity_layers(schedule, availability: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    cap = np.array([o.capacity_rps for o in schedule.offers])
+    res = np.full(schedule.spot.shape[1], float(cap @ schedule.reserved_counts()))
+    return [("reserved", res), ("on-demand", cap @ schedule.on_demand), ("spot", (cap * availability) @ schedule.spot)]
+
+
+def _cost_figure(period_h: float, series: list[tuple[str, np.ndarray]]):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    for name, per_period in series:
+        ax.plot(np.arange(len(per_period)) * period_h / 24, np.cumsum(per_period), label=name)
+    ax.set(title="Cumulative cost", xlabel="day", ylabel="USD")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def _per_period_cost(schedule, period_h: float) -> np.ndarray:
+    T = schedule.spot.shape[1]
+    out = np.zeros(T)
+    for i, o in enumerate(schedule.offers):
+        for (oid, term), n in schedule.reserved.items():
+            if oid == o.id:
+                out += n * o.price(term) * period_h
+        for tier, counts in (("spot", schedule.spot[i]), ("on_demand", schedule.on_demand[i])):
+            if o.price(tier) is not None:
+                out += counts * o.price(tier) * period_h
+    return out
+
+
+def allocation_report(path: str | Path, plan, comparison=None) -> None:
+    """Write the report: the plan alone, or with the evaluation of every strategy."""
+    from fleetwise.allocate.evaluate import Schedule
+
+    sections = []
+    if comparison is None:
+        sched = Schedule("plan", plan.offers, plan.reserved, plan.spot, plan.on_demand)
+        fig = _stack_figure(plan.period_h, plan.demand_rps, _capacity_layers(sched, plan.availability),
+                            "Planned capacity by tier vs forecast demand")
+        sections.append(("Schedule", png_html(figure_png(fig))))
+        cost = _cost_figure(plan.period_h, [("plan", _per_period_cost(sched, plan.period_h))])
+        sections.append(("Cost", png_html(figure_png(cost))))
+        rows = [[k, v] for k, v in plan.monthly_usd().items()]
+        sections.append(("Monthly cost by tier (USD)", table_html(["tier", "USD/month"], rows)))
+    else:
+        c = comparison
+        fw = c.schedules["fleetwise (forecast + MILP + rolling)"]
+        fig = _stack_figure(c.period_h, c.demand_rps, _capacity_layers(fw, plan.availability),
+                            "fleetwise capacity by tier vs actual demand")
+        sections.append(("Schedule", png_html(figure_png(fig))))
+        cost = _cost_figure(c.period_h, [(name, _per_period_cost(s, c.period_h)) for name, s in c.schedules.items()])
+        sections.append(("Cost over time (running hours)", png_html(figure_png(cost))))
+        rows = [[e.name, e.cost_usd, e.cost_usd / c.hindsight.cost_usd, f"{e.unmet_demand_fraction:.3%}"]
+                for e in (c.fleetwise, c.hindsight, *c.baselines)]
+        sections.append(("Comparison", table_html(["strategy", "cost USD", "x hindsight", "unmet demand"], rows)))
+    res = [[oid, term, n] for (oid, term), n in sorted(plan.reserved.items()) if n > 0]
+    sections.append(("Reservations", table_html(["offer", "term", "count"], res) if res else "<p>none</p>"))
+    write_atomic(path, html_page("fleetwise allocation", sections))
