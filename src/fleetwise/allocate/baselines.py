@@ -36,8 +36,17 @@ def all_on_demand_peak(offers, peak_rps: float, T: int) -> Schedule:
     return Schedule("all on-demand (peak)", offers, {}, spot, od)
 
 
+def reservation_term(offers, preferred: str = "reserved_1y") -> str | None:
+    """The preferred reservation term if any offer has it, else any term some offer has."""
+    for term in (preferred, "reserved_1y", "reserved_3y"):
+        if any(o.price(term) is not None for o in offers):
+            return term
+    return None
+
+
 def all_reserved_peak(offers, peak_rps: float, T: int, term: str = "reserved_1y") -> Schedule:
-    """Enough reserved instances for the peak."""
+    """Enough reserved instances for the peak (1-year term, or 3-year if no offer has 1-year)."""
+    term = reservation_term(offers, term) or term
     i, o = _cheapest(offers, term)
     spot, od = _empty(offers, T)
     return Schedule(f"all reserved {term[-2:]} (peak)", offers, {(o.id, term): _count(peak_rps, o)}, spot, od)
@@ -61,6 +70,7 @@ def reactive_on_demand(offers, demand_rps: np.ndarray, lead_steps: int, target_u
 def percentile_heuristic(offers, history_rps: np.ndarray, T: int, cold_start_s: float = 300.0,
                          term: str = "reserved_1y") -> Schedule:
     """The classic rule on the history: reserved = P25 of needed instances, spot up to P75, on-demand to P99."""
+    term = reservation_term(offers, term) or term
     ir, res = _cheapest(offers, term)
     p25, p75, p99 = np.percentile(history_rps, [25, 75, 99])
     n_res = _count(p25, res)

@@ -274,13 +274,8 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
     """
     relaxed = solve(offers, demand_rps, period_h, policy, relax_counts=True)
     bound = relaxed.lower_bound_usd
-    base = {k: v for k, v in relaxed.reserved.items() if v > 0}
-    trials = [base]
-    if base:
-        key = max(base, key=base.get)
-        trials += [{**base, key: base[key] + 1}, {k: v for k, v in {**base, key: base[key] - 1}.items() if v > 0}]
     best, spent = None, relaxed.solve_s
-    for reserved in trials:
+    for reserved in _reservation_trials(offers, np.asarray(demand_rps, dtype=float), policy, relaxed.reserved):
         alloc = solve(offers, demand_rps, period_h, policy, reserved_fixed=reserved)
         spent += alloc.solve_s
         if best is None or alloc.total_usd < best.total_usd:
@@ -289,6 +284,29 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
     best.gap = max(0.0, (best.total_usd - bound) / best.total_usd) if best.total_usd > 0 else 0.0
     best.solve_s = spent
     return best
+
+
+def _reservation_trials(offers, demand: np.ndarray, policy: Policy, relaxed: dict) -> list[dict]:
+    """Candidate reservation sets for stage 2: the relaxation's answer and its neighbours, none at all, and
+    the cheapest reservations per req/s sized on low percentiles of demand (with large instances the
+    relaxation's rounding can be far off)."""
+    base = {k: v for k, v in relaxed.items() if v > 0}
+    trials = [base, {}]
+    if base:
+        key = max(base, key=base.get)
+        trials += [{**base, key: base[key] + 1}, {k: v for k, v in {**base, key: base[key] - 1}.items() if v > 0}]
+    options = sorted(((o.price(t) / o.capacity_rps, o, t) for o in offers for t in policy.reserved_terms
+                      if o.price(t) is not None), key=lambda x: x[0])[:2]
+    for _, o, term in options:
+        for pct in (0, 25, 50):
+            n = int(np.floor(np.percentile(demand, pct) / o.capacity_rps))
+            if n > 0:
+                trials.append({(o.id, term): min(n, int(o.cap(term)) if np.isfinite(o.cap(term)) else n)})
+    unique = []
+    for t in trials:
+        if t not in unique:
+            unique.append(t)
+    return unique
 
 
 def _add_damping(add, ix, damping: Damping, init_s, init_d, lb, ub) -> None:

@@ -155,7 +155,8 @@ def _emit_plan(fp, json_out: bool, report) -> None:
     out = {"reservations": _reservations(a), "cost": {"total_usd": a.total_usd, "by_tier": a.cost_usd,
                                                       "monthly_by_tier": a.monthly_usd()},
            "gap": a.gap, "solve_s": a.solve_s, "forecast_method": fp.method,
-           "baselines": [{"name": b.name, "cost_usd": b.cost_usd} for b in fp.baselines],
+           "baselines": [{"name": b.name, "cost_usd": b.cost_usd, "unmet_demand_fraction": b.unmet_demand_fraction}
+                         for b in fp.baselines],
            "schedule": {"period_h": a.period_h, "offers": [o.id for o in a.offers],
                         "spot": a.spot.tolist(), "on_demand": a.on_demand.tolist(), "demand_rps": a.demand_rps.tolist()}}
     if report:
@@ -170,7 +171,8 @@ def _emit_plan(fp, json_out: bool, report) -> None:
                   f"(monthly: " + ", ".join(f"{k} ${v:,.0f}" for k, v in a.monthly_usd().items()) +
                   f"); MILP gap <= {a.gap:.2%}, {a.solve_s:.1f} s")
     for b in fp.baselines:
-        console.print(f"  vs {b.name}: ${b.cost_usd:,.0f} (saves {1 - a.total_usd / b.cost_usd:.0%})")
+        console.print(f"  vs {b.name}: ${b.cost_usd:,.0f}, unmet {b.unmet_demand_fraction:.2%} of the forecast "
+                      f"(fleetwise saves {1 - a.total_usd / b.cost_usd:.0%})", highlight=False)
 
 
 def _print_offers_and_reservations(a) -> None:
