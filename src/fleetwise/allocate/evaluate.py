@@ -62,7 +62,7 @@ def evaluate(schedule: Schedule, demand_rps: np.ndarray, period_h: float, *, col
     down_p = np.array([1 - spot_availability(o.hazard_per_hour, cold_start_s) for o in offers])
     spot = schedule.spot.astype(np.int64)
     down = binom.ppf(u, spot, down_p[:, None]).astype(np.float64)
-    down = np.nan_to_num(np.minimum(down, spot))
+    down = np.clip(np.nan_to_num(down), 0, spot)  # ppf(0) is -1
     served = cap @ (schedule.reserved_counts()[:, None] + schedule.on_demand + spot - down)
     unmet = np.maximum(demand_rps - served, 0.0)
     total = float(np.sum(demand_rps))

@@ -4,7 +4,10 @@ availability caps, cold-start cost and (for rolling steps) damping. Solved by Hi
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -113,7 +116,8 @@ class _Index:
         self.us0 = self.d0 + n_offers * n_periods
         self.ud0 = self.us0 + starts
         self.short0 = self.ud0 + starts
-        self.n = self.short0 + (n_periods if soft else 0)
+        self.excess0 = self.short0 + (n_periods if soft else 0)  # spot above its share cap (soft mode)
+        self.n = self.excess0 + (n_periods if soft else 0)
 
     def s(self, o, t):
         return self.s0 + o * self.T + t
@@ -187,7 +191,8 @@ def solve(
             if per_offer:
                 c[ix.ud0 + i * T : ix.ud0 + (i + 1) * T] = p_od * lead_h
     if soft:
-        c[ix.short0 :] = soft_demand_penalty * period_h
+        c[ix.short0 : ix.excess0] = soft_demand_penalty * period_h
+        c[ix.excess0 :] = soft_demand_penalty * period_h
     rows, cols, vals, lo, hi = [], [], [], [], []
     row = 0
 
@@ -211,7 +216,9 @@ def solve(
         add(rc + dc + sc + ([ix.short0 + t] if soft else []),
             rv + list(cap) + list(cap * avail) + ([1.0] if soft else []), demand[t] - res_cap_const, np.inf)
         if phi < 1:
-            add(rc + dc + sc, [-phi * v for v in rv] + list(-phi * cap) + list((1 - phi) * cap * avail),
+            # In soft mode (rolling steps) a running fleet may start above the cap: the excess is priced.
+            add(rc + dc + sc + ([ix.excess0 + t] if soft else []),
+                [-phi * v for v in rv] + list(-phi * cap) + list((1 - phi) * cap * avail) + ([-1.0] if soft else []),
                 -np.inf, phi * res_cap_const)
         if beta > 0:
             add(rc + dc + ([ix.short0 + t] if soft else []), rv + list(cap) + ([1.0] if soft else []),
@@ -229,9 +236,9 @@ def solve(
     if damping is not None:
         _add_damping(add, ix, damping, init_s, init_d, lb, ub)
     A = sparse.csr_array((vals, (rows, cols)), shape=(row, ix.n))
-    result = milp(c, integrality=integrality, bounds=Bounds(lb, ub),
-                  constraints=LinearConstraint(A, lo, hi),
-                  options={"mip_rel_gap": policy.mip_rel_gap, "time_limit": policy.time_limit_s, "disp": False})
+    with _quiet_stdout():
+        result = milp(c, integrality=integrality, bounds=Bounds(lb, ub), constraints=LinearConstraint(A, lo, hi),
+                      options={"mip_rel_gap": policy.mip_rel_gap, "time_limit": policy.time_limit_s, "disp": False})
     if result.status == 2:
         raise InfeasibleError(_explain_infeasible(offers, demand, cap, avail, policy, damping))
     if result.x is None:
@@ -244,7 +251,7 @@ def solve(
     for k, (i, term) in enumerate(terms):
         if x[k] > 0:
             reserved[(offers[i].id, term)] = int(x[k])
-    short = result.x[ix.short0 :] if soft else np.zeros(T)
+    short = result.x[ix.short0 : ix.excess0] if soft else np.zeros(T)
     alloc = Allocation(offers, period_h, demand, reserved, spot, od, {}, np.maximum(short, 0.0), 0.0,
                        "optimal" if result.status == 0 else "time limit (best found)",
                        time.perf_counter() - start, avail)
@@ -275,16 +282,25 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
     relaxed = solve(offers, demand_rps, period_h, policy, relax_counts=True)
     best, spent = None, relaxed.solve_s
     for reserved in _reservation_trials(offers, np.asarray(demand_rps, dtype=float), policy, relaxed.reserved):
-        alloc = solve(offers, demand_rps, period_h, policy, reserved_fixed=reserved)
+        try:
+            alloc = solve(offers, demand_rps, period_h, policy, reserved_fixed=reserved)
+        except InfeasibleError:  # this candidate cannot cover the peak under the caps; others may
+            continue
         spent += alloc.solve_s
         if best is None or alloc.total_usd < best.total_usd:
             best = alloc
     bound = relaxed.lower_bound_usd
-    full = solve(offers, demand_rps, period_h, policy)
-    spent += full.solve_s
-    bound = max(bound, full.lower_bound_usd) if np.isfinite(full.lower_bound_usd) else bound
-    if full.total_usd < best.total_usd:
-        best = full
+    try:
+        full = solve(offers, demand_rps, period_h, policy)
+    except (InfeasibleError, SolverError):
+        if best is None:
+            raise
+        full = None
+    if full is not None:
+        spent += full.solve_s
+        bound = max(bound, full.lower_bound_usd) if np.isfinite(full.lower_bound_usd) else bound
+        if best is None or full.total_usd < best.total_usd:
+            best = full
     best.lower_bound_usd = bound
     best.gap = max(0.0, (best.total_usd - bound) / best.total_usd) if best.total_usd > 0 else 0.0
     best.solve_s = spent
@@ -307,9 +323,10 @@ def _reservation_trials(offers, demand: np.ndarray, policy: Policy, relaxed: dic
             n = int(np.floor(np.percentile(demand, pct) / o.capacity_rps))
             if n > 0:
                 trials.append({(o.id, term): min(n, int(o.cap(term)) if np.isfinite(o.cap(term)) else n)})
+    by_id = {o.id: o for o in offers}
     unique = []
     for t in trials:
-        if t not in unique:
+        if all(n <= by_id[oid].cap(term) for (oid, term), n in t.items()) and t not in unique:
             unique.append(t)
     return unique
 
@@ -326,7 +343,10 @@ def _add_damping(add, ix, damping: Damping, init_s, init_d, lb, ub) -> None:
                 prev_cols, prev_val = ([var(i, t - 1)], 0.0) if t > 0 else ([], float(init[i]))
                 cooling = damping.no_scale_down is not None and damping.no_scale_down[i, k]
                 down = 0 if cooling and t == damping.frozen_steps else damping.down
-                add([col, *prev_cols], [1.0, *([-1.0] * len(prev_cols))], prev_val - down, prev_val + damping.up)
+                low = prev_val - down
+                if not prev_cols and np.isfinite(ub[col]) and ub[col] < low:
+                    low = ub[col]  # a running fleet above an availability cap may drop to it at once
+                add([col, *prev_cols], [1.0, *([-1.0] * len(prev_cols))], low, prev_val + damping.up)
 
 
 def allocation_cost(alloc: Allocation, policy: Policy) -> dict[str, float]:
@@ -345,6 +365,21 @@ def allocation_cost(alloc: Allocation, policy: Policy) -> dict[str, float]:
             starts = np.maximum(np.diff(np.concatenate([[0.0], counts])), 0.0).sum()
             out[tier] += price * (counts.sum() * alloc.period_h + starts * lead_h)
     return out
+
+
+@contextmanager
+def _quiet_stdout():
+    """HiGHS (in SciPy 1.17) sometimes prints to file descriptor 1 even with disp=False, which would corrupt
+    --json output: point fd 1 at stderr while it runs."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _tier_capacity(o: CapacityOffer, tiers: tuple[str, ...]) -> float:

@@ -66,7 +66,7 @@ class RollingOptimizer:
             self.committed_spot = [np.zeros(O) for _ in range(self.lead_steps)]
             self.committed_od = [np.zeros(O) for _ in range(self.lead_steps)]
         self.last_down = np.full((O, 2), -10**9)
-        od_rate = max(o.price("on_demand") / o.capacity_rps for o in self.offers if o.price("on_demand"))
+        od_rate = max(max(o.prices.values()) / o.capacity_rps for o in self.offers)
         self._penalty = self.config.shortfall_penalty * od_rate
 
     def step(self, forecast_rps: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Action]]:

@@ -172,7 +172,8 @@ def _emit_plan(fp, json_out: bool, report) -> None:
                   f"); MILP gap <= {a.gap:.2%}, {a.solve_s:.1f} s")
     for b in fp.baselines:
         console.print(f"  vs {b.name}: ${b.cost_usd:,.0f}, unmet {b.unmet_demand_fraction:.2%} of the forecast "
-                      f"(fleetwise saves {1 - a.total_usd / b.cost_usd:.0%})", highlight=False)
+                      + (f"(fleetwise saves {1 - a.total_usd / b.cost_usd:.0%})" if b.cost_usd else ""),
+                      highlight=False)
 
 
 def _print_offers_and_reservations(a) -> None:
@@ -217,7 +218,8 @@ def _emit_comparison(cmp, offers, json_out: bool, report) -> None:
         print_json(out)
         return
     _print_offers_and_reservations(plan)
-    rows = [(e.name, e.cost_usd, e.unmet_demand_fraction, e.cost_usd / h.cost_usd) for e in (f, h, *cmp.baselines)]
+    rows = [(e.name, e.cost_usd, e.unmet_demand_fraction, e.cost_usd / h.cost_usd if h.cost_usd else float("nan"))
+            for e in (f, h, *cmp.baselines)]
     console.print(_tier_table(f"Operating {len(cmp.demand_rps) * cmp.period_h / 24:.1f} days against the actual "
                               "demand", rows))
     console.print(f"Rolling optimizer: {len(cmp.actions)} scaling actions, step {cmp.step_ms[0]:.1f} ms median / "

@@ -76,7 +76,8 @@ def allocation_report(path: str | Path, plan, comparison=None) -> None:
         sections.append(("Schedule", png_html(figure_png(fig))))
         cost = _cost_figure(c.period_h, [(name, _per_period_cost(s, c.period_h)) for name, s in c.schedules.items()])
         sections.append(("Cost over time (running hours)", png_html(figure_png(cost))))
-        rows = [[e.name, e.cost_usd, e.cost_usd / c.hindsight.cost_usd, f"{e.unmet_demand_fraction:.3%}"]
+        hs = c.hindsight.cost_usd
+        rows = [[e.name, e.cost_usd, e.cost_usd / hs if hs else "-", f"{e.unmet_demand_fraction:.3%}"]
                 for e in (c.fleetwise, c.hindsight, *c.baselines)]
         sections.append(("Comparison", table_html(["strategy", "cost USD", "x hindsight", "unmet demand"], rows)))
     res = [[oid, term, n] for (oid, term), n in sorted(plan.reserved.items()) if n > 0]

@@ -1,0 +1,89 @@
+"""Train on history, operate on what followed: fleetwise against the baselines and the hindsight optimum."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fleetwise.allocate.compare import compare
+from fleetwise.allocate.evaluate import evaluate, spot_uniforms
+from fleetwise.errors import ConfigError
+from fleetwise.traffic import SyntheticSpec, synthetic_series
+
+from .helpers import offer
+
+OFFERS = [offer("big", 20, od=4.0, spot=1.6, r1=2.6, r3=1.8, hazard=0.05),
+          offer("small", 6, od=1.5, spot=0.5, r1=1.0, hazard=0.1)]
+BASELINES = ["all on-demand (peak)", "all reserved 1y (peak)", "reactive on-demand",
+             "percentile (P25 res / P75 spot / P99 OD)"]
+
+
+@pytest.fixture(scope="module")
+def series():
+    return synthetic_series(SyntheticSpec(days=4, period_s=1800, base_rps=50), seed=1)
+
+
+@pytest.fixture(scope="module")
+def cmp(series):
+    return compare(series, OFFERS, train_days=3, eval_days=1)
+
+
+def test_strategies_present(cmp, series):
+    assert cmp.period_h == 0.5
+    assert len(cmp.demand_rps) == 48
+    np.testing.assert_allclose(cmp.demand_rps, series.values[144:192])
+    assert cmp.fleetwise.name == "fleetwise (forecast + MILP + rolling)"
+    assert cmp.hindsight.name == "hindsight optimum"
+    assert [b.name for b in cmp.baselines] == BASELINES
+    assert set(cmp.schedules) == {cmp.fleetwise.name, cmp.hindsight.name, *BASELINES}
+    for s in cmp.schedules.values():
+        assert s.spot.shape == s.on_demand.shape == (2, 48)
+
+
+def test_hindsight_is_the_cheapest(cmp):
+    h = cmp.hindsight.cost_usd
+    assert h > 0
+    for e in (cmp.fleetwise, *cmp.baselines):
+        assert h <= e.cost_usd * 1.02, e.name
+    assert cmp.ratio_to_hindsight == pytest.approx(cmp.fleetwise.cost_usd / h)
+    assert cmp.ratio_to_hindsight >= 0.98
+    plan = cmp.hindsight_plan
+    assert plan.lower_bound_usd <= plan.total_usd + 1e-9 and plan.gap >= 0
+    assert np.all(plan.capacity_rps() >= cmp.demand_rps - 1e-6)  # planned on the actual demand
+
+
+def test_fleetwise_serves_the_demand(cmp):
+    assert cmp.fleetwise.unmet_demand_fraction < 0.02
+    assert cmp.fleetwise.cost_usd < next(b.cost_usd for b in cmp.baselines if b.name == "all on-demand (peak)")
+    median, worst = cmp.step_ms
+    assert 0 < median <= worst < 2000
+
+
+def test_reservations_come_from_the_plan(cmp):
+    fw = cmp.schedules[cmp.fleetwise.name]
+    assert fw.reserved == {k: v for k, v in cmp.reservation_plan.reserved.items() if v > 0}
+    ids = {o.id for o in OFFERS}
+    assert all(oid in ids and term in ("reserved_1y", "reserved_3y") for oid, term in fw.reserved)
+
+
+def test_rolling_schedule_is_damped(cmp):
+    fw = cmp.schedules[cmp.fleetwise.name]
+    plan = cmp.reservation_plan
+    for arr, first in ((fw.spot, plan.spot[:, 0]), (fw.on_demand, plan.on_demand[:, 0])):
+        steps = np.diff(np.concatenate([first[:, None], arr], axis=1), axis=1)
+        assert steps.max() <= 2 and steps.min() >= -1
+        assert np.array_equal(arr[:, 0], first)  # the first period runs the plan's fleet (lead time)
+
+
+def test_everyone_is_scored_with_the_same_random_numbers(cmp):
+    u = spot_uniforms(len(OFFERS), 48, 0)
+    for e in (cmp.fleetwise, cmp.hindsight, *cmp.baselines):
+        again = evaluate(cmp.schedules[e.name], cmp.demand_rps, cmp.period_h, cold_start_s=300.0, uniforms=u)
+        assert again.cost_usd == pytest.approx(e.cost_usd)
+        assert again.unmet_demand_fraction == pytest.approx(e.unmet_demand_fraction)
+
+
+@pytest.mark.parametrize(("train", "evaluate_days"), [(3, 2), (0.01, 1), (3, 0)])
+def test_windows_that_do_not_fit(series, train, evaluate_days):
+    with pytest.raises(ConfigError, match="do not fit"):
+        compare(series, OFFERS, train_days=train, eval_days=evaluate_days)
