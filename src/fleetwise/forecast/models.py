@@ -7,6 +7,7 @@ This "fit once, roll forward" shape makes rolling-origin backtests cheap: an ori
 
 from __future__ import annotations
 
+import warnings
 from typing import Protocol
 
 import numpy as np
@@ -114,8 +115,6 @@ class Profile:
         valid = (idx >= 0) & (idx < origins[:, None, None, None])
         samples = np.where(valid, self._values[np.clip(idx, 0, len(self._values) - 1)], np.nan)
         with np.errstate(all="ignore"):
-            import warnings
-
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)
                 return np.nanmedian(samples.reshape(*target.shape, -1), axis=-1)
@@ -188,13 +187,17 @@ class ETS:
         self._clock = (start_s, period_s, epoch)
         y = y - self._effects[wd]
         opts = dict(trend="add", damped_trend=True, seasonal="add", seasonal_periods=day)
-        fit = ExponentialSmoothing(y[lo:fit_end], initialization_method="heuristic", **opts).fit()
-        p = fit.params
-        run = ExponentialSmoothing(
-            y[lo:], initialization_method="known", initial_level=p["initial_level"],
-            initial_trend=p["initial_trend"], initial_seasonal=p["initial_seasons"], **opts,
-        ).fit(smoothing_level=p["smoothing_level"], smoothing_trend=p["smoothing_trend"],
-              smoothing_seasonal=p["smoothing_seasonal"], damping_trend=p["damping_trend"], optimized=False)
+        with warnings.catch_warnings():
+            # Convergence and information-criterion warnings (e.g. a flat series) are not actionable for a
+            # user; the backtest is what judges the fit.
+            warnings.simplefilter("ignore")
+            fit = ExponentialSmoothing(y[lo:fit_end], initialization_method="heuristic", **opts).fit()
+            p = fit.params
+            run = ExponentialSmoothing(
+                y[lo:], initialization_method="known", initial_level=p["initial_level"],
+                initial_trend=p["initial_trend"], initial_seasonal=p["initial_seasons"], **opts,
+            ).fit(smoothing_level=p["smoothing_level"], smoothing_trend=p["smoothing_trend"],
+                  smoothing_seasonal=p["smoothing_seasonal"], damping_trend=p["damping_trend"], optimized=False)
         pad = np.full(lo, np.nan)
         self._level = np.concatenate([pad, run.level])
         self._trend = np.concatenate([pad, run.trend])
