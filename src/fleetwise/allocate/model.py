@@ -174,22 +174,16 @@ def solve(
         c[k] = offers[i].price(term) * period_h * T
         ub[k] = offers[i].cap(term)
     for i, o in enumerate(offers):
-        p_spot, p_od = o.price("spot"), o.price("on_demand")
-        sl, dl = slice(ix.s(i, 0), ix.s(i, T)), slice(ix.d(i, 0), ix.d(i, T))
-        if p_spot is None or not policy.allow_spot:
-            ub[sl] = 0
-        else:
-            c[sl] = p_spot * period_h
-            ub[sl] = o.cap("spot")
+        for tier, count0, start0 in (("spot", ix.s0, ix.us0), ("on_demand", ix.d0, ix.ud0)):
+            price = o.price(tier) if tier != "spot" or policy.allow_spot else None
+            counts = slice(count0 + i * T, count0 + (i + 1) * T)
+            if price is None:
+                ub[counts] = 0
+                continue
+            c[counts] = price * period_h
+            ub[counts] = o.cap(tier)
             if per_offer:
-                c[ix.us0 + i * T : ix.us0 + (i + 1) * T] = p_spot * lead_h
-        if p_od is None:
-            ub[dl] = 0
-        else:
-            c[dl] = p_od * period_h
-            ub[dl] = o.cap("on_demand")
-            if per_offer:
-                c[ix.ud0 + i * T : ix.ud0 + (i + 1) * T] = p_od * lead_h
+                c[start0 + i * T : start0 + (i + 1) * T] = price * lead_h
     if soft:
         c[ix.short0 : ix.excess0] = soft_demand_penalty * period_h
         c[ix.excess0 :] = soft_demand_penalty * period_h
