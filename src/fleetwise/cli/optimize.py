@@ -39,14 +39,14 @@ def _scenario(json_out: bool) -> None:
 
 
 def _offers(model: str, isl: float, osl: float, ttft: float, tpot: float, catalog, clouds, regions, gpus, top,
-            rate: float):
+            rate: float, caps: dict[str, int]):
     from fleetwise.allocate.fromplan import offers_from_plan
     from fleetwise.plan.search import SLO, PlanRequest, plan
     from fleetwise.plan.workload import BUILTIN
 
     wl = BUILTIN["chat"].with_overrides(isl=isl, osl=osl, rate_rps=max(rate, 1e-3))
     req = PlanRequest([model], wl, SLO(ttft, tpot), clouds=clouds, regions=regions, gpus=gpus, catalog=catalog)
-    return offers_from_plan(plan(req), top=top, catalog=catalog)
+    return offers_from_plan(plan(req), top=top, catalog=catalog, max_instances=caps)
 
 
 def _series(path, freq, time_col, value_col, fmt):
@@ -62,10 +62,23 @@ def _series(path, freq, time_col, value_col, fmt):
     return s
 
 
+def _caps(spot: int | None, on_demand: int | None, reserved: int | None) -> dict[str, int]:
+    caps = {"spot": spot, "on_demand": on_demand, "reserved_1y": reserved, "reserved_3y": reserved}
+    for tier, value in caps.items():
+        if value is not None and value < 0:
+            raise ConfigError(f"instance caps must be >= 0 (got {value} for {tier})")
+    return {k: v for k, v in caps.items() if v is not None}
+
+
 def _reservations(alloc) -> list[dict]:
     by_id = {o.id: o for o in alloc.offers}
     return [{"offer": oid, "term": term, "count": n, "break_even_utilization": by_id[oid].break_even_utilization(term)}
             for (oid, term), n in sorted(alloc.reserved.items()) if n > 0]
+
+
+def _schedule_json(schedule, period_h: float, demand) -> dict:
+    return {"period_h": period_h, "offers": [o.id for o in schedule.offers], "spot": schedule.spot.tolist(),
+            "on_demand": schedule.on_demand.tolist(), "demand_rps": list(map(float, demand))}
 
 
 def _tier_table(title: str, rows: list[tuple[str, float, float]]) -> Table:
@@ -104,6 +117,12 @@ def optimize_cmd(
     cold_start_s: Annotated[float, typer.Option(help="Instance boot + model load, seconds.")] = 300.0,
     up: Annotated[int, typer.Option(help="Rolling damping: most instances added per offer and step.")] = 2,
     down: Annotated[int, typer.Option(help="Rolling damping: most instances removed per offer and step.")] = 1,
+    spot_cap: Annotated[Optional[int], typer.Option(help="Most spot instances of any one offer (pool size).")
+                        ] = None,
+    on_demand_cap: Annotated[Optional[int], typer.Option(help="Most on-demand instances of any one offer (quota).")
+                             ] = None,
+    reserved_cap: Annotated[Optional[int], typer.Option(help="Most reserved instances of any one offer and term.")
+                            ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the spot-interruption draws.")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     report: Annotated[Optional[Path], typer.Option(help="Write an HTML report.")] = None,
@@ -132,7 +151,7 @@ def optimize_cmd(
     mean_rps = float(series.values[~(series.values != series.values)].mean())
     with err_console.status("planning replica configurations and offers..."):
         offers = _offers(model, isl, osl, ttft_ms, tpot_ms, catalog, split_csv(cloud), split_csv(region),
-                         split_csv(gpu), offers_top, mean_rps)
+                         split_csv(gpu), offers_top, mean_rps, _caps(spot_cap, on_demand_cap, reserved_cap))
     if evaluate_mode:
         from fleetwise.allocate.compare import compare
 
@@ -204,12 +223,17 @@ def _emit_comparison(cmp, offers, json_out: bool, report) -> None:
             "cost_usd": f.cost_usd, "unmet_demand_fraction": f.unmet_demand_fraction,
             "hindsight_cost_usd": h.cost_usd, "hindsight_lower_bound_usd": cmp.hindsight_plan.lower_bound_usd,
             "ratio_to_hindsight": cmp.ratio_to_hindsight,
-            "baselines": [{"name": b.name, "cost_usd": b.cost_usd, "unmet_demand_fraction": b.unmet_demand_fraction}
+            "baselines": [{"name": b.name, "cost_usd": b.cost_usd, "unmet_demand_fraction": b.unmet_demand_fraction,
+                           "savings_fraction": 1 - f.cost_usd / b.cost_usd if b.cost_usd else None}
                           for b in cmp.baselines],
             "rolling_step_ms": {"median": cmp.step_ms[0], "max": cmp.step_ms[1]},
             "actions": len(cmp.actions),
         },
+        "schedule": _schedule_json(cmp.schedules["fleetwise (forecast + MILP + rolling)"], cmp.period_h,
+                                   cmp.demand_rps),
     }
+    horizon_h = cmp.period_h * len(cmp.demand_rps)
+    out["cost"]["monthly_by_tier"] = {k: v * 730.0 / horizon_h for k, v in f.cost_by_tier.items()}
     if report:
         from fleetwise.report.allocation import allocation_report
 
