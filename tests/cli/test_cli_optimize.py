@@ -15,7 +15,7 @@ from fleetwise.traffic.records import RateSeries
 from fleetwise.traffic.write import write_series_csv
 
 STRATEGIES = ("All on-demand", "All reserved (1yr)", "Reserved + spot burst", "Hybrid optimized")
-BASELINE_KEYS = {"name", "cost_usd", "unmet_demand_fraction"}
+BASELINE_KEYS = {"name", "cost_usd", "unmet_demand_fraction", "savings_fraction"}
 
 
 @pytest.fixture
