@@ -26,7 +26,7 @@ def offers_from_plan(result: PlanResult, top: int = 6, catalog: str | None = Non
         if current is None or capacity > current.capacity_rps:
             best[offer.id] = CapacityOffer(
                 offer.id, capacity, dict(offer.price_usd_per_hour), offer.hazard_per_hour or 0.0,
-                max_instances=dict(max_instances or {}),
+                max_instances=dict(max_instances or {}), precision=c.precision,
                 label=f"{c.label} x{per_instance} per instance ({offer.instance_type}, {offer.region})")
     if not best:
         raise InfeasibleError("no instance offer can serve the workload within the SLO")

@@ -21,6 +21,7 @@ class CapacityOffer:
     hazard_per_hour: float = 0.0  # spot interruption rate per instance-hour
     max_instances: dict[str, int] = field(default_factory=dict)  # tier -> availability cap (absent: none)
     label: str = ""  # the replica configuration behind the capacity
+    precision: str | None = None  # of that configuration (for the weight bytes a cold start loads)
 
     def __post_init__(self) -> None:
         if not self.capacity_rps > 0:

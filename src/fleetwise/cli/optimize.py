@@ -114,7 +114,9 @@ def optimize_cmd(
                          ] = None,
     max_spot_share: Annotated[float, typer.Option(help="Spot's largest share of capacity.")] = 0.7,
     min_nonspot_share: Annotated[float, typer.Option(help="Share of demand reserved + on-demand must cover.")] = 0.3,
-    cold_start_s: Annotated[float, typer.Option(help="Instance boot + model load, seconds.")] = 300.0,
+    cold_start_s: Annotated[Optional[float], typer.Option(
+        help="Instance boot + model load + engine start, seconds (default: 120 s boot + weights at 1 GB/s + "
+             "60 s engine start, for the model and precision chosen).")] = None,
     up: Annotated[int, typer.Option(help="Rolling damping: most instances added per offer and step.")] = 2,
     down: Annotated[int, typer.Option(help="Rolling damping: most instances removed per offer and step.")] = 1,
     spot_cap: Annotated[Optional[int], typer.Option(help="Most spot instances of any one offer (pool size).")
@@ -145,13 +147,28 @@ def optimize_cmd(
         raise ConfigError(f"--quantile must lie in (0, 1) (got {quantile:g})")
     if (train_days is None) != (eval_days is None):
         raise ConfigError("--train-days and --eval-days go together")
-    policy = Policy(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share, cold_start_s=cold_start_s)
+    Policy(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share)  # validate before any work
+    if cold_start_s is not None and cold_start_s < 0:
+        raise ConfigError(f"cold start (--cold-start-s) must be >= 0 (got {cold_start_s:g})")
     evaluate_mode = train_days is not None
     series = _series(series_file, freq if (freq or evaluate_mode) else "1h", time_col, value_col, fmt)
+    if evaluate_mode:
+        per_day = series.steps_per_day
+        if round(train_days * per_day) < 2 or round(eval_days * per_day) < 1 or \
+                round((train_days + eval_days) * per_day) > len(series):
+            raise ConfigError(f"the series has {len(series) / per_day:.1f} days; --train-days {train_days:g} + "
+                              f"--eval-days {eval_days:g} do not fit")
     mean_rps = float(series.values[~(series.values != series.values)].mean())
     with err_console.status("planning replica configurations and offers..."):
         offers = _offers(model, isl, osl, ttft_ms, tpot_ms, catalog, split_csv(cloud), split_csv(region),
                          split_csv(gpu), offers_top, mean_rps, _caps(spot_cap, on_demand_cap, reserved_cap))
+    if cold_start_s is None:
+        from fleetwise.allocate.coldstart import cold_start_s as estimate
+
+        cold_start_s = max(estimate(model, o.precision or "bf16", catalog=catalog) for o in offers)
+        err_console.print(f"fleetwise: cold start {cold_start_s:.0f} s (boot + weights at 1 GB/s + engine start; "
+                          "--cold-start-s to override)", highlight=False)
+    policy = Policy(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share, cold_start_s=cold_start_s)
     if evaluate_mode:
         from fleetwise.allocate.compare import compare
 
