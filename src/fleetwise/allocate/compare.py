@@ -17,6 +17,7 @@ from fleetwise.allocate.offers import CapacityOffer
 from fleetwise.allocate.rolling import Action, RollingConfig, operate
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import QuantileForecaster
+from fleetwise.forecast.models import ffill
 from fleetwise.forecast.rolling import Roller
 from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
 
@@ -53,7 +54,7 @@ def rolling_forecasts(series: RateSeries, train_steps: int, n_steps: int, lookah
     qi = int(np.flatnonzero(np.isclose(paths.quantiles, quantile))[0])
     out = paths.values[:, qi, :]
     # Where a method had no forecast (too little history), fall back to the last value seen.
-    last = np.array([series.values[:o][np.isfinite(series.values[:o])][-1] for o in origins])
+    last = ffill(series.values)[origins - 1]
     return np.where(np.isfinite(out), out, last[:, None])
 
 
@@ -134,11 +135,9 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
 
 def _filled(values: np.ndarray, fallback: np.ndarray | None = None) -> np.ndarray:
     """Missing bins (gaps) filled by the last known value, so they neither cost nor count as unmet."""
-    out = np.asarray(values, dtype=float).copy()
-    ok = np.isfinite(out)
-    if not ok.any():
+    values = np.asarray(values, dtype=float)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
         raise ConfigError("no known demand values in the window")
-    idx = np.where(ok, np.arange(len(out)), -1)
-    np.maximum.accumulate(idx, out=idx)
-    first = out[ok][0] if fallback is None else fallback[np.isfinite(fallback)][-1]
-    return np.where(idx >= 0, out[np.maximum(idx, 0)], first)
+    first = finite[0] if fallback is None else fallback[np.isfinite(fallback)][-1]
+    return np.nan_to_num(ffill(values), nan=first)

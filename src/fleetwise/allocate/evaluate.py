@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
-from fleetwise.allocate.offers import CapacityOffer, spot_availability
+from fleetwise.allocate.offers import CapacityOffer, schedule_cost, spot_availability, starts
 
 LEAD_DEFAULT_S = 300.0
 
@@ -66,18 +66,9 @@ def evaluate(schedule: Schedule, demand_rps: np.ndarray, period_h: float, *, col
     served = cap @ (schedule.reserved_counts()[:, None] + schedule.on_demand + spot - down)
     unmet = np.maximum(demand_rps - served, 0.0)
     total = float(np.sum(demand_rps))
-    lead_h = cold_start_s / 3600
-    by_tier = {"reserved": 0.0, "spot": 0.0, "on_demand": 0.0}
-    for i, o in enumerate(offers):
-        for (oid, term), n in schedule.reserved.items():
-            if oid == o.id:
-                by_tier["reserved"] += n * o.price(term) * period_h * T
-        for tier, counts in (("spot", schedule.spot[i]), ("on_demand", schedule.on_demand[i])):
-            if o.price(tier) is None or not counts.any():
-                continue
-            starts = np.maximum(np.diff(np.concatenate([[0.0], counts])), 0).sum()
-            if tier == "spot":  # every reclaimed instance is replaced: one more start each
-                starts += float(np.sum(np.maximum(np.diff(np.concatenate([[0.0], down[i]])), 0)))
-            by_tier[tier] += o.price(tier) * (counts.sum() * period_h + starts * lead_h)
+    # Every reclaimed instance is replaced: one more start each.
+    replacements = np.array([starts(row) for row in down])
+    by_tier = schedule_cost(offers, schedule.reserved, schedule.spot, schedule.on_demand, period_h, cold_start_s,
+                            extra_spot_starts=replacements)
     return Evaluation(schedule.name, float(sum(by_tier.values())), by_tier,
                       float(unmet.sum() / total) if total > 0 else 0.0, served, float(down.sum() * period_h))

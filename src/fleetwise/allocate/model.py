@@ -14,10 +14,9 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from fleetwise.allocate.offers import RESERVED_TERMS, CapacityOffer, spot_availability
+from fleetwise.allocate.offers import RESERVED_TERMS, CapacityOffer, schedule_cost, spot_availability
 from fleetwise.errors import ConfigError, InfeasibleError, SolverError
 
-TIERS_OUT = ("reserved", "spot", "on_demand")
 
 
 @dataclass(frozen=True)
@@ -129,8 +128,7 @@ class _Index:
 def solve(
     offers: list[CapacityOffer], demand_rps: np.ndarray, period_h: float, policy: Policy = Policy(), *,
     reserved_fixed: dict[tuple[str, str], int] | None = None, damping: Damping | None = None,
-    soft_demand_penalty: float | None = None, relax_counts: bool = False, with_starts: bool | None = None,
-    relax_reserved: bool = False,
+    soft_demand_penalty: float | None = None, relax_counts: bool = False,
 ) -> Allocation:
     """Cheapest allocation covering ``demand_rps`` (req/s per period) with the policy's constraints.
 
@@ -161,14 +159,12 @@ def solve(
     # planning problem leaves it out: start-up terms make HiGHS' primal heuristics stall, and dropping a
     # non-negative cost keeps the solver's bound a valid lower bound for the full cost, which is computed
     # exactly afterwards (allocation_cost) and compared with that bound for the reported gap.
-    per_offer = damping is not None if with_starts is None else with_starts
+    per_offer = damping is not None
     ix = _Index(O, T, terms, soft, per_offer)
     c = np.zeros(ix.n)
     lb, ub = np.zeros(ix.n), np.full(ix.n, np.inf)
     integrality = np.zeros(ix.n)
     integrality[: ix.s0 if relax_counts else ix.us0] = 1
-    if relax_reserved:
-        integrality[: ix.s0] = 0
     lead_h = policy.cold_start_s / 3600 + policy.switch_penalty_h
     for k, (i, term) in enumerate(terms):
         c[k] = offers[i].price(term) * period_h * T
@@ -234,11 +230,11 @@ def solve(
         result = milp(c, integrality=integrality, bounds=Bounds(lb, ub), constraints=LinearConstraint(A, lo, hi),
                       options={"mip_rel_gap": policy.mip_rel_gap, "time_limit": policy.time_limit_s, "disp": False})
     if result.status == 2:
-        raise InfeasibleError(_explain_infeasible(offers, demand, cap, avail, policy, damping))
+        raise InfeasibleError(_explain_infeasible(demand, policy, damping))
     if result.x is None:
         raise SolverError(f"HiGHS found no allocation: {result.message}")
     x = result.x if relax_counts else np.round(result.x)
-    x[: ix.s0] = np.ceil(x[: ix.s0] - 1e-6) if relax_reserved else np.round(x[: ix.s0])
+    x[: ix.s0] = np.round(x[: ix.s0])
     spot = x[ix.s0 : ix.d0].reshape(O, T)
     od = x[ix.d0 : ix.us0].reshape(O, T)
     reserved = dict(fixed)
@@ -345,20 +341,8 @@ def _add_damping(add, ix, damping: Damping, init_s, init_d, lb, ub) -> None:
 
 def allocation_cost(alloc: Allocation, policy: Policy) -> dict[str, float]:
     """USD over the horizon by tier: running hours plus cold starts of every instance started."""
-    T = len(alloc.demand_rps)
-    lead_h = policy.cold_start_s / 3600
-    out = {k: 0.0 for k in TIERS_OUT}
-    for i, o in enumerate(alloc.offers):
-        for (oid, term), n in alloc.reserved.items():
-            if oid == o.id:
-                out["reserved"] += n * o.price(term) * alloc.period_h * T
-        for tier, counts in (("spot", alloc.spot[i]), ("on_demand", alloc.on_demand[i])):
-            price = o.price(tier)
-            if price is None:
-                continue
-            starts = np.maximum(np.diff(np.concatenate([[0.0], counts])), 0.0).sum()
-            out[tier] += price * (counts.sum() * alloc.period_h + starts * lead_h)
-    return out
+    return schedule_cost(alloc.offers, alloc.reserved, alloc.spot, alloc.on_demand, alloc.period_h,
+                         policy.cold_start_s)
 
 
 @contextmanager
@@ -401,7 +385,7 @@ def _check_feasible(offers, demand, cap, avail, policy: Policy) -> None:
                               f"{policy.max_spot_share:.0%} of capacity")
 
 
-def _explain_infeasible(offers, demand, cap, avail, policy: Policy, damping: Damping | None) -> str:
+def _explain_infeasible(demand: np.ndarray, policy: Policy, damping: Damping | None) -> str:
     if damping is not None:
         return ("the damping limits (at most +{} / -{} instances per offer per step) cannot reach the demand in "
                 "time; allow shortfall or loosen the damping".format(damping.up, damping.down))

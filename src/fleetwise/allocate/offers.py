@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from fleetwise.errors import ConfigError
 
 RESERVED_TERMS = ("reserved_1y", "reserved_3y")
@@ -55,3 +57,30 @@ def spot_availability(hazard_per_hour: float, replace_s: float, warning_s: float
     """
     down_h = max(replace_s - warning_s, 0.0) / 3600.0
     return 1.0 / (1.0 + hazard_per_hour * down_h)
+
+
+def starts(counts: np.ndarray) -> float:
+    """Instances started over a count series beginning from zero: the sum of its increases."""
+    return float(np.maximum(np.diff(np.concatenate([[0.0], counts])), 0.0).sum())
+
+
+def schedule_cost(offers: list[CapacityOffer], reserved: dict[tuple[str, str], int], spot: np.ndarray,
+                  on_demand: np.ndarray, period_h: float, cold_start_s: float,
+                  extra_spot_starts: np.ndarray | None = None) -> dict[str, float]:
+    """USD by tier of a schedule: reserved instances every hour, spot / on-demand running hours, and the cold
+    start of every instance started (``extra_spot_starts``: replacements of reclaimed spot, per offer)."""
+    T = spot.shape[1]
+    lead_h = cold_start_s / 3600
+    out = {"reserved": 0.0, "spot": 0.0, "on_demand": 0.0}
+    by_id = {o.id: o for o in offers}
+    for (oid, term), n in reserved.items():
+        out["reserved"] += n * by_id[oid].price(term) * period_h * T
+    for i, o in enumerate(offers):
+        for tier, counts in (("spot", spot[i]), ("on_demand", on_demand[i])):
+            price = o.price(tier)
+            if price is None:
+                continue
+            n_starts = starts(counts) + (float(extra_spot_starts[i]) if tier == "spot" and
+                                         extra_spot_starts is not None else 0.0)
+            out[tier] += price * (counts.sum() * period_h + n_starts * lead_h)
+    return out

@@ -9,7 +9,7 @@ import numpy as np
 
 from fleetwise.allocate.evaluate import Schedule
 from fleetwise.allocate.model import Policy, plan_allocation
-from fleetwise.allocate.offers import CapacityOffer, spot_availability
+from fleetwise.allocate.offers import CapacityOffer, schedule_cost, spot_availability
 from fleetwise.catalog import load_catalog
 
 HOURS = 730  # one month
@@ -47,12 +47,8 @@ def seed_offer() -> CapacityOffer:
 
 def _monthly(offer: CapacityOffer, schedule: Schedule, demand: np.ndarray, policy: Policy) -> tuple[float, float]:
     """Cost over the month (reserved, running hours, cold starts) and expected unmet node-hours share."""
-    lead_h = policy.cold_start_s / 3600
-    cost = sum(n * offer.price(term) * HOURS for (_, term), n in schedule.reserved.items())
-    for tier, counts in (("spot", schedule.spot[0]), ("on_demand", schedule.on_demand[0])):
-        if counts.any():
-            starts = np.maximum(np.diff(np.concatenate([[0.0], counts])), 0).sum()
-            cost += offer.price(tier) * (counts.sum() + starts * lead_h)
+    cost = sum(schedule_cost([offer], schedule.reserved, schedule.spot, schedule.on_demand, 1.0,
+                             policy.cold_start_s).values())
     a = spot_availability(offer.hazard_per_hour, policy.cold_start_s)
     capacity = schedule.reserved_counts()[0] + schedule.on_demand[0] + a * schedule.spot[0]
     return float(cost), float(np.maximum(demand - capacity, 0).sum() / demand.sum())

@@ -22,28 +22,15 @@ from fleetwise.cli.traffic import (
     TimeUnit,
     ValueCol,
     fmt_duration,
-    load_input,
+    series_input,
 )
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import METHODS, QuantileForecaster, backtest
-from fleetwise.traffic import RateSeries, RequestTrace, synthetic_series, trace_to_series
+from fleetwise.traffic import RateSeries
 from fleetwise.traffic.durations import parse_duration
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 
 METHOD_CHOICES = ("auto", *METHODS)
-
-
-def _series(path: Path | None, freq: str | None, **load_opts) -> RateSeries:
-    period_s = parse_duration(freq, "--freq") if freq else None
-    if path is None:
-        series = synthetic_series()
-        err_console.print("fleetwise: no SERIES given; forecasting the built-in synthetic workload "
-                          "(14 days, 5-minute bins, seed 0)", highlight=False)
-        return series.resample(period_s) if period_s else series
-    obj = load_input(path, **load_opts, period_s=None)
-    if isinstance(obj, RequestTrace):
-        return trace_to_series(obj, period_s or 300.0)
-    return obj.resample(period_s) if period_s and period_s != obj.period_s else obj
 
 
 def _quantiles(text: str) -> tuple[float, ...]:
@@ -122,7 +109,7 @@ def forecast_cmd(
         from fleetwise.report.figures import check_plot_path
 
         check_plot_path(plot)
-    series = _series(series_file, freq, fmt=fmt, time_col=time_col, value_col=value_col, input_col=input_col,
+    series = series_input(series_file, freq, what="SERIES", trace_bin_s=300.0, fmt=fmt, time_col=time_col, value_col=value_col, input_col=input_col,
                      output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
                      keep_zeros=keep_zeros)
     horizon_steps = max(1, math.ceil(parse_duration(horizon, "--horizon") / series.period_s - 1e-9))

@@ -11,9 +11,8 @@ from rich import box
 from rich.table import Table
 
 from fleetwise.cli.output import console, err_console, print_json, split_csv
-from fleetwise.cli.traffic import Fmt, TimeCol, ValueCol, load_input
+from fleetwise.cli.traffic import Fmt, TimeCol, ValueCol, series_input
 from fleetwise.errors import ConfigError
-from fleetwise.traffic import RequestTrace, synthetic_series, trace_to_series
 from fleetwise.traffic.durations import parse_duration
 
 
@@ -47,19 +46,6 @@ def _offers(model: str, isl: float, osl: float, ttft: float, tpot: float, catalo
     wl = BUILTIN["chat"].with_overrides(isl=isl, osl=osl, rate_rps=max(rate, 1e-3))
     req = PlanRequest([model], wl, SLO(ttft, tpot), clouds=clouds, regions=regions, gpus=gpus, catalog=catalog)
     return offers_from_plan(plan(req), top=top, catalog=catalog, max_instances=caps)
-
-
-def _series(path, freq, time_col, value_col, fmt):
-    if path is None:
-        err_console.print("fleetwise: no --series given; using the built-in synthetic workload (14 days)",
-                          highlight=False)
-        s = synthetic_series()
-    else:
-        obj = load_input(path, fmt=fmt, time_col=time_col, value_col=value_col)
-        s = trace_to_series(obj, parse_duration(freq or "10min", "--freq")) if isinstance(obj, RequestTrace) else obj
-    if freq:
-        s = s.resample(parse_duration(freq, "--freq"))
-    return s
 
 
 def _caps(spot: int | None, on_demand: int | None, reserved: int | None) -> dict[str, int]:
@@ -151,7 +137,8 @@ def optimize_cmd(
     if cold_start_s is not None and cold_start_s < 0:
         raise ConfigError(f"cold start (--cold-start-s) must be >= 0 (got {cold_start_s:g})")
     evaluate_mode = train_days is not None
-    series = _series(series_file, freq if (freq or evaluate_mode) else "1h", time_col, value_col, fmt)
+    series = series_input(series_file, freq if (freq or evaluate_mode) else "1h", what="--series",
+                          trace_bin_s=600.0, fmt=fmt, time_col=time_col, value_col=value_col)
     if evaluate_mode:
         per_day = series.steps_per_day
         if round(train_days * per_day) < 2 or round(eval_days * per_day) < 1 or \

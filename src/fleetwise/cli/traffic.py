@@ -63,6 +63,22 @@ def load_input(path: Path, *, fmt: str = "auto", time_col: str | None = None, in
     return obj
 
 
+def series_input(path: Path | None, freq: str | None, *, what: str, trace_bin_s: float, **load_opts) -> RateSeries:
+    """The demand series a command works on: a series file (resampled to ``freq``), a trace binned at ``freq``
+    (default ``trace_bin_s``), or, without a file, the built-in synthetic workload."""
+    period_s = parse_duration(freq, "--freq") if freq else None
+    if path is None:
+        err_console.print(f"fleetwise: no {what} given; using the built-in synthetic workload (14 days, 5-minute "
+                          "bins, seed 0)", highlight=False)
+        series = synthetic_series()
+    else:
+        obj = load_input(path, **load_opts)
+        if isinstance(obj, RequestTrace):
+            return trace_to_series(obj, period_s or trace_bin_s)
+        series = obj
+    return series.resample(period_s) if period_s and period_s != series.period_s else series
+
+
 def fmt_duration(seconds: float) -> str:
     if seconds >= 86_400:
         return f"{seconds / 86_400:.1f} d"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.forecast.rolling import AUTO_CANDIDATES, Paths, Roller
+from fleetwise.forecast.rolling import AUTO_CANDIDATES, Paths, Roller, actuals
 from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95)
@@ -46,9 +46,7 @@ class Score:
 def score(paths: Paths, values: np.ndarray, quantiles: tuple[float, ...]) -> Score:
     """WAPE/MAPE of the median, pinball loss and coverage of each quantile, over every (origin, lead)."""
     horizon = paths.values.shape[2]
-    target = paths.origins[:, None] + np.arange(horizon)[None, :]
-    inside = target < len(values)
-    actual = np.where(inside, values[np.minimum(target, len(values) - 1)], np.nan)
+    actual = actuals(values, paths.origins, horizon)
     qi = {float(q): int(i) for i, q in enumerate(paths.quantiles)}
     median = paths.values[:, qi[0.5], :]
     ok = np.isfinite(actual) & np.isfinite(median)

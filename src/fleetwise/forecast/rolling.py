@@ -28,6 +28,12 @@ class Paths:
     chosen: np.ndarray | None = None  # for auto: index into AUTO candidates per origin
 
 
+def actuals(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
+    """(len(origins), horizon) values that followed each origin; NaN past the end of the data."""
+    target = origins[:, None] + np.arange(horizon)[None, :]
+    return np.where(target < len(values), values[np.minimum(target, len(values) - 1)], np.nan)
+
+
 def make_model(name: str) -> PointModel:
     try:
         return METHODS[name]()
@@ -90,10 +96,7 @@ class Roller:
         return Paths(name, origins, self.quantiles, out)
 
     def _residuals(self, origins: np.ndarray, point: np.ndarray) -> np.ndarray:
-        target = origins[:, None] + np.arange(self.horizon)[None, :]
-        inside = target < len(self.values)
-        actual = np.where(inside, self.values[np.minimum(target, len(self.values) - 1)], np.nan)
-        return log_ratio(actual, point, self.floor)
+        return log_ratio(actuals(self.values, origins, self.horizon), point, self.floor)
 
     def auto(self, origins: np.ndarray, candidates: tuple[str, ...] = AUTO_CANDIDATES) -> Paths:
         """At each origin, the candidate chosen by :func:`_choose` from the WAPE of each calibrated median over
@@ -108,8 +111,7 @@ class Roller:
         runs = [self.paths(n, everything) for n in names]
         mid = int(np.flatnonzero(self.quantiles == 0.5)[0])
         target = everything[:, None] + np.arange(self.horizon)[None, :]
-        inside = target < len(self.values)
-        actual = np.where(inside, self.values[np.minimum(target, len(self.values) - 1)], np.nan)
+        actual = actuals(self.values, everything, self.horizon)
         errors = [np.abs(actual - r.values[:, mid, :]) for r in runs]
         out = np.full((len(origins), len(self.quantiles), self.horizon), np.nan)
         chosen = np.zeros(len(origins), dtype=np.int64)

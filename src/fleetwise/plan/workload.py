@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetwise.errors import ConfigError
-from fleetwise.traffic.lengths import LengthDist
+from fleetwise.traffic.lengths import CHAT_INPUT, CHAT_OUTPUT, LengthDist
 
 __all__ = ["BUILTIN", "LengthDist", "Workload", "get_workload"]
 
@@ -46,8 +46,8 @@ class Workload:
 BUILTIN: dict[str, Workload] = {
     "chat": Workload(
         "chat",
-        isl=LengthDist(1155, 4083, 16384),
-        osl=LengthDist(211, 451, 2048),
+        isl=CHAT_INPUT,
+        osl=CHAT_OUTPUT,
         rate_rps=20.0,
         source="mean/p95 lengths of the Azure LLM conversation trace 2023 (AzurePublicDataset, CC-BY-4.0)",
     ),

@@ -11,7 +11,7 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 from fleetwise.traffic.convert import series_to_trace
-from fleetwise.traffic.lengths import EmpiricalLengths, LengthDist
+from fleetwise.traffic.lengths import CHAT_INPUT, CHAT_OUTPUT, EmpiricalLengths, LengthDist
 from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries, RequestTrace, time_of_day_s, weekday
 
 
@@ -98,10 +98,9 @@ def _bursts(t: np.ndarray, spec: SyntheticSpec, rng: np.random.Generator) -> np.
     return out
 
 
-# The built-in default workload: a 14-day chat service with the Azure conversation trace's length
-# distribution (mean/p95 measured on azure_llm_conv_2023.csv, see fleetwise.plan.workload).
+# The built-in default workload: a 14-day chat service with the Azure conversation trace's lengths.
 DEFAULT_SPEC = SyntheticSpec()
-DEFAULT_LENGTHS = (LengthDist(1155, 4083, 16384), LengthDist(211, 451, 2048))
+DEFAULT_LENGTHS = (CHAT_INPUT, CHAT_OUTPUT)
 
 
 def synthetic_trace(
