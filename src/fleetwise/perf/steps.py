@@ -91,3 +91,49 @@ def step_time(replica: Replica, prefill_tokens, prefill_pairs, decode_seqs, deco
 def prefill_pairs(chunk_tokens, context_before):
     """Causal query-context pairs of a prompt chunk that starts after ``context_before`` tokens."""
     return chunk_tokens * context_before + chunk_tokens * (chunk_tokens + 1) / 2.0
+
+
+class StepModel:
+    """:func:`step_time` for one replica reduced to a handful of coefficients, evaluated on Python floats.
+
+    Event loops call the step time once per simulated iteration; NumPy's per-call overhead on scalars
+    would dominate, so the same roofline is folded into constants here (tested equal to ``step_time``).
+    Decode attention is linear in the context, so ``ctx_coef`` is also the growth of a decode step's
+    time per extra token of context.
+    """
+
+    __slots__ = ("c_tok", "c_head", "w_dense", "w_expert", "miss", "c_pair", "ctx_coef", "ar_fixed", "ar_tok",
+                 "fixed", "c_seq")
+
+    def __init__(self, replica: Replica) -> None:
+        p = replica.profile
+        gemm = replica.gemm_flops_per_s * p.gemm_compute_eff
+        self.c_tok = replica.linear_flops_per_token / gemm
+        self.c_head = replica.lm_head_flops_per_token / gemm
+        bw = replica.gpu.hbm_bytes_per_s * p.gemm_bw_eff
+        self.w_dense = replica.dense_weight_bytes / bw
+        self.w_expert = replica.expert_weight_bytes / bw if replica.num_experts else 0.0
+        self.miss = 1.0 - replica.experts_per_token / replica.num_experts if replica.num_experts else 0.0
+        attn = replica.attn_flops_per_s * p.attn_compute_eff
+        self.c_pair = replica.attn_flops_per_token_context / attn
+        kv_s = replica.memory.kv_bytes_per_token_per_gpu / (replica.gpu.hbm_bytes_per_s * p.attn_bw_eff)
+        self.ctx_coef = max(kv_s, replica.attn_flops_per_token_context / attn)
+        if replica.tp == 1:
+            self.ar_fixed = self.ar_tok = 0.0
+        else:
+            calls = 2 * replica.model.num_layers
+            self.ar_fixed = calls * p.allreduce_latency_us * 1e-6
+            self.ar_tok = calls * 2.0 * (replica.tp - 1) / replica.tp * replica.allreduce_bytes_per_token / (
+                replica.gpu.link_bytes_per_s_one_way * p.link_eff)
+        self.fixed = p.step_overhead_ms * 1e-3
+        self.c_seq = p.per_seq_overhead_us * 1e-6
+
+    def __call__(self, prefill_tokens: int, pairs: float, decode_seqs: int, context: float,
+                 prefill_seqs: int = 0) -> float:
+        """Seconds for one iteration (same arguments as :func:`step_time`)."""
+        tokens = prefill_tokens + decode_seqs
+        seqs = decode_seqs + prefill_seqs
+        compute = self.c_tok * tokens + self.c_head * seqs
+        memory = self.w_dense + (self.w_expert * (1.0 - self.miss ** tokens) if self.w_expert else 0.0)
+        return (max(compute, memory) + self.c_pair * pairs + self.ctx_coef * context
+                + self.ar_fixed + self.ar_tok * tokens + self.fixed + self.c_seq * seqs)

@@ -1,0 +1,509 @@
+"""The fleet simulator's event loop: arrivals, engine steps, control ticks, cold starts and spot preemption.
+
+Every request ends in exactly one state - completed, dropped (with a reason) or unfinished when the run
+stops - and may on the way be migrated (kept its generated tokens, re-prefilled its context elsewhere) or
+requeued (preempted by a higher class, or restarted from its prompt). Events at equal times run in the
+order they were scheduled; randomness (spot losses, fallbacks, routing choices) comes from one seed.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import deque
+from dataclasses import dataclass, field
+from heapq import heappop, heappush
+from typing import Callable, Sequence
+
+import numpy as np
+
+from fleetwise.errors import ConfigError
+from fleetwise.perf.steps import StepModel
+from fleetwise.sim.engine import Engine
+from fleetwise.sim.fleet import DRAINING, PROVISIONING, ROLES, SERVING, TERMINATED, Instance, InstanceType
+from fleetwise.sim.policies import Drain, FleetState, Launch, Policy
+from fleetwise.sim.requests import PriorityClass, SimRequests
+
+STEP, TICK, READY, NOTICE, KILL, REPLAY = range(6)
+ROUTERS = ("least-work", "round-robin", "p2c")
+DRAINS = ("drain", "migrate", "requeue")
+WARNING_S = 120.0
+OPEN, DONE, DROPPED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """What every engine of the fleet is: its step-time model and batch / KV limits."""
+
+    step_model: StepModel
+    max_batch: int
+    max_num_tokens: int
+    kv_capacity_tokens: int
+    kv_block_tokens: int
+    slo_batch: int  # largest batch whose decode step meets the TPOT target
+    frontend_s: float = 0.0  # serving-frontend latency added to every TTFT (as fleetwise perf does)
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """Options of one simulated run (times in seconds)."""
+
+    router: str = "least-work"
+    drain: str = "drain"
+    """On a 2-minute notice: 'drain' keeps requests that will finish in time and migrates the rest;
+    'migrate' moves all, closest to completion first; 'requeue' restarts all from their prompt."""
+    control_interval_s: float = 60.0
+    spot_availability: float = 0.9
+    """Probability that a spot launch is fulfilled; otherwise it falls back to on-demand (assumption)."""
+    hazard_per_hour: float | None = None
+    """Spot interruptions per instance-hour (default: the instance type's)."""
+    preemption_times_s: tuple[float, ...] | None = None
+    """Replay: notices at these times, each taking the oldest serving spot instance (instead of sampling)."""
+    warning_s: float = WARNING_S
+    tail_s: float = 1800.0
+    """How long after the last arrival the run continues before leftovers count as unfinished."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.router not in ROUTERS:
+            raise ConfigError(f"unknown router '{self.router}' (one of {', '.join(ROUTERS)})")
+        if self.drain not in DRAINS:
+            raise ConfigError(f"unknown drain strategy '{self.drain}' (one of {', '.join(DRAINS)})")
+        if self.control_interval_s <= 0 or self.warning_s < 0 or self.tail_s < 0:
+            raise ConfigError("control interval must be > 0; warning and tail >= 0 seconds")
+        if not 0 <= self.spot_availability <= 1:
+            raise ConfigError("spot availability must be within [0, 1]")
+        if self.hazard_per_hour is not None and self.hazard_per_hour < 0:
+            raise ConfigError("preemption rate must be >= 0 per hour")
+
+
+@dataclass
+class Tick:
+    """One row of the timeline (state at a control tick)."""
+
+    t: float
+    serving: dict[str, int]
+    provisioning: dict[str, int]
+    arrivals_rps: float
+    in_flight: int
+    queued: int
+    ttft_p95_ms: float
+    cost_usd: float
+
+
+@dataclass
+class RunLog:
+    """What happened besides per-request outcomes."""
+
+    ticks: list[Tick] = field(default_factory=list)
+    preemptions: list[dict] = field(default_factory=list)
+    instances: list[Instance] = field(default_factory=list)
+    spot_fallbacks: int = 0
+    end_s: float = 0.0
+    drop_reasons: dict[int, str] = field(default_factory=dict)
+
+
+class Simulator:
+    """Replays requests through a fleet driven by a policy. Build one per run; call :meth:`run`."""
+
+    def __init__(self, requests: SimRequests, itype: InstanceType, spec: EngineSpec, policy: Policy,
+                 config: SimConfig = SimConfig(), capacity_rps_per_instance: float = math.nan,
+                 progress: Callable[[float], None] | None = None) -> None:
+        self.reqs = requests
+        self.itype, self.spec, self.policy, self.cfg = itype, spec, policy, config
+        self.capacity_rps = capacity_rps_per_instance
+        self.classes: Sequence[PriorityClass] = requests.classes
+        self.multi = len(self.classes) > 1
+        n = len(requests)
+        self.arrival = requests.arrival_s.tolist()
+        self.isl = requests.isl.tolist()
+        self.osl = np.maximum(requests.osl, 1).tolist()
+        self.cls = requests.cls.tolist()
+        block = spec.kv_block_tokens
+        self._kvn = (-(-(requests.isl + np.maximum(requests.osl, 1)) // block) * block).tolist()
+        self.first = [math.nan] * n
+        self.finish = [math.nan] * n
+        self.state = bytearray(n)
+        self.carry = [0] * n
+        self.assigned_work = [0] * n
+        self.migrated = bytearray(n)
+        self.requeued = bytearray(n)
+        self.enqueued_at = [0.0] * n
+        self.queues = [deque() for _ in self.classes]
+        self.qlen = 0
+        self.open = n
+        self.heap: list = []
+        self.seq = 0
+        self.rng = random.Random(config.seed)
+        self.serving: list[Engine] = []
+        self.instances: list[Instance] = []
+        self.log = RunLog(instances=self.instances)
+        self.hazard = itype.hazard_per_hour if config.hazard_per_hour is None else config.hazard_per_hour
+        self._rr = 0
+        self._records: dict[int, dict] = {}
+        self._eid = 0
+        self._tick_arrivals = 0
+        self._tick_ttft: list[float] = []
+        self._progress = progress
+        self.t = 0.0
+        self._route = {"least-work": self._least_work, "round-robin": self._round_robin,
+                       "p2c": self._two_choices}[config.router]
+
+    # -- public ----------------------------------------------------------------------------------------
+    def kv_need(self, rid: int) -> int:
+        return self._kvn[rid]
+
+    def push_step(self, t: float, engine: Engine) -> None:
+        self.seq += 1
+        heappush(self.heap, (t, self.seq, STEP, engine, engine.version))
+
+    def _push(self, t: float, kind: int, obj) -> None:
+        self.seq += 1
+        heappush(self.heap, (t, self.seq, kind, obj, 0))
+
+    def run(self) -> RunLog:
+        """Run to the end of the trace plus the tail; returns the log (outcomes stay on the simulator)."""
+        for role, count in self.policy.initial().items():
+            for _ in range(count):
+                self.launch(role, 0.0, warm=True)
+        self._push(0.0, TICK, None)
+        for t in self.cfg.preemption_times_s or ():
+            self._push(float(t), REPLAY, None)
+        arrival, heap = self.arrival, self.heap
+        n = len(arrival)
+        stop = (arrival[-1] if n else 0.0) + self.cfg.tail_s
+        i = 0
+        every = max(n // 100, 1)
+        while True:
+            ta = arrival[i] if i < n else math.inf
+            if heap and heap[0][0] <= ta:
+                t, _, kind, obj, ver = heappop(heap)
+                if t > stop:
+                    self.t = stop
+                    break
+                self.t = t
+                if kind == STEP:
+                    if obj.version == ver:
+                        obj.step_end(t)
+                else:
+                    self._event(kind, obj, t)
+            elif i < n:
+                self.t = ta
+                self._arrive(i, ta)
+                i += 1
+                if self._progress is not None and i % every == 0:
+                    self._progress(i / n)
+            else:
+                break
+            if i >= n and not self.open:
+                break
+        self.log.end_s = max(self.t, arrival[-1] if n else 0.0)
+        return self.log
+
+    # -- requests --------------------------------------------------------------------------------------
+    def _arrive(self, rid: int, t: float) -> None:
+        self._tick_arrivals += 1
+        if self._kvn[rid] > self.spec.kv_capacity_tokens:
+            self._drop(rid, "exceeds_kv_cache")
+            return
+        if self.qlen and self._waiting_at_or_above(self.cls[rid]):
+            self._enqueue(rid, t)
+            return
+        e = self._route(rid)
+        if e is not None:
+            self._dispatch(e, rid, t)
+        elif not (self.multi and self._preempt_for(rid, t)):
+            self._enqueue(rid, t)
+
+    def _waiting_at_or_above(self, c: int) -> bool:
+        return any(self.queues[j] for j in range(c + 1))
+
+    def _dispatch(self, e: Engine, rid: int, t: float) -> None:
+        gen = self.carry[rid]
+        total = self.isl[rid] + gen
+        work = total + self.osl[rid] - gen
+        self.assigned_work[rid] = work
+        e.assign(rid, total, gen, self._kvn[rid], work, self.cls[rid], t)
+
+    def _enqueue(self, rid: int, t: float, front: bool = False) -> None:
+        q = self.queues[self.cls[rid]]
+        if front:
+            q.appendleft(rid)
+        else:
+            q.append(rid)
+            self.enqueued_at[rid] = t
+        self.qlen += 1
+
+    def pull(self, e: Engine, t: float) -> None:
+        """An engine with room takes queued requests, highest class first, FIFO within a class."""
+        while self.qlen:
+            for c, q in enumerate(self.queues):
+                if q:
+                    break
+            rid = q[0]
+            wait = self.classes[c].max_wait_s
+            if wait is not None and t - self.enqueued_at[rid] > wait and not self.migrated[rid]:
+                q.popleft()
+                self.qlen -= 1
+                self._drop(rid, "queue_timeout")
+                continue
+            if not e.has_room(self._kvn[rid]):
+                return
+            q.popleft()
+            self.qlen -= 1
+            self._dispatch(e, rid, t)
+
+    def _preempt_for(self, rid: int, t: float) -> bool:
+        """Make room for a request by requeueing lower-class work (recompute: generated tokens are kept)."""
+        c, need = self.cls[rid], self._kvn[rid]
+        for e in self.serving:
+            victims = []
+            while not e.has_room(need):
+                v = e.victim(c)
+                if v is None:
+                    break
+                victims.append((v, e.remove(v, t)))
+            for v, gen in reversed(victims):
+                self.requeued[v] = min(self.requeued[v] + 1, 255)
+                self.carry[v] = gen
+                self._enqueue(v, t, front=True)
+            if e.has_room(need):
+                self._dispatch(e, rid, t)
+                return True
+        return False
+
+    def complete(self, rid: int, t: float) -> None:
+        self.finish[rid] = t
+        self.state[rid] = DONE
+        self.open -= 1
+
+    def first_token(self, rid: int, t: float) -> None:
+        if self.first[rid] != self.first[rid]:
+            self.first[rid] = t
+            self._tick_ttft.append(t - self.arrival[rid] + self.spec.frontend_s)
+
+    def _drop(self, rid: int, reason: str) -> None:
+        self.state[rid] = DROPPED
+        self.log.drop_reasons[rid] = reason
+        self.open -= 1
+
+    # -- routing ---------------------------------------------------------------------------------------
+    def _least_work(self, rid: int) -> Engine | None:
+        need = self._kvn[rid]
+        best, best_work = None, math.inf
+        for e in self.serving:
+            if e.work < best_work and e.slots < e.max_batch and e.kv_free >= need:
+                best, best_work = e, e.work
+        return best
+
+    def _round_robin(self, rid: int) -> Engine | None:
+        need, engines = self._kvn[rid], self.serving
+        n = len(engines)
+        for k in range(n):
+            e = engines[(self._rr + k) % n]
+            if e.has_room(need):
+                self._rr = (self._rr + k + 1) % n
+                return e
+        return None
+
+    def _two_choices(self, rid: int) -> Engine | None:
+        need, engines = self._kvn[rid], self.serving
+        if len(engines) >= 2:
+            a, b = self.rng.sample(engines, 2)
+            ok = [e for e in (a, b) if e.has_room(need)]
+            if ok:
+                return min(ok, key=lambda e: e.work)
+        return self._least_work(rid)
+
+    # -- instances -------------------------------------------------------------------------------------
+    def launch(self, role: str, t: float, warm: bool = False) -> Instance:
+        """Request an instance; spot falls back to on-demand when the spot launch is not fulfilled."""
+        tier = role
+        if role == "spot" and ("spot" not in self.itype.usd_per_hour
+                               or self.rng.random() >= self.cfg.spot_availability):
+            tier = "on_demand"
+            self.log.spot_fallbacks += 1
+        ready = t if warm else t + self.itype.cold_start_s
+        inst = Instance(len(self.instances), role, tier, t, ready, self)
+        self.instances.append(inst)
+        if tier == "spot" and self.hazard > 0 and self.cfg.preemption_times_s is None:
+            kill = t + self.rng.expovariate(self.hazard / 3600.0)
+            self._push(max(t, kill - self.cfg.warning_s), NOTICE, inst)
+        if warm:
+            self._ready(inst, t)
+        else:
+            self._push(ready, READY, inst)
+        return inst
+
+    def _ready(self, inst: Instance, t: float) -> None:
+        if inst.state != PROVISIONING:
+            return
+        inst.state = SERVING
+        spec = self.spec
+        for _ in range(self.itype.engines):
+            e = Engine(self._eid, inst, self, spec.step_model, max_batch=spec.max_batch,
+                       budget=spec.max_num_tokens, kv_cap=spec.kv_capacity_tokens, block=spec.kv_block_tokens,
+                       classes=len(self.classes))
+            self._eid += 1
+            inst.engines.append(e)
+            self.serving.append(e)
+        for e in inst.engines:
+            self.pull(e, t)
+
+    def _stop_serving(self, inst: Instance) -> None:
+        for e in inst.engines:
+            e.serving = False
+        self.serving = [e for e in self.serving if e.serving]
+
+    def drain(self, inst: Instance, t: float) -> None:
+        """Scale-down: cancel a provisioning instance, or stop routing to a serving one and let it empty."""
+        if inst.state == PROVISIONING:
+            self.terminate(inst, t)
+        elif inst.state == SERVING:
+            inst.state = DRAINING
+            self._stop_serving(inst)
+            if not inst.in_flight():
+                self.terminate(inst, t)
+
+    def terminate(self, inst: Instance, t: float) -> None:
+        inst.state = TERMINATED
+        inst.end_s = t
+
+    def _notice(self, inst: Instance, t: float) -> None:
+        """Two-minute warning: stop routing, apply the drain strategy, request a replacement at once."""
+        if inst.state in (TERMINATED,) or inst.preempted:
+            return
+        inst.preempted = True
+        inst.kill_s = t + self.cfg.warning_s
+        record = {"t_s": t, "instance": inst.id, "state": inst.state, "kept": 0, "migrated": 0, "requeued": 0}
+        self.log.preemptions.append(record)
+        self._records[inst.id] = record
+        was_active = inst.state in (PROVISIONING, SERVING)
+        if inst.state == PROVISIONING:
+            self.terminate(inst, t)
+        elif inst.state in (SERVING, DRAINING):
+            inst.state = DRAINING
+            self._stop_serving(inst)
+            self._apply_drain(inst, t, record)
+            self._push(inst.kill_s, KILL, inst)
+        if was_active:
+            self.launch(inst.role, t)
+
+    def _apply_drain(self, inst: Instance, t: float, record: dict) -> None:
+        items = [(left, gen, rid, e) for e in inst.engines for rid, gen, left in e.progress(t)]
+        strategy = self.cfg.drain
+        if strategy == "migrate":
+            items.sort(key=lambda x: x[0])  # closest to completion first
+        for left, gen, rid, e in items:
+            if strategy == "drain" and rid in e.dec and left * e.estimated_step_s() <= 0.9 * self.cfg.warning_s:
+                record["kept"] += 1
+                continue
+            gen = e.remove(rid, t)
+            if strategy == "requeue":
+                record["requeued"] += 1
+                self._requeue(rid, t)
+            else:
+                record["migrated"] += 1
+                self._migrate(rid, gen, t)
+        if not inst.in_flight():
+            self.terminate(inst, t)
+
+    def _migrate(self, rid: int, gen: int, t: float) -> None:
+        """Move a request elsewhere keeping its output so far; the target re-prefills prompt + output."""
+        self.migrated[rid] = min(self.migrated[rid] + 1, 255)
+        self.carry[rid] = gen
+        e = self._route(rid)
+        if e is not None:
+            self._dispatch(e, rid, t)
+        else:
+            self._enqueue(rid, t, front=True)
+
+    def _requeue(self, rid: int, t: float) -> None:
+        """Restart from the prompt: output so far is discarded."""
+        self.requeued[rid] = min(self.requeued[rid] + 1, 255)
+        self.carry[rid] = 0
+        self._enqueue(rid, t, front=True)
+
+    def _kill(self, inst: Instance, t: float) -> None:
+        if inst.state == TERMINATED:
+            return
+        for e in inst.engines:
+            for rid, _, _ in e.progress(t):
+                e.remove(rid, t)
+                self._records[inst.id]["requeued"] += 1
+                self._requeue(rid, t)
+            e.version += 1  # cancel its scheduled step
+            e.busy_until = -1.0
+        self.terminate(inst, t)
+
+    def _replay_notice(self, t: float) -> None:
+        spot = [i for i in self.instances if i.tier == "spot" and i.state in (SERVING, PROVISIONING)
+                and not i.preempted]
+        if spot:
+            self._notice(min(spot, key=lambda i: i.requested_s), t)
+
+    # -- control ---------------------------------------------------------------------------------------
+    def _event(self, kind: int, obj, t: float) -> None:
+        if kind == TICK:
+            self._tick(t)
+        elif kind == READY:
+            self._ready(obj, t)
+        elif kind == NOTICE:
+            self._notice(obj, t)
+        elif kind == KILL:
+            self._kill(obj, t)
+        elif kind == REPLAY:
+            self._replay_notice(t)
+
+    def fleet_state(self, t: float) -> FleetState:
+        interval = self.cfg.control_interval_s
+        active = dict.fromkeys(ROLES, 0)
+        serving = dict.fromkeys(ROLES, 0)
+        usd = 0.0
+        for inst in self.instances:
+            if inst.state in (PROVISIONING, SERVING):
+                active[inst.role] += 1
+                usd += self.itype.price(inst.tier)
+                if inst.state == SERVING:
+                    serving[inst.role] += 1
+        ttft = sorted(self._tick_ttft)
+        p95 = ttft[min(int(0.95 * len(ttft)), len(ttft) - 1)] * 1e3 if ttft else math.nan
+        return FleetState(
+            t=t, interval_s=interval, active=active, serving=serving,
+            in_flight=sum(e.slots for e in self.serving), queued=self.qlen,
+            slo_slots=len(self.serving) * self.spec.slo_batch,
+            arrivals_rps=self._tick_arrivals / interval, ttft_p95_ms=p95, usd_per_hour=usd, itype=self.itype,
+            capacity_rps_per_instance=self.capacity_rps, ttft_slo_ms=self.classes[0].ttft_ms if self.classes else math.inf,
+        )
+
+    def _tick(self, t: float) -> None:
+        state = self.fleet_state(t)
+        provisioning = {r: state.active[r] - state.serving[r] for r in ROLES}
+        self.log.ticks.append(Tick(t, state.serving, provisioning, state.arrivals_rps, state.in_flight,
+                                   state.queued, state.ttft_p95_ms, self.cost_so_far(t)))
+        self._tick_arrivals = 0
+        self._tick_ttft = []
+        for action in self.policy.decide(state):
+            self._act(action, t)
+        self._push(t + self.cfg.control_interval_s, TICK, None)
+
+    def _act(self, action, t: float) -> None:
+        if action.role not in ROLES or action.count < 0:
+            raise ConfigError(f"policy {self.policy.name}: bad action {action}")
+        if isinstance(action, Launch):
+            for _ in range(action.count):
+                self.launch(action.role, t)
+        elif isinstance(action, Drain):
+            mine = [i for i in self.instances if i.role == action.role and i.state in (PROVISIONING, SERVING)]
+            # Cancel instances still provisioning first, then the least busy serving ones.
+            mine.sort(key=lambda i: (i.state == SERVING, i.in_flight()))
+            for inst in mine[: action.count]:
+                self.drain(inst, t)
+
+    def cost_so_far(self, t: float) -> float:
+        """USD billed up to ``t``: reserved instances for all of it, others while they exist."""
+        total = 0.0
+        for inst in self.instances:
+            seconds = t if inst.role == "reserved" else inst.billed_s(t)
+            total += seconds * self.itype.price(inst.tier) / 3600.0
+        return total

@@ -1,0 +1,72 @@
+"""Instances in the simulated fleet: lifecycle, billing, and the engines each one hosts.
+
+Lifecycle: requested -> provisioning (cold start) -> serving -> draining -> terminated. An instance is billed
+from the moment it is requested (the cloud bills the boot and the model load) until it terminates;
+reserved instances are billed for the whole run whether used or not (see :mod:`fleetwise.sim.results`).
+A spot instance's ``role`` stays "spot" when its launch fell back to on-demand, so policies count it
+against their spot target while it is billed at the on-demand price (``tier``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fleetwise.sim.core import Simulator
+    from fleetwise.sim.engine import Engine
+
+REQUESTED, PROVISIONING, SERVING, DRAINING, TERMINATED = "requested", "provisioning", "serving", "draining", \
+    "terminated"
+ROLES = ("reserved", "on_demand", "spot")
+
+
+@dataclass(frozen=True)
+class InstanceType:
+    """What one instance is: its engines (TP groups) and its price per capacity tier."""
+
+    label: str
+    engines: int
+    usd_per_hour: dict[str, float]  # role/tier -> USD per instance-hour
+    hazard_per_hour: float  # spot interruptions per instance-hour
+    cold_start_s: float
+
+    def price(self, tier: str) -> float:
+        return self.usd_per_hour[tier]
+
+
+class Instance:
+    """One rented machine."""
+
+    __slots__ = ("id", "role", "tier", "requested_s", "ready_s", "end_s", "state", "engines", "sim",
+                 "kill_s", "preempted")
+
+    def __init__(self, iid: int, role: str, tier: str, requested_s: float, ready_s: float, sim: Simulator) -> None:
+        self.id = iid
+        self.role = role
+        self.tier = tier
+        self.requested_s = requested_s
+        self.ready_s = ready_s
+        self.end_s: float | None = None
+        self.state = PROVISIONING
+        self.engines: list[Engine] = []
+        self.sim = sim
+        self.kill_s: float | None = None  # spot: when the cloud takes it back
+        self.preempted = False
+
+    @property
+    def active(self) -> bool:
+        """Counted by policies: provisioning or serving (not draining or gone)."""
+        return self.state in (PROVISIONING, SERVING)
+
+    def in_flight(self) -> int:
+        return sum(e.slots for e in self.engines)
+
+    def engine_idle(self, now: float) -> None:
+        """A draining engine went idle: terminate once all of them are."""
+        if self.state == DRAINING and all(not e.slots for e in self.engines):
+            self.sim.terminate(self, now)
+
+    def billed_s(self, until: float) -> float:
+        end = self.end_s if self.end_s is not None else until
+        return max(0.0, min(end, until) - self.requested_s)

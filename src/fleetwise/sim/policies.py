@@ -1,0 +1,220 @@
+"""Policies in the loop: one interface, ``decide(state) -> actions``, called every control interval.
+
+* :class:`StaticSchedule` - instance counts by role over time (a fixed fleet is a one-row schedule);
+  launches ahead by the cold start so capacity is serving when the schedule says.
+* :class:`Reactive` - scale up on an SLO violation, a queue or high utilization, down on low utilization,
+  with a scale-down cooldown.
+* :class:`Budget` - reactive, but never adds capacity beyond a USD/hour budget.
+* :class:`Rolling` (in :mod:`fleetwise.sim.rolling`) - the rolling MILP of :mod:`fleetwise.allocate`.
+
+Utilization is in-flight requests over the fleet's *SLO slots*: the largest batch per engine whose decode
+step still meets the TPOT target, times the serving engines - the physics, not a guessed threshold.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from fleetwise.errors import ConfigError
+from fleetwise.sim.fleet import ROLES, InstanceType
+
+
+@dataclass(frozen=True)
+class Launch:
+    """Request ``count`` new instances in a role (spot falls back to on-demand when unavailable)."""
+
+    role: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Drain:
+    """Stop routing to ``count`` instances of a role and terminate each once its requests finish."""
+
+    role: str
+    count: int
+
+
+Action = Launch | Drain
+
+
+@dataclass(frozen=True)
+class FleetState:
+    """What a policy sees at a control tick."""
+
+    t: float
+    interval_s: float
+    active: dict[str, int]  # provisioning + serving, by role
+    serving: dict[str, int]
+    in_flight: int
+    queued: int
+    slo_slots: int  # engines serving x SLO batch per engine
+    arrivals_rps: float  # over the last interval
+    ttft_p95_ms: float  # of first tokens in the last interval (nan if none)
+    usd_per_hour: float  # instances active now, at their billed tiers
+    itype: InstanceType
+    capacity_rps_per_instance: float
+    ttft_slo_ms: float
+
+    @property
+    def utilization(self) -> float:
+        return (self.in_flight + self.queued) / self.slo_slots if self.slo_slots else math.inf
+
+    @property
+    def total_active(self) -> int:
+        return sum(self.active.values())
+
+
+class Policy(Protocol):
+    name: str
+
+    def initial(self) -> dict[str, int]:
+        """Instances by role already serving when the trace starts."""
+        ...
+
+    def decide(self, state: FleetState) -> list[Action]:
+        """Scaling actions at a control tick."""
+        ...
+
+
+def to_target(state: FleetState, target: dict[str, int]) -> list[Action]:
+    """Actions that move the active count of every role to ``target``."""
+    actions: list[Action] = []
+    for role in ROLES:
+        diff = target.get(role, 0) - state.active.get(role, 0)
+        if diff > 0:
+            actions.append(Launch(role, diff))
+        elif diff < 0:
+            actions.append(Drain(role, -diff))
+    return actions
+
+
+@dataclass
+class StaticSchedule:
+    """Instance counts by role from given times on (seconds from the trace start); the first row is warm."""
+
+    times_s: list[float]
+    counts: list[dict[str, int]]
+    name: str = "static"
+
+    def __post_init__(self) -> None:
+        if not self.times_s or len(self.times_s) != len(self.counts):
+            raise ConfigError("a schedule needs at least one row, with counts for every time")
+        if any(b <= a for a, b in zip(self.times_s, self.times_s[1:])):
+            raise ConfigError("schedule times must increase")
+        for row in self.counts:
+            bad = [r for r, n in row.items() if r not in ROLES or n < 0]
+            if bad:
+                raise ConfigError(f"schedule: unknown role or negative count for {bad[0]} (roles: {', '.join(ROLES)})")
+
+    @classmethod
+    def fixed(cls, counts: dict[str, int], name: str = "static") -> StaticSchedule:
+        return cls([0.0], [counts], name)
+
+    def at(self, t: float) -> dict[str, int]:
+        i = bisect.bisect_right(self.times_s, t) - 1
+        return self.counts[max(i, 0)]
+
+    def initial(self) -> dict[str, int]:
+        return dict(self.at(0.0))
+
+    def decide(self, state: FleetState) -> list[Action]:
+        # Launch for what must serve one cold start from now; drain only what is not needed now either.
+        ahead, now = self.at(state.t + state.itype.cold_start_s), self.at(state.t)
+        target = {r: max(ahead.get(r, 0), now.get(r, 0)) if state.active.get(r, 0) > ahead.get(r, 0)
+                  else ahead.get(r, 0) for r in ROLES}
+        return to_target(state, target)
+
+
+@dataclass
+class Reactive:
+    """Threshold autoscaling on utilization of the SLO slots, queueing and the observed TTFT.
+
+    Scale up (by the step needed to bring utilization back to ``target``) when the queue is non-empty,
+    the last interval's p95 TTFT broke the SLO, or utilization exceeds ``high``; scale down by one instance
+    when utilization stays below ``low`` for ``cooldown_s``. New capacity is on-demand, or spot for
+    ``spot_fraction`` of the launches.
+    """
+
+    initial_instances: int = 1
+    min_instances: int = 1
+    max_instances: int = 1000
+    target: float = 0.7
+    high: float = 0.85
+    low: float = 0.4
+    up_cooldown_s: float = 0.0
+    cooldown_s: float = 300.0
+    spot_fraction: float = 0.0
+    reserved: int = 0
+    name: str = "reactive"
+    _last_up: float = field(default=-math.inf, repr=False)
+    _last_change: float = field(default=-math.inf, repr=False)
+    _launched: int = field(default=0, repr=False)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.low < self.target < self.high:
+            raise ConfigError("reactive thresholds must satisfy 0 < low < target < high")
+        if not 0 <= self.spot_fraction <= 1:
+            raise ConfigError("spot fraction must be within [0, 1]")
+        if self.min_instances < 0 or self.max_instances < max(self.min_instances, 1):
+            raise ConfigError("need 0 <= min instances <= max instances, max >= 1")
+
+    def initial(self) -> dict[str, int]:
+        n = max(self.initial_instances, self.min_instances, self.reserved)
+        spot = round((n - self.reserved) * self.spot_fraction)
+        return {"reserved": self.reserved, "spot": spot, "on_demand": n - self.reserved - spot}
+
+    def wanted(self, state: FleetState) -> int:
+        """Instances the thresholds ask for (before caps)."""
+        n = state.total_active
+        util = state.utilization
+        violated = state.queued > 0 or (not math.isnan(state.ttft_p95_ms) and state.ttft_p95_ms > state.ttft_slo_ms)
+        if violated or util > self.high:
+            grow = math.ceil(n * util / self.target) if math.isfinite(util) else n + 1
+            return max(n + 1, grow)
+        if util < self.low and state.t - self._last_change >= self.cooldown_s:
+            return n - 1
+        return n
+
+    def decide(self, state: FleetState) -> list[Action]:
+        n = state.total_active
+        want = min(max(self.wanted(state), self.min_instances, self.reserved), self.max_instances)
+        return self._actions(state, n, want)
+
+    def _actions(self, state: FleetState, n: int, want: int) -> list[Action]:
+        if want > n:
+            if state.t - self._last_up < self.up_cooldown_s:
+                return []
+            self._last_up = self._last_change = state.t
+            actions: list[Action] = []
+            for _ in range(want - n):
+                self._launched += 1
+                spot = math.floor(self._launched * self.spot_fraction) > math.floor((self._launched - 1) * self.spot_fraction)
+                actions.append(Launch("spot" if spot else "on_demand", 1))
+            return actions
+        if want < n:
+            self._last_change = state.t
+            for role in ("on_demand", "spot"):
+                if state.active.get(role, 0) > 0:
+                    return [Drain(role, 1)]
+        return []
+
+
+@dataclass
+class Budget(Reactive):
+    """Reactive autoscaling that stops adding capacity once the fleet costs ``usd_per_hour`` per hour."""
+
+    usd_per_hour: float = math.inf
+    name: str = "budget"
+
+    def decide(self, state: FleetState) -> list[Action]:
+        n = state.total_active
+        want = min(max(self.wanted(state), self.min_instances, self.reserved), self.max_instances)
+        if want > n:
+            price = min(state.itype.price("on_demand"), state.itype.price("spot") if self.spot_fraction else math.inf)
+            room = math.floor((self.usd_per_hour - state.usd_per_hour) / price + 1e-9)
+            want = n + max(0, min(want - n, room))
+        return self._actions(state, n, want)

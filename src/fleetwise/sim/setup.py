@@ -1,0 +1,107 @@
+"""From user-facing names to a simulated fleet: the replica's engines, the instance offer and its prices,
+the cold start, the SLO batch and the per-instance capacity estimate policies size against."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from fleetwise.allocate.coldstart import DEFAULT_BOOT_S, DEFAULT_ENGINE_START_S, DEFAULT_LOAD_GB_PER_S
+from fleetwise.catalog import Offer, load_catalog
+from fleetwise.errors import ConfigError, InfeasibleError
+from fleetwise.perf.memory import weight_bytes
+from fleetwise.perf.replica import Replica, replica_from_names
+from fleetwise.perf.steps import StepModel
+from fleetwise.plan.search import SLO, screen_goodput
+from fleetwise.plan.workload import Workload
+from fleetwise.sim.core import EngineSpec
+from fleetwise.sim.fleet import InstanceType
+from fleetwise.traffic.lengths import LengthDist
+
+
+@dataclass(frozen=True)
+class FleetSpec:
+    """Everything fixed about the fleet: what one instance is, what its engines do, what it costs."""
+
+    replica: Replica
+    offer: Offer
+    itype: InstanceType
+    engine: EngineSpec
+    replicas_per_instance: int
+    capacity_rps_per_instance: float
+    slo: SLO
+
+    def describe(self) -> str:
+        return (f"{self.replica.label} x{self.replicas_per_instance} per {self.offer.id} "
+                f"({self.itype.engines} engines/instance, cold start {self.itype.cold_start_s:.0f} s)")
+
+
+def pick_offer(gpu: str, gpus: int, *, offer: str | None = None, clouds=(), regions=(), catalog=None) -> Offer:
+    """The named offer, else the cheapest on-demand instance per replica with enough of that GPU."""
+    cat = catalog or load_catalog()
+    if offer:
+        chosen = cat.offer(offer)
+        if chosen.gpu != cat.gpu(gpu).id or chosen.gpu_count < gpus:
+            raise InfeasibleError(f"offer {chosen.id} has {chosen.gpu_count}x{chosen.gpu}; the replica needs "
+                                  f"{gpus}x{cat.gpu(gpu).id}")
+        return chosen
+    fits = [o for o in cat.find_offers(clouds=clouds, regions=regions, gpus=[gpu], tier="on_demand")
+            if o.gpu_count >= gpus]
+    if not fits:
+        raise InfeasibleError(f"no catalog offer has {gpus} or more {cat.gpu(gpu).id} GPUs with an on-demand price"
+                              + (f" in {', '.join([*clouds, *regions])}" if clouds or regions else ""))
+    return min(fits, key=lambda o: (o.price("on_demand") / (o.gpu_count // gpus), o.id))
+
+
+def slo_batch(sm: StepModel, max_batch: int, kv_tokens: int, context: float, tpot_ms: float) -> int:
+    """Largest batch whose decode step at the mean context meets the TPOT target (at least 1)."""
+    limit = max(1, min(max_batch, int(kv_tokens // max(context, 1.0))))
+    lo = 1
+    while lo < limit and sm(0, 0.0, lo + 1, (lo + 1) * context) * 1e3 <= tpot_ms:
+        lo += 1
+    return lo
+
+
+def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, precision: str = "bf16", *,
+               engine: str = "trtllm", offer: str | None = None, clouds=(), regions=(),
+               ttft_ms: float = 1000.0, tpot_ms: float = 50.0, mean_isl: float = 1000.0, mean_osl: float = 250.0,
+               cold_start_s: float | None = None, load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S,
+               boot_s: float = DEFAULT_BOOT_S, hazard_per_hour: float | None = None,
+               max_batch: int | None = None) -> FleetSpec:
+    """Resolve a replica configuration and an instance offer into a fleet the simulator can run."""
+    cat = load_catalog()
+    replica = replica_from_names(model, gpu, gpus, tp, precision, engine, catalog=cat, max_batch=max_batch)
+    chosen = pick_offer(gpu, gpus, offer=offer, clouds=clouds, regions=regions, catalog=cat)
+    per_instance = chosen.gpu_count // gpus
+    if load_gb_per_s <= 0:
+        raise ConfigError("model load bandwidth must be > 0 GB/s")
+    if cold_start_s is None:
+        load_s = weight_bytes(replica.model, replica.precision) / (load_gb_per_s * 1e9)
+        cold_start_s = boot_s + load_s + DEFAULT_ENGINE_START_S
+    if cold_start_s < 0:
+        raise ConfigError("cold start must be >= 0 s")
+    prices = {"on_demand": chosen.price("on_demand")}
+    if chosen.price("spot") is not None:  # no spot price: every spot launch falls back to on-demand
+        prices["spot"] = chosen.price("spot")
+    reserved = chosen.price("reserved_1y") or chosen.price("reserved_3y")
+    prices["reserved"] = reserved if reserved is not None else prices["on_demand"]
+    hazard = hazard_per_hour if hazard_per_hour is not None else (chosen.hazard_per_hour or 0.0)
+    itype = InstanceType(chosen.id, per_instance * replica.dp, prices, hazard, cold_start_s)
+    sm = StepModel(replica)
+    context = mean_isl + mean_osl / 2.0
+    espec = EngineSpec(sm, replica.max_batch, replica.max_num_tokens, replica.memory.kv_capacity_tokens,
+                       replica.profile.kv_block_tokens,
+                       slo_batch(sm, replica.max_batch, replica.memory.kv_capacity_tokens, context, tpot_ms),
+                       replica.profile.frontend_latency_ms * 1e-3)
+    slo = SLO(ttft_ms, tpot_ms)
+    wl = Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0)
+    good = screen_goodput(replica, wl, slo)
+    return FleetSpec(replica, chosen, itype, espec, per_instance, good.rps * per_instance, slo)
+
+
+def instances_for(rate_rps: float, spec: FleetSpec, headroom: float = 1.0) -> int:
+    """Instances needed to serve a rate at the SLO by the capacity estimate (at least 1)."""
+    cap = spec.capacity_rps_per_instance
+    if not cap > 0:
+        raise InfeasibleError(f"{spec.replica.label} cannot meet the SLO at any load (capacity estimate is 0)")
+    return max(1, math.ceil(rate_rps * headroom / cap - 1e-9))
