@@ -19,6 +19,13 @@ def check_output_path(path: str | Path) -> Path:
     return path
 
 
+def _default_mode(tmp: str | Path) -> None:
+    """Give a temporary file the mode a plain open() would (mkstemp makes it 0600)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+
+
 def write_atomic(path: str | Path, data: str | bytes) -> None:
     """Write text (UTF-8) or bytes to ``path`` via a temporary file and rename."""
     path = check_output_path(path)
@@ -30,6 +37,7 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         else:
             with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
                 handle.write(data)
+        _default_mode(tmp)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -50,6 +58,7 @@ class atomic_path:
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None:
+            _default_mode(self.tmp)
             os.replace(self.tmp, self.path)
         else:
             self.tmp.unlink(missing_ok=True)

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from fleetwise.perf.steps import (
+    StepModel,
     allreduce_time,
     attention_time,
     experts_touched_fraction,
@@ -195,3 +196,51 @@ def test_fp8_gemm_uses_fp8_peak(make_replica):
     assert r.attn_flops_per_s == H100_FP8  # fp8 KV -> fp8 attention on Hopper
     t = float(gemm_time(r, 8192, 0))
     assert t == pytest.approx(8192 * L8_LINEAR_FLOPS / (H100_FP8 * 0.6), rel=1e-9)
+
+
+# --- StepModel: the scalar form the fleet simulator calls once per iteration -------------------------------
+
+STEP_MODEL_CONFIGS = [
+    # (model, gpu, num_gpus, precision): dense and MoE, TP1 and TP>1 over NVLink and PCIe, MLA.
+    ("llama-3.1-8b", "h100", 1, "fp8"),
+    ("llama-3.1-8b", "l40s", 2, "bf16"),
+    ("llama-3.1-70b", "h100", 4, "bf16"),
+    ("mixtral-8x7b", "h100", 1, "fp8"),
+    ("mixtral-8x7b", "h100", 2, "bf16"),
+    ("deepseek-v3", "h200", 8, "fp8"),
+]
+
+
+@pytest.mark.parametrize("model,gpu,n,precision", STEP_MODEL_CONFIGS)
+def test_step_model_equals_step_time(make_replica, model, gpu, n, precision):
+    r = make_replica(model, gpu, n, precision=precision)
+    sm = StepModel(r)
+    rng = np.random.default_rng(7)
+    k = 300
+    p_tokens = rng.integers(0, 16_384, k)
+    p_tokens[:40] = 0  # decode-only steps
+    p_seqs = np.where(p_tokens > 0, rng.integers(1, 9, k), 0)
+    context_before = rng.integers(0, 32_000, k)
+    pairs = prefill_pairs(p_tokens, context_before).astype(float)
+    d_seqs = rng.integers(0, 1024, k)
+    d_seqs[40:60] = 0  # prefill-only steps
+    d_seqs[60:80] = rng.integers(1, 4, 20)  # tiny batches: MoE touches few experts
+    ctx = d_seqs * rng.integers(1, 16_000, k)
+    expected = step_time(r, p_tokens, pairs, d_seqs, ctx, p_seqs)
+    got = np.array([sm(int(a), float(b), int(c), float(d), int(e))
+                    for a, b, c, d, e in zip(p_tokens, pairs, d_seqs, ctx, p_seqs)])
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    # the empty step and one decode token, as plain scalars
+    assert sm(0, 0.0, 0, 0.0) == pytest.approx(float(step_time(r, 0, 0.0, 0, 0)), rel=1e-12)
+    assert sm(0, 0.0, 1, 100.0) == pytest.approx(float(step_time(r, 0, 0.0, 1, 100)), rel=1e-12)
+
+
+@pytest.mark.parametrize("model,gpu,n,precision", STEP_MODEL_CONFIGS)
+def test_step_model_context_coefficient_is_the_decode_slope(make_replica, model, gpu, n, precision):
+    """A decode step grows by ctx_coef per token of context: what the simulator's decode runs assume."""
+    r = make_replica(model, gpu, n, precision=precision)
+    sm = StepModel(r)
+    for seqs, ctx in [(1, 100), (64, 64 * 2000), (512, 512 * 3000)]:
+        slope = float(step_time(r, 0, 0.0, seqs, ctx + seqs)) - float(step_time(r, 0, 0.0, seqs, ctx))
+        assert sm.ctx_coef * seqs == pytest.approx(slope, rel=1e-9)
+    assert sm.ctx_coef > 0

@@ -29,13 +29,14 @@ def _register() -> None:
     if _registered:  # main() may run many times in one process (tests)
         return
     _registered = True
-    from fleetwise.cli import catalog, forecast, optimize, perf, plan, traffic
+    from fleetwise.cli import catalog, forecast, optimize, perf, plan, simulate, traffic
 
     plan.register(app)
     perf.register(app)
     traffic.register(app)
     forecast.register(app)
     optimize.register(app)
+    simulate.register(app)
     catalog.register(app)
 
 

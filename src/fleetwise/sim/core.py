@@ -40,7 +40,8 @@ class EngineSpec:
     max_num_tokens: int
     kv_capacity_tokens: int
     kv_block_tokens: int
-    slo_batch: int  # largest batch whose decode step meets the TPOT target
+    slo_batch: int  # largest batch whose steady-state step meets the TPOT target
+    max_context: int = 1 << 62  # the model's context window (prompt + output)
     frontend_s: float = 0.0  # serving-frontend latency added to every TTFT (as fleetwise perf does)
 
 
@@ -75,6 +76,9 @@ class SimConfig:
             raise ConfigError("spot availability must be within [0, 1]")
         if self.hazard_per_hour is not None and self.hazard_per_hour < 0:
             raise ConfigError("preemption rate must be >= 0 per hour")
+        if self.preemption_times_s is not None and any(not (t >= 0 and math.isfinite(t))
+                                                       for t in self.preemption_times_s):
+            raise ConfigError("replayed preemption times must be finite and >= 0 seconds")
 
 
 @dataclass
@@ -134,7 +138,8 @@ class Simulator:
         self.open = n
         self.heap: list = []
         self.seq = 0
-        self.rng = random.Random(config.seed)
+        self.rng = random.Random(config.seed)  # spot losses and fallbacks
+        self.route_rng = random.Random(config.seed + 1)  # so the router choice does not move the spot draws
         self.serving: list[Engine] = []
         self.instances: list[Instance] = []
         self.log = RunLog(instances=self.instances)
@@ -198,11 +203,16 @@ class Simulator:
             if i >= n and not self.open:
                 break
         self.log.end_s = max(self.t, arrival[-1] if n else 0.0)
+        if self._progress is not None:
+            self._progress(1.0)
         return self.log
 
     # -- requests --------------------------------------------------------------------------------------
     def _arrive(self, rid: int, t: float) -> None:
         self._tick_arrivals += 1
+        if self.isl[rid] + self.osl[rid] > self.spec.max_context:
+            self._drop(rid, "exceeds_context")
+            return
         if self._kvn[rid] > self.spec.kv_capacity_tokens:
             self._drop(rid, "exceeds_kv_cache")
             return
@@ -231,7 +241,7 @@ class Simulator:
             q.appendleft(rid)
         else:
             q.append(rid)
-            self.enqueued_at[rid] = t
+        self.enqueued_at[rid] = t
         self.qlen += 1
 
     def pull(self, e: Engine, t: float) -> None:
@@ -242,7 +252,8 @@ class Simulator:
                     break
             rid = q[0]
             wait = self.classes[c].max_wait_s
-            if wait is not None and t - self.enqueued_at[rid] > wait and not self.migrated[rid]:
+            # Work already started elsewhere (migrated, requeued) is never timed out: its client is streaming.
+            if wait is not None and t - self.enqueued_at[rid] > wait and not (self.migrated[rid] or self.requeued[rid]):
                 q.popleft()
                 self.qlen -= 1
                 self._drop(rid, "queue_timeout")
@@ -257,6 +268,8 @@ class Simulator:
         """Make room for a request by requeueing lower-class work (recompute: generated tokens are kept)."""
         c, need = self.cls[rid], self._kvn[rid]
         for e in self.serving:
+            if not e.could_make_room(c, need):
+                continue
             victims = []
             while not e.has_room(need):
                 v = e.victim(c)
@@ -309,7 +322,7 @@ class Simulator:
     def _two_choices(self, rid: int) -> Engine | None:
         need, engines = self._kvn[rid], self.serving
         if len(engines) >= 2:
-            a, b = self.rng.sample(engines, 2)
+            a, b = self.route_rng.sample(engines, 2)
             ok = [e for e in (a, b) if e.has_room(need)]
             if ok:
                 return min(ok, key=lambda e: e.work)
@@ -405,6 +418,7 @@ class Simulator:
             else:
                 record["migrated"] += 1
                 self._migrate(rid, gen, t)
+        self._offer_queue(t)
         if not inst.in_flight():
             self.terminate(inst, t)
 
@@ -419,22 +433,37 @@ class Simulator:
             self._enqueue(rid, t, front=True)
 
     def _requeue(self, rid: int, t: float) -> None:
-        """Restart from the prompt: output so far is discarded."""
+        """Restart from the prompt: output so far is discarded, so the first token is measured again."""
         self.requeued[rid] = min(self.requeued[rid] + 1, 255)
         self.carry[rid] = 0
+        self.first[rid] = math.nan
         self._enqueue(rid, t, front=True)
 
     def _kill(self, inst: Instance, t: float) -> None:
         if inst.state == TERMINATED:
             return
+        record = self._records[inst.id]
         for e in inst.engines:
             for rid, _, _ in e.progress(t):
-                e.remove(rid, t)
-                self._records[inst.id]["requeued"] += 1
-                self._requeue(rid, t)
+                gen = e.remove(rid, t)
+                if self.cfg.drain == "requeue":  # KV is gone: restart, or re-prefill the output the client has
+                    record["requeued"] += 1
+                    self._requeue(rid, t)
+                else:
+                    record["migrated"] += 1
+                    self._migrate(rid, gen, t)
             e.version += 1  # cancel its scheduled step
             e.busy_until = -1.0
         self.terminate(inst, t)
+        self._offer_queue(t)
+
+    def _offer_queue(self, t: float) -> None:
+        """Let every serving engine with room take queued work now (requeues do not wait for a step end)."""
+        for e in self.serving:
+            if not self.qlen:
+                return
+            if e.slots < e.max_batch:
+                self.pull(e, t)
 
     def _replay_notice(self, t: float) -> None:
         spot = [i for i in self.instances if i.tier == "spot" and i.state in (SERVING, PROVISIONING)
@@ -461,16 +490,17 @@ class Simulator:
         serving = dict.fromkeys(ROLES, 0)
         usd = 0.0
         for inst in self.instances:
+            if inst.state != TERMINATED:
+                usd += self.itype.price(inst.tier)  # draining instances are billed too
             if inst.state in (PROVISIONING, SERVING):
                 active[inst.role] += 1
-                usd += self.itype.price(inst.tier)
                 if inst.state == SERVING:
                     serving[inst.role] += 1
         ttft = sorted(self._tick_ttft)
         p95 = ttft[min(int(0.95 * len(ttft)), len(ttft) - 1)] * 1e3 if ttft else math.nan
         return FleetState(
             t=t, interval_s=interval, active=active, serving=serving,
-            in_flight=sum(e.slots for e in self.serving), queued=self.qlen,
+            in_flight=sum(i.in_flight() for i in self.instances if i.state in (SERVING, DRAINING)), queued=self.qlen,
             slo_slots=len(self.serving) * self.spec.slo_batch,
             arrivals_rps=self._tick_arrivals / interval, ttft_p95_ms=p95, usd_per_hour=usd, itype=self.itype,
             capacity_rps_per_instance=self.capacity_rps, ttft_slo_ms=self.classes[0].ttft_ms if self.classes else math.inf,

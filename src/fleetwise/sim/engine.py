@@ -54,7 +54,7 @@ class Engine:
 
     __slots__ = ("id", "instance", "sim", "sm", "max_batch", "budget", "kv_cap", "kv_free", "block",
                  "prefill", "dec", "heap", "n_dec", "ctx_sum", "counter", "slots", "work", "version",
-                 "busy_until", "run_t0", "run_dt0", "run_slope", "run_k", "chunks", "step_dec", "busy_s",
+                 "busy_until", "run_t0", "run_dt0", "run_slope", "run_k", "chunks", "step_dec", "step_dt", "busy_s",
                  "token_steps", "serving", "class_count")
 
     def __init__(self, eid: int, instance: Instance, sim: Simulator, sm: StepModel, *, max_batch: int,
@@ -82,6 +82,7 @@ class Engine:
         self.run_k = 0  # > 0 while a decode run is scheduled
         self.chunks: list[tuple[list, int]] = []  # prompt chunks of the scheduled mixed step
         self.step_dec = 0
+        self.step_dt = 0.0
         self.busy_s = 0.0
         self.token_steps = 0.0
         self.serving = True
@@ -144,8 +145,7 @@ class Engine:
         self.chunks = chunks
         self.step_dec = self.n_dec
         dt = self.sm(p_tokens, pairs, self.n_dec, self.ctx_sum, len(chunks))
-        self.busy_s += dt
-        self.token_steps += dt * (self.n_dec + len(chunks))
+        self.step_dt = dt  # counted as busy when the step completes (a kill may cut it short)
         self._schedule(now + dt)
 
     def _plan_run(self, now: float) -> None:
@@ -176,6 +176,8 @@ class Engine:
             self.run_k = 0
             self._retire(now)
         else:
+            self.busy_s += self.step_dt
+            self.token_steps += self.step_dt * (self.step_dec + len(self.chunks))
             if self.step_dec and self.n_dec:
                 self.counter += 1
                 self.ctx_sum += self.n_dec
@@ -281,6 +283,18 @@ class Engine:
             if cls[rid] == worst and f > best_left:
                 best, best_left = rid, f
         return best
+
+    def could_make_room(self, below: int, kv_need: int) -> bool:
+        """Whether evicting every admitted request of a class worse than ``below`` frees a slot and the KV."""
+        sim = self.sim
+        cls, kvn = sim.cls, sim.kv_need
+        ids = [e[0] for e in self.prefill] + list(self.dec)
+        lower = [rid for rid in ids if cls[rid] > below]
+        if not lower:
+            return False
+        slots = self.slots - len(lower)
+        kv = self.kv_free + sum(kvn(rid) for rid in lower)
+        return slots < self.max_batch and kv >= kv_need
 
     def estimated_step_s(self) -> float:
         """Seconds of a decode step at the current batch (the drain strategy's clock)."""

@@ -7,8 +7,9 @@
 * :class:`Budget` - reactive, but never adds capacity beyond a USD/hour budget.
 * :class:`Rolling` (in :mod:`fleetwise.sim.rolling`) - the rolling MILP of :mod:`fleetwise.allocate`.
 
-Utilization is in-flight requests over the fleet's *SLO slots*: the largest batch per engine whose decode
-step still meets the TPOT target, times the serving engines - the physics, not a guessed threshold.
+Utilization is the larger of (a) requests in the system over the fleet's *SLO slots* (the largest batch per
+engine whose decode step still meets the TPOT target, times the serving engines) and (b) the arrival rate over
+the serving instances' goodput at the SLO from the perf model - physics, not a guessed threshold.
 """
 
 from __future__ import annotations
@@ -61,7 +62,15 @@ class FleetState:
 
     @property
     def utilization(self) -> float:
-        return (self.in_flight + self.queued) / self.slo_slots if self.slo_slots else math.inf
+        """Load over serving capacity: the larger of requests in the system over the SLO slots and the arrival
+        rate over the serving instances' rate at the SLO (concurrency alone misses prefill-bound load)."""
+        serving = sum(self.serving.values())
+        if not self.slo_slots or not serving:
+            return math.inf if (self.in_flight or self.queued or self.arrivals_rps) else 0.0
+        util = (self.in_flight + self.queued) / self.slo_slots
+        if self.capacity_rps_per_instance > 0:
+            util = max(util, self.arrivals_rps / (serving * self.capacity_rps_per_instance))
+        return util
 
     @property
     def total_active(self) -> int:
@@ -118,12 +127,21 @@ class StaticSchedule:
         i = bisect.bisect_right(self.times_s, t) - 1
         return self.counts[max(i, 0)]
 
+    def peak(self, t0: float, t1: float) -> dict[str, int]:
+        """Most instances of each role the schedule asks for at any time in [t0, t1]."""
+        i0 = max(bisect.bisect_right(self.times_s, t0) - 1, 0)
+        i1 = max(bisect.bisect_right(self.times_s, t1) - 1, 0)
+        rows = self.counts[i0:i1 + 1]
+        return {r: max(row.get(r, 0) for row in rows) for r in ROLES}
+
     def initial(self) -> dict[str, int]:
         return dict(self.at(0.0))
 
     def decide(self, state: FleetState) -> list[Action]:
-        # Launch for what must serve one cold start from now; drain only what is not needed now either.
-        ahead, now = self.at(state.t + state.itype.cold_start_s), self.at(state.t)
+        # Launch now for anything that must serve before the next tick's launches could be ready; drain only
+        # what is needed neither now nor then.
+        ahead = self.peak(state.t, state.t + state.itype.cold_start_s + state.interval_s - 1e-9)
+        now = self.at(state.t)
         target = {r: max(ahead.get(r, 0), now.get(r, 0)) if state.active.get(r, 0) > ahead.get(r, 0)
                   else ahead.get(r, 0) for r in ROLES}
         return to_target(state, target)
@@ -168,19 +186,25 @@ class Reactive:
         return {"reserved": self.reserved, "spot": spot, "on_demand": n - self.reserved - spot}
 
     def wanted(self, state: FleetState) -> int:
-        """Instances the thresholds ask for (before caps)."""
+        """Instances the thresholds ask for (before caps). Capacity still provisioning counts as coming, so a
+        slow cold start does not trigger a launch at every tick."""
         n = state.total_active
+        serving = sum(state.serving.values())
         util = state.utilization
         violated = state.queued > 0 or (not math.isnan(state.ttft_p95_ms) and state.ttft_p95_ms > state.ttft_slo_ms)
         if violated or util > self.high:
-            grow = math.ceil(n * util / self.target) if math.isfinite(util) else n + 1
-            return max(n + 1, grow)
-        if util < self.low and state.t - self._last_change >= self.cooldown_s:
-            return n - 1
+            if not math.isfinite(util):
+                return n + 1 if n == serving else n
+            grow = math.ceil(serving * util / self.target - 1e-9)
+            return max(n + 1 if n == serving else n, grow)
+        if util < self.low and n == serving and state.t - self._last_change >= self.cooldown_s:
+            return n - 1 if math.ceil(serving * util / self.target - 1e-9) < n else n
         return n
 
     def decide(self, state: FleetState) -> list[Action]:
         n = state.total_active
+        if self._last_change == -math.inf:  # the cooldown runs from the start: no scale-down on no data
+            self._last_change = state.t
         want = min(max(self.wanted(state), self.min_instances, self.reserved), self.max_instances)
         return self._actions(state, n, want)
 
@@ -212,9 +236,12 @@ class Budget(Reactive):
 
     def decide(self, state: FleetState) -> list[Action]:
         n = state.total_active
+        if self._last_change == -math.inf:
+            self._last_change = state.t
         want = min(max(self.wanted(state), self.min_instances, self.reserved), self.max_instances)
         if want > n:
-            price = min(state.itype.price("on_demand"), state.itype.price("spot") if self.spot_fraction else math.inf)
+            # A spot launch can fall back to on-demand: budget every launch at the on-demand price.
+            price = state.itype.price("on_demand")
             room = math.floor((self.usd_per_hour - state.usd_per_hour) / price + 1e-9)
             want = n + max(0, min(want - n, room))
         return self._actions(state, n, want)

@@ -50,6 +50,21 @@ class SimRequests:
     cls: np.ndarray
     classes: tuple[PriorityClass, ...]
 
+    def __post_init__(self) -> None:
+        n = len(self.arrival_s)
+        if n == 0:
+            raise ConfigError("no requests to simulate")
+        if not (len(self.isl) == len(self.osl) == len(self.cls) == n):
+            raise ConfigError("arrival, input, output and class arrays must have the same length")
+        if not self.classes:
+            raise ConfigError("need at least one priority class")
+        if not np.all(np.isfinite(self.arrival_s)) or (n > 1 and np.any(np.diff(self.arrival_s) < 0)):
+            raise ConfigError("arrival times must be finite and sorted")
+        if np.any(self.isl < 1) or np.any(self.osl < 1):
+            raise ConfigError("input and output lengths must be >= 1 token")
+        if np.any(self.cls < 0) or np.any(self.cls >= len(self.classes)):
+            raise ConfigError(f"class indices must lie in 0..{len(self.classes) - 1}")
+
     def __len__(self) -> int:
         return len(self.arrival_s)
 

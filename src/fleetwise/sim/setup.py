@@ -36,8 +36,10 @@ class FleetSpec:
                 f"({self.itype.engines} engines/instance, cold start {self.itype.cold_start_s:.0f} s)")
 
 
-def pick_offer(gpu: str, gpus: int, *, offer: str | None = None, clouds=(), regions=(), catalog=None) -> Offer:
-    """The named offer, else the cheapest on-demand instance per replica with enough of that GPU."""
+def pick_offer(gpu: str, gpus: int, *, offer: str | None = None, clouds=(), regions=(), catalog=None,
+               want_spot: bool = False) -> Offer:
+    """The named offer, else the cheapest on-demand instance per replica with enough of that GPU (among those
+    with a spot price when ``want_spot`` and any has one)."""
     cat = catalog or load_catalog()
     if offer:
         chosen = cat.offer(offer)
@@ -50,15 +52,35 @@ def pick_offer(gpu: str, gpus: int, *, offer: str | None = None, clouds=(), regi
     if not fits:
         raise InfeasibleError(f"no catalog offer has {gpus} or more {cat.gpu(gpu).id} GPUs with an on-demand price"
                               + (f" in {', '.join([*clouds, *regions])}" if clouds or regions else ""))
+    if want_spot and any(o.price("spot") is not None for o in fits):
+        fits = [o for o in fits if o.price("spot") is not None]
     return min(fits, key=lambda o: (o.price("on_demand") / (o.gpu_count // gpus), o.id))
 
 
-def slo_batch(sm: StepModel, max_batch: int, kv_tokens: int, context: float, tpot_ms: float) -> int:
-    """Largest batch whose decode step at the mean context meets the TPOT target (at least 1)."""
-    limit = max(1, min(max_batch, int(kv_tokens // max(context, 1.0))))
-    lo = 1
-    while lo < limit and sm(0, 0.0, lo + 1, (lo + 1) * context) * 1e3 <= tpot_ms:
-        lo += 1
+def slo_batch(sm: StepModel, max_batch: int, max_num_tokens: int, kv_tokens: int, isl: float, osl: float,
+              tpot_ms: float) -> int:
+    """Largest batch whose steady-state step meets the TPOT target (at least 1).
+
+    At a steady batch of b requests each step decodes b tokens and prefills the prompts of the requests that
+    replace the finishing ones: b x isl / osl prompt tokens per step on average (within the token budget).
+    """
+    context = isl + osl / 2.0
+    limit = max(1, min(max_batch, int(kv_tokens // max(isl + osl, 1.0))))
+
+    def step_ms(b: int) -> float:
+        prefill = min(b * isl / max(osl, 1.0), max(max_num_tokens - b, 0))
+        pairs = prefill * isl / 2.0
+        return sm(int(prefill), pairs, b, b * context, max(1, round(prefill / max(isl, 1.0)))) * 1e3
+
+    lo, hi = 1, limit
+    if step_ms(1) > tpot_ms:
+        return 1
+    while lo < hi:  # step time grows with the batch
+        mid = (lo + hi + 1) // 2
+        if step_ms(mid) <= tpot_ms:
+            lo = mid
+        else:
+            hi = mid - 1
     return lo
 
 
@@ -67,11 +89,11 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
                ttft_ms: float = 1000.0, tpot_ms: float = 50.0, mean_isl: float = 1000.0, mean_osl: float = 250.0,
                cold_start_s: float | None = None, load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S,
                boot_s: float = DEFAULT_BOOT_S, hazard_per_hour: float | None = None,
-               max_batch: int | None = None) -> FleetSpec:
+               max_batch: int | None = None, want_spot: bool = False) -> FleetSpec:
     """Resolve a replica configuration and an instance offer into a fleet the simulator can run."""
     cat = load_catalog()
     replica = replica_from_names(model, gpu, gpus, tp, precision, engine, catalog=cat, max_batch=max_batch)
-    chosen = pick_offer(gpu, gpus, offer=offer, clouds=clouds, regions=regions, catalog=cat)
+    chosen = pick_offer(gpu, gpus, offer=offer, clouds=clouds, regions=regions, catalog=cat, want_spot=want_spot)
     per_instance = chosen.gpu_count // gpus
     if load_gb_per_s <= 0:
         raise ConfigError("model load bandwidth must be > 0 GB/s")
@@ -85,14 +107,17 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
         prices["spot"] = chosen.price("spot")
     reserved = chosen.price("reserved_1y") or chosen.price("reserved_3y")
     prices["reserved"] = reserved if reserved is not None else prices["on_demand"]
+    if hazard_per_hour is not None and not hazard_per_hour >= 0:
+        raise ConfigError(f"preemption rate must be >= 0 per hour (got {hazard_per_hour:g})")
     hazard = hazard_per_hour if hazard_per_hour is not None else (chosen.hazard_per_hour or 0.0)
     itype = InstanceType(chosen.id, per_instance * replica.dp, prices, hazard, cold_start_s)
     sm = StepModel(replica)
-    context = mean_isl + mean_osl / 2.0
     espec = EngineSpec(sm, replica.max_batch, replica.max_num_tokens, replica.memory.kv_capacity_tokens,
                        replica.profile.kv_block_tokens,
-                       slo_batch(sm, replica.max_batch, replica.memory.kv_capacity_tokens, context, tpot_ms),
-                       replica.profile.frontend_latency_ms * 1e-3)
+                       slo_batch(sm, replica.max_batch, replica.max_num_tokens, replica.memory.kv_capacity_tokens,
+                                 mean_isl, mean_osl, tpot_ms),
+                       frontend_s=replica.profile.frontend_latency_ms * 1e-3,
+                       max_context=replica.model.max_context)
     slo = SLO(ttft_ms, tpot_ms)
     wl = Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0)
     good = screen_goodput(replica, wl, slo)

@@ -1,0 +1,321 @@
+"""``fleetwise simulate`` and ``fleetwise compare``: replay a trace through a simulated fleet."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich import box
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fleetwise.cli.output import console, err_console, print_json, split_csv
+from fleetwise.cli.traffic import Fmt, InputCol, MaxBad, OutputCol, TimeCol, TimeUnit, load_input
+from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.traffic.durations import parse_duration
+
+TraceOpt = Annotated[Optional[Path], typer.Option(
+    "--trace", help="Request trace (Azure, BurstGPT, Mooncake, CSV/Parquet/JSONL); default: 1 h synthetic.")]
+Model = Annotated[str, typer.Option("--model", "-m", help="Model to serve.")]
+Gpu = Annotated[str, typer.Option(help="GPU type of the replica.")]
+Gpus = Annotated[int, typer.Option("--gpus", help="GPUs per replica (num_gpus/tp data-parallel engines).")]
+Tp = Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).")]
+Prec = Annotated[str, typer.Option(help="Precision: bf16, fp8, int4, ...")]
+Engine = Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang.")]
+OfferOpt = Annotated[Optional[str], typer.Option("--offer", help="Instance offer id (default: cheapest per replica).")]
+Cloud = Annotated[Optional[list[str]], typer.Option(help="Only offers of these clouds.")]
+Region = Annotated[Optional[list[str]], typer.Option(help="Only offers in these regions.")]
+Ttft = Annotated[float, typer.Option("--ttft-p95-ms", help="TTFT target (interactive class), ms.")]
+Tpot = Annotated[float, typer.Option("--tpot-p95-ms", help="TPOT target (interactive class), ms.")]
+SpotFrac = Annotated[float, typer.Option(help="Share of instances (or of launches) on spot.")]
+Reserved = Annotated[int, typer.Option(help="Reserved instances held throughout (billed for the whole run).")]
+Hazard = Annotated[Optional[float], typer.Option(
+    "--preemption-rate-per-hour", help="Spot interruptions per instance-hour (default: the offer's).")]
+Replay = Annotated[Optional[Path], typer.Option(
+    "--preemptions", help="Replay notices at these times (one number of seconds per line) instead of sampling.")]
+SpotAvail = Annotated[float, typer.Option(help="Probability a spot launch is fulfilled (else on-demand).")]
+Cold = Annotated[Optional[float], typer.Option(
+    "--cold-start-s", help="Instance boot + model load + engine start (default: 120 s + weights at --load-gbps "
+    "+ 60 s).")]
+LoadBw = Annotated[float, typer.Option("--load-gbps", help="Model load bandwidth, GB/s (for the cold start).")]
+Prio = Annotated[Optional[str], typer.Option(
+    "--priorities", help="Class shares, e.g. 'interactive=0.7,batch=0.3' (realtime, interactive, batch, "
+    "background).")]
+Router = Annotated[str, typer.Option(help="least-work, round-robin or p2c.")]
+DrainOpt = Annotated[str, typer.Option("--drain", help="On a spot notice: drain, migrate or requeue.")]
+Interval = Annotated[str, typer.Option("--control-interval", help="Policy period.")]
+Budget = Annotated[Optional[float], typer.Option(help="Budget policy: most USD per hour.")]
+Compress = Annotated[float, typer.Option("--time-compress", help="Replay the trace this many times faster.")]
+Multiply = Annotated[float, typer.Option("--rate-multiply", help="Thin or copy requests to scale the rate.")]
+Tail = Annotated[str, typer.Option(help="Keep running this long after the last arrival.")]
+Seed = Annotated[int, typer.Option(help="Seed (spot losses, fallbacks, classes, routing).")]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
+Report = Annotated[Optional[Path], typer.Option(help="Write an HTML report with plots.")]
+TimelineOpt = Annotated[Optional[Path], typer.Option(help="Write the per-interval timeline as CSV.")]
+
+
+def _requests(trace: Path | None, compress: float, multiply: float, priorities: str | None, ttft: float, tpot: float,
+              seed: int, **load_opts):
+    from fleetwise.sim.requests import SimRequests, named_class
+    from fleetwise.traffic.convert import rate_multiply, time_compress
+    from fleetwise.traffic.records import RequestTrace
+    from fleetwise.traffic.synth import SyntheticSpec, synthetic_trace
+
+    if trace is None:
+        err_console.print("fleetwise: no --trace given; using a synthetic 1-hour chat trace (about 20 req/s with a "
+                          "burst, seed 0)", highlight=False)
+        tr = synthetic_trace(SyntheticSpec(days=1 / 24, period_s=60.0, daily_amplitude=0.0, noise_cv=0.2,
+                                           bursts_per_day=24.0), seed=0)
+    else:
+        tr = load_input(trace, **load_opts)
+        if not isinstance(tr, RequestTrace):
+            raise InputFormatError(f"{trace}: is a rate series; simulate needs requests (fleetwise traffic convert "
+                                   "--freq none turns a series into a trace)")
+    if compress != 1.0:
+        tr = time_compress(tr, compress)
+    if multiply != 1.0:
+        tr = rate_multiply(tr, multiply, seed=seed)
+    if priorities:
+        names, shares = _shares(priorities)
+        classes = tuple(named_class(n, ttft, tpot) for n in names)
+        return SimRequests.from_trace(tr, classes, tuple(shares), seed)
+    return SimRequests.from_trace(tr, (named_class("interactive", ttft, tpot),))
+
+
+def _shares(text: str) -> tuple[list[str], list[float]]:
+    from fleetwise.sim.requests import NAMED_CLASSES
+
+    pairs = {}
+    for part in split_csv([text]):
+        name, _, value = part.partition("=")
+        try:
+            pairs[name.strip()] = float(value)
+        except ValueError:
+            raise ConfigError(f"--priorities: '{part}' is not name=share") from None
+    bad = [n for n in pairs if n not in NAMED_CLASSES]
+    if bad:
+        raise ConfigError(f"--priorities: unknown class '{bad[0]}' (one of {', '.join(NAMED_CLASSES)})")
+    names = [n for n in NAMED_CLASSES if n in pairs]  # priority order
+    total = sum(pairs.values())
+    if total <= 0 or any(v < 0 for v in pairs.values()):
+        raise ConfigError("--priorities: shares must be >= 0 and not all zero")
+    return names, [pairs[n] / total for n in names]
+
+
+def _replay(path: Path | None) -> tuple[float, ...] | None:
+    from fleetwise.sim.strategies import read_preemptions
+
+    return None if path is None else read_preemptions(path)
+
+
+def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft, tpot, cold, load_gbps,
+           hazard, want_spot):
+    from fleetwise.sim.setup import fleet_spec
+
+    if cold is not None and cold < 0:
+        raise ConfigError(f"--cold-start-s must be >= 0 (got {cold:g})")
+    return fleet_spec(model, gpu, gpus, tp, precision, engine=engine, offer=offer, clouds=split_csv(cloud),
+                      regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, mean_isl=float(requests.isl.mean()),
+                      mean_osl=float(requests.osl.mean()), cold_start_s=cold, load_gb_per_s=load_gbps,
+                      hazard_per_hour=hazard, want_spot=want_spot)
+
+
+def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed):
+    from fleetwise.sim.core import SimConfig
+
+    return SimConfig(router=router, drain=drain, control_interval_s=parse_duration(interval, "--control-interval"),
+                     spot_availability=spot_avail, hazard_per_hour=hazard, preemption_times_s=_replay(replay),
+                     tail_s=parse_duration(tail, "--tail"), seed=seed)
+
+
+def _check_out(report: Path | None, timeline: Path | None) -> None:
+    from fleetwise.atomic import check_output_path
+
+    if report and check_output_path(report).suffix.lower() != ".html":
+        raise ConfigError("--report must be an .html file", file=str(report))
+    if timeline:
+        check_output_path(timeline)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), console=err_console, transient=True)
+
+
+def _fmt_pcts(p: dict) -> str:
+    return "/".join("-" if v != v else f"{v:,.0f}" if v >= 100 else f"{v:.1f}" for v in p.values())
+
+
+def _table(results, title: str) -> Table:
+    """Metrics down, strategies across (fits a narrow terminal and reads side by side)."""
+    t = Table(title=title, box=box.SIMPLE_HEAD)
+    t.add_column("")
+    for r in results:
+        t.add_column(r.strategy, justify="right")
+    rows = [
+        ("requests", lambda r: f"{r.requests:,}"),
+        ("completed", lambda r: f"{r.completed:,}"),
+        ("migrated/requeued", lambda r: f"{r.migrated:,} / {r.requeued:,}"),
+        ("dropped/unfinished", lambda r: f"{r.dropped:,} / {r.unfinished:,}"),
+        ("TTFT ms p50/95/99", lambda r: _fmt_pcts(r.ttft_ms)),
+        ("TPOT ms p50/95/99", lambda r: _fmt_pcts(r.tpot_ms)),
+        ("SLO met", lambda r: f"{r.slo_attainment:.1%}"),
+        ("cost", lambda r: f"${r.cost_usd:,.2f}"),
+        ("  res/od/spot", lambda r: " / ".join(f"${v:,.0f}" for v in r.cost_by_tier.values())),
+        ("$/1M tokens", lambda r: f"${r.usd_per_1m_tokens:.3f}"),
+        ("goodput req/s", lambda r: f"{r.goodput_rps:,.2f}"),
+        ("GPU busy", lambda r: f"{r.gpu_busy_fraction:.0%}"),
+        ("spot notices", lambda r: f"{r.preemptions:,}"),
+    ]
+    for label, fmt in rows:
+        t.add_row(label, *[fmt(r) for r in results])
+    return t
+
+
+def _write_timeline(path: Path, result) -> None:
+    import csv
+    import io
+
+    from fleetwise.atomic import write_atomic
+    from fleetwise.sim.fleet import ROLES
+
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["t_s", *[f"serving_{r}" for r in ROLES], *[f"provisioning_{r}" for r in ROLES], "arrivals_rps",
+                "in_flight", "queued", "ttft_p95_ms", "cost_usd"])
+    for k in result.timeline:
+        w.writerow([f"{k.t:g}", *[k.serving[r] for r in ROLES], *[k.provisioning[r] for r in ROLES],
+                    f"{k.arrivals_rps:.4f}", k.in_flight, k.queued, "" if k.ttft_p95_ms != k.ttft_p95_ms else
+                    f"{k.ttft_p95_ms:.1f}", f"{k.cost_usd:.4f}"])
+    write_atomic(path, buf.getvalue())
+
+
+def _emit(results, spec, requests, json_out: bool, report: Path | None, timeline: Path | None, title: str) -> None:
+    if timeline:
+        _write_timeline(timeline, results[0])
+    if report:
+        from fleetwise.report.simulation import simulation_report
+
+        simulation_report(report, results, title=title, notes=spec.describe())
+    if json_out:
+        out = [r.to_dict() for r in results]
+        print_json(out[0] if len(out) == 1 else {"fleet": spec.describe(), "strategies": out})
+        return
+    console.print(_table(results, title))
+    for r in results:
+        launched = ", ".join(f"{n} {tier}" for tier, n in r.instances_launched.items() if n)
+        extra = f"; {r.preemptions} spot notices, {r.spot_fallbacks} fallbacks to on-demand" if r.preemptions else ""
+        drops = "; dropped: " + ", ".join(f"{n} {why}" for why, n in r.dropped_by_reason.items()) if r.dropped else ""
+        console.print(f"{r.strategy}: {launched} instances over {r.duration_s / 60:,.0f} min{extra}{drops}; "
+                      f"{r.requests / max(r.wall_s, 1e-9):,.0f} simulated req/s", highlight=False)
+        if len(r.by_class) > 1:
+            for c in r.by_class:
+                console.print(f"  {c.name}: {c.requests:,} requests, TTFT p95 {c.ttft_ms['p95']:,.0f} ms, TPOT p95 "
+                              f"{c.tpot_ms['p95']:.1f} ms, SLO met {c.slo_attainment:.1%}", highlight=False)
+    if report:
+        err_console.print(f"fleetwise: wrote {report}", highlight=False)
+
+
+def simulate_cmd(
+    trace: TraceOpt = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
+    output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = 0.01,
+    model: Model = "llama-3.1-70b", gpu: Gpu = "h100-sxm", gpus: Gpus = 4, tp: Tp = None, precision: Prec = "fp8",
+    engine: Engine = "trtllm", offer: OfferOpt = None, cloud: Cloud = None, region: Region = None,
+    replicas: Annotated[Optional[int], typer.Option(help="Fixed fleet of this many replicas (rounded up to whole "
+                                                         "instances).")] = None,
+    schedule: Annotated[Optional[Path], typer.Option(help="Static schedule: CSV time_s,reserved,on_demand,spot or "
+                                                          "'fleetwise optimize --json' output.")] = None,
+    policy: Annotated[Optional[str], typer.Option(help="static-peak, static-spot, reactive, reactive-spot, budget "
+                                                       "or rolling.")] = None,
+    spot_fraction: SpotFrac = 0.0, reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,
+    spot_availability: SpotAvail = 0.9, cold_start_s: Cold = None, load_gbps: LoadBw = 1.0,
+    ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, priorities: Prio = None, router: Router = "least-work",
+    drain: DrainOpt = "drain", control_interval: Interval = "60s", budget_usd_per_hour: Budget = None,
+    compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
+    json_out: Json = False, report: Report = None, timeline: TimelineOpt = None,
+) -> None:
+    """Replay a trace through a simulated fleet: cost, TTFT/TPOT per class, SLO attainment, preemptions."""
+    from fleetwise.sim.policies import StaticSchedule
+    from fleetwise.sim.run import simulate_fleet
+    from fleetwise.sim.strategies import STRATEGIES, make_policy, read_schedule, split_spot
+
+    if policy is not None and policy not in STRATEGIES:
+        raise ConfigError(f"unknown --policy '{policy}' (one of {', '.join(STRATEGIES)})")
+    if policy == "budget" and budget_usd_per_hour is None:
+        raise ConfigError("--policy budget needs --budget-usd-per-hour")
+    given = [n for n, v in (("--replicas", replicas), ("--schedule", schedule), ("--policy", policy)) if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give one of --replicas, --schedule, --policy (got {' and '.join(given)})")
+    if replicas is not None and replicas < 1:
+        raise ConfigError(f"--replicas must be >= 1 (got {replicas})")
+    _check_out(report, timeline)
+    config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed)
+    sched = read_schedule(schedule) if schedule is not None else None
+    reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
+                     input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
+    want_spot = spot_fraction > 0 or "spot" in (policy or "") or policy == "rolling" or preemptions is not None
+    spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
+                  cold_start_s, load_gbps, hazard, want_spot)
+    if sched is not None:
+        pol = sched
+    elif replicas is not None:
+        n = math.ceil(replicas / spec.replicas_per_instance)
+        pol = StaticSchedule.fixed(split_spot(max(n, reserved), spot_fraction, reserved), f"{replicas} replicas")
+    else:
+        pol = make_policy(policy or "static-peak", reqs, spec, spot_fraction=spot_fraction or 0.5, reserved=reserved,
+                          budget_usd_per_hour=budget_usd_per_hour)
+    err_console.print(f"fleetwise: {len(reqs):,} requests over {reqs.arrival_s[-1] / 60:,.1f} min on "
+                      f"{spec.describe()}", highlight=False)
+    with _progress() as bar:
+        task = bar.add_task(f"simulating {pol.name}", total=1.0)
+        result = simulate_fleet(reqs, spec, pol, config, lambda f: bar.update(task, completed=f))
+    _emit([result], spec, reqs, json_out, report, timeline, f"fleetwise simulate: {pol.name}")
+
+
+def compare_cmd(
+    trace: TraceOpt = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
+    output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = 0.01,
+    strategies: Annotated[str, typer.Option(help="Comma-separated: static-peak, static-spot, reactive, "
+                                                 "reactive-spot, budget, rolling.")] = "static-peak,reactive,rolling",
+    model: Model = "llama-3.1-70b", gpu: Gpu = "h100-sxm", gpus: Gpus = 4, tp: Tp = None, precision: Prec = "fp8",
+    engine: Engine = "trtllm", offer: OfferOpt = None, cloud: Cloud = None, region: Region = None,
+    spot_fraction: SpotFrac = 0.5, reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,
+    spot_availability: SpotAvail = 0.9, cold_start_s: Cold = None, load_gbps: LoadBw = 1.0,
+    ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, priorities: Prio = None, router: Router = "least-work",
+    drain: DrainOpt = "drain", control_interval: Interval = "60s", budget_usd_per_hour: Budget = None,
+    compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
+    json_out: Json = False, report: Report = None,
+) -> None:
+    """Run several strategies on the same trace, fleet and seed; print them side by side."""
+    from fleetwise.sim.strategies import STRATEGIES, compare_strategies
+
+    names = split_csv([strategies])
+    if not names:
+        raise ConfigError("--strategies needs at least one strategy")
+    bad = [n for n in names if n not in STRATEGIES]
+    if bad:
+        raise ConfigError(f"unknown strategy '{bad[0]}' (one of {', '.join(STRATEGIES)})")
+    if "budget" in names and budget_usd_per_hour is None:
+        raise ConfigError("the budget strategy needs --budget-usd-per-hour")
+    _check_out(report, None)
+    config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed)
+    reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
+                     input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
+    want_spot = any("spot" in n or n == "rolling" for n in names)
+    spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
+                  cold_start_s, load_gbps, hazard, want_spot)
+    err_console.print(f"fleetwise: {len(reqs):,} requests over {reqs.arrival_s[-1] / 60:,.1f} min on "
+                      f"{spec.describe()}", highlight=False)
+    with _progress() as bar:
+        tasks = {n: bar.add_task(f"simulating {n}", total=1.0) for n in names}
+        results = compare_strategies(reqs, spec, names, config, lambda n, f: bar.update(tasks[n], completed=f),
+                                     spot_fraction=spot_fraction, reserved=reserved,
+                                     budget_usd_per_hour=budget_usd_per_hour)
+    _emit(results, spec, reqs, json_out, report, None, "fleetwise compare")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("simulate")(simulate_cmd)
+    app.command("compare")(compare_cmd)

@@ -1,0 +1,97 @@
+"""The rolling optimizer of :mod:`fleetwise.allocate` as a simulator policy.
+
+Every ``period_s`` the policy forecasts the request rate from what it has observed so far (the forecast
+package's persistence model with conformal quantiles once there are ``min_history`` periods; before that the
+highest observed rate plus ``headroom``), runs one rolling MILP step with damping for the fleet's single
+offer, and moves the spot / on-demand counts towards the step's decision: launches for the period one cold
+start ahead, scale-down only of what is not needed now either.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleetwise.allocate.model import Policy as AllocPolicy
+from fleetwise.allocate.offers import CapacityOffer
+from fleetwise.allocate.rolling import RollingConfig, RollingOptimizer
+from fleetwise.errors import ConfigError
+from fleetwise.forecast.forecaster import QuantileForecaster
+from fleetwise.sim.policies import Action, FleetState, to_target
+from fleetwise.traffic.records import RateSeries
+
+
+@dataclass
+class Rolling:
+    """Forecast + rolling MILP + damping, deciding every ``period_s`` seconds."""
+
+    initial_instances: int = 1
+    period_s: float = 300.0
+    quantile: float = 0.95
+    min_history: int = 6
+    headroom: float = 0.25
+    reserved: int = 0
+    config: RollingConfig = field(default_factory=RollingConfig)
+    name: str = "rolling"
+    _arrivals: list[float] = field(default_factory=list, repr=False)  # requests per control tick
+    _opt: RollingOptimizer | None = field(default=None, repr=False)
+    _next_s: float = field(default=0.0, repr=False)
+    _ticks_per_period: int = field(default=1, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.period_s <= 0 or not 0 < self.quantile < 1 or self.headroom < 0 or self.min_history < 2:
+            raise ConfigError("rolling policy: period > 0, quantile in (0, 1), headroom >= 0, min history >= 2")
+
+    def initial(self) -> dict[str, int]:
+        n = max(self.initial_instances, self.reserved)
+        return {"reserved": self.reserved, "on_demand": n - self.reserved}
+
+    def _optimizer(self, state: FleetState) -> RollingOptimizer:
+        it = state.itype
+        prices = {tier: it.price(tier) for tier in ("on_demand", "spot") if tier in it.usd_per_hour}
+        if self.reserved:
+            prices["reserved_1y"] = it.price("reserved")
+        if not state.capacity_rps_per_instance > 0:
+            raise ConfigError("rolling policy needs the per-instance capacity at the SLO (got none)")
+        offer = CapacityOffer(it.label, state.capacity_rps_per_instance, prices, it.hazard_per_hour)
+        lead = max(1, math.ceil(it.cold_start_s / self.period_s - 1e-9))
+        opt = RollingOptimizer([offer], {(it.label, "reserved_1y"): self.reserved} if self.reserved else {},
+                               self.period_s / 3600.0, AllocPolicy(cold_start_s=it.cold_start_s), self.config, lead)
+        start = np.array([float(state.active.get("on_demand", 0))])
+        opt.committed_spot = [np.array([float(state.active.get("spot", 0))]) for _ in range(lead)]
+        opt.committed_od = [start.copy() for _ in range(lead)]
+        self._ticks_per_period = max(1, round(self.period_s / state.interval_s))
+        return opt
+
+    def forecast(self, horizon: int) -> np.ndarray:
+        """Demand quantile (req/s) for the next ``horizon`` periods from the periods observed so far."""
+        k = self._ticks_per_period
+        full = len(self._arrivals) // k * k
+        rates = np.asarray(self._arrivals[:full], dtype=float).reshape(-1, k).sum(axis=1) / self.period_s
+        if len(rates) < self.min_history:
+            top = max(rates.max() if len(rates) else 0.0, self._arrivals[-1] / (self.period_s / k) if self._arrivals else 0.0)
+            return np.full(horizon, top * (1.0 + self.headroom))
+        series = RateSeries(0.0, self.period_s, rates)
+        fc = QuantileForecaster("persistence").fit(series).predict_quantiles(horizon, [self.quantile])
+        return np.maximum(fc.quantile(self.quantile), 0.0)
+
+    def decide(self, state: FleetState) -> list[Action]:
+        self._arrivals.append(state.arrivals_rps * state.interval_s)
+        if self._opt is None:
+            self._opt = self._optimizer(state)
+            self._next_s = state.t + self.period_s
+            return []
+        if state.t + 1e-9 < self._next_s:
+            return []
+        self._next_s += self.period_s
+        opt = self._opt
+        horizon = max(opt.config.lookahead_steps, opt.lead_steps + 1)
+        spot_now, od_now, _ = opt.step(self.forecast(horizon))
+        spot_ahead, od_ahead = opt.committed_spot[-1][0], opt.committed_od[-1][0]
+        target = {"reserved": self.reserved}
+        for role, now, ahead in (("spot", spot_now[0], spot_ahead), ("on_demand", od_now[0], od_ahead)):
+            active = state.active.get(role, 0)
+            target[role] = int(round(ahead)) if active <= ahead else int(round(max(ahead, now)))
+        return to_target(state, target)
