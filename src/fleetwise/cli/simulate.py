@@ -114,11 +114,16 @@ def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, regi
            hazard, want_spot):
     from fleetwise.sim.setup import fleet_spec
 
+    from fleetwise.catalog import load_catalog
+
     if cold is not None and cold < 0:
         raise ConfigError(f"--cold-start-s must be >= 0 (got {cold:g})")
+    # Size on the requests the model can take at all (longer ones are dropped, not served).
+    fits = requests.isl + requests.osl <= load_catalog().model(model).max_context
+    isl, osl = (requests.isl[fits], requests.osl[fits]) if fits.any() else (requests.isl, requests.osl)
     return fleet_spec(model, gpu, gpus, tp, precision, engine=engine, offer=offer, clouds=split_csv(cloud),
-                      regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, mean_isl=float(requests.isl.mean()),
-                      mean_osl=float(requests.osl.mean()), cold_start_s=cold, load_gb_per_s=load_gbps,
+                      regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, mean_isl=float(isl.mean()),
+                      mean_osl=float(osl.mean()), cold_start_s=cold, load_gb_per_s=load_gbps,
                       hazard_per_hour=hazard, want_spot=want_spot)
 
 
@@ -192,7 +197,8 @@ def _write_timeline(path: Path, result) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def _emit(results, spec, requests, json_out: bool, report: Path | None, timeline: Path | None, title: str) -> None:
+def _emit(results, spec, requests, json_out: bool, report: Path | None, timeline: Path | None, title: str,
+          many: bool = False) -> None:
     if timeline:
         _write_timeline(timeline, results[0])
     if report:
@@ -201,7 +207,7 @@ def _emit(results, spec, requests, json_out: bool, report: Path | None, timeline
         simulation_report(report, results, title=title, notes=spec.describe())
     if json_out:
         out = [r.to_dict() for r in results]
-        print_json(out[0] if len(out) == 1 else {"fleet": spec.describe(), "strategies": out})
+        print_json({"fleet": spec.describe(), "strategies": out} if many else out[0])
         return
     console.print(_table(results, title))
     for r in results:
@@ -229,7 +235,9 @@ def simulate_cmd(
                                                           "'fleetwise optimize --json' output.")] = None,
     policy: Annotated[Optional[str], typer.Option(help="static-peak, static-spot, reactive, reactive-spot, budget "
                                                        "or rolling.")] = None,
-    spot_fraction: SpotFrac = 0.0, reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,
+    spot_fraction: Annotated[Optional[float], typer.Option(
+        help="Share of instances (--replicas; default 0) or of launches (spot policies; default 0.5) on spot.")] = None,
+    reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,
     spot_availability: SpotAvail = 0.9, cold_start_s: Cold = None, load_gbps: LoadBw = 1.0,
     ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, priorities: Prio = None, router: Router = "least-work",
     drain: DrainOpt = "drain", control_interval: Interval = "60s", budget_usd_per_hour: Budget = None,
@@ -255,16 +263,19 @@ def simulate_cmd(
     sched = read_schedule(schedule) if schedule is not None else None
     reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
                      input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
-    want_spot = spot_fraction > 0 or "spot" in (policy or "") or policy == "rolling" or preemptions is not None
+    spot_wanted_by_schedule = sched is not None and any(row.get("spot", 0) for row in sched.counts)
+    want_spot = bool(spot_fraction) or "spot" in (policy or "") or policy == "rolling" or preemptions is not None \
+        or spot_wanted_by_schedule
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
                   cold_start_s, load_gbps, hazard, want_spot)
     if sched is not None:
         pol = sched
     elif replicas is not None:
         n = math.ceil(replicas / spec.replicas_per_instance)
-        pol = StaticSchedule.fixed(split_spot(max(n, reserved), spot_fraction, reserved), f"{replicas} replicas")
+        pol = StaticSchedule.fixed(split_spot(max(n, reserved), spot_fraction or 0.0, reserved), f"{replicas} replicas")
     else:
-        pol = make_policy(policy or "static-peak", reqs, spec, spot_fraction=spot_fraction or 0.5, reserved=reserved,
+        pol = make_policy(policy or "static-peak", reqs, spec, spot_fraction=0.5 if spot_fraction is None else spot_fraction,
+                          reserved=reserved,
                           budget_usd_per_hour=budget_usd_per_hour)
     err_console.print(f"fleetwise: {len(reqs):,} requests over {reqs.arrival_s[-1] / 60:,.1f} min on "
                       f"{spec.describe()}", highlight=False)
@@ -313,7 +324,7 @@ def compare_cmd(
         results = compare_strategies(reqs, spec, names, config, lambda n, f: bar.update(tasks[n], completed=f),
                                      spot_fraction=spot_fraction, reserved=reserved,
                                      budget_usd_per_hour=budget_usd_per_hour)
-    _emit(results, spec, reqs, json_out, report, None, "fleetwise compare")
+    _emit(results, spec, reqs, json_out, report, None, "fleetwise compare", many=True)
 
 
 def register(app: typer.Typer) -> None:

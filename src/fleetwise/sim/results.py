@@ -69,7 +69,7 @@ class SimulationResult:
             "strategy", "requests", "completed", "migrated", "requeued", "dropped", "dropped_by_reason", "unfinished",
             "ttft_ms", "tpot_ms", "slo_attainment", "cost_usd", "cost_by_tier", "usd_per_1m_tokens",
             "usd_per_1m_output_tokens", "goodput_rps", "goodput_tokens_per_s", "gpu_busy_fraction", "duration_s",
-            "instances_launched", "preemptions", "spot_fallbacks", "wall_s")}
+            "instances_launched", "preemptions", "spot_fallbacks")}  # not wall_s: same seed, same JSON
         out["by_class"] = [vars(c) for c in self.by_class]
         if timeline:
             out["timeline"] = [vars(t) for t in self.timeline]

@@ -43,7 +43,7 @@ def split_spot(n: int, spot_fraction: float, reserved: int = 0) -> dict[str, int
     if not 0 <= spot_fraction <= 1:
         raise ConfigError("spot fraction must be within [0, 1]")
     rest = max(n - reserved, 0)
-    spot = round(rest * spot_fraction)
+    spot = math.floor(rest * spot_fraction + 0.5)  # half rounds up
     return {"reserved": reserved, "on_demand": rest - spot, "spot": spot}
 
 
@@ -121,17 +121,16 @@ def read_schedule(path: str | Path) -> StaticSchedule:
         rows = list(csv.DictReader(fh))
     if not rows:
         raise InputFormatError(f"{path}: no schedule rows")
-    header = [h.strip() for h in rows[0].keys()]
+    header = [h.strip() for h in rows[0].keys() if h is not None]
     if "time_s" not in header or not set(header) & set(ROLES):
         raise InputFormatError(f"{path}: needs a time_s column and at least one of {', '.join(ROLES)}")
     times, counts = [], []
     for i, row in enumerate(rows, start=2):
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
         where = f"{path}: line {i}"
-        try:
-            times.append(float(row["time_s"]))
-        except ValueError:
-            raise InputFormatError(f"{where}: time_s '{row['time_s']}' is not a number") from None
+        if None in row:
+            raise InputFormatError(f"{where}: more cells than the header has columns")
+        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+        times.append(_nonneg(row["time_s"], where, "time_s"))
         counts.append({r: _count(row[r] or "0", where, r) for r in ROLES if r in row})
     try:
         return StaticSchedule(times, counts, "schedule")
@@ -139,16 +138,34 @@ def read_schedule(path: str | Path) -> StaticSchedule:
         raise InputFormatError(f"{path}: {exc}") from None
 
 
+def _offer_counts(sched: dict, tier: str, path: Path) -> np.ndarray:
+    """Instances per period summed over offers; every count finite and >= 0."""
+    try:
+        arr = np.asarray(sched[tier], dtype=float)
+    except (KeyError, TypeError, ValueError):
+        raise InputFormatError(f"{path}: schedule.{tier} must be a list of per-offer lists of counts, as "
+                               "'fleetwise optimize --json' writes") from None
+    if arr.ndim != 2 or arr.shape[1] == 0:
+        raise InputFormatError(f"{path}: schedule.{tier} must be a non-empty list of per-offer lists of counts")
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise InputFormatError(f"{path}: schedule.{tier} has a missing, infinite or negative count")
+    return arr.sum(axis=0)
+
+
 def _schedule_from_optimize(path: Path) -> StaticSchedule:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         sched = data["schedule"]
         period_s = float(sched["period_h"]) * 3600.0
-        spot = np.asarray(sched["spot"], dtype=float).sum(axis=0)
-        od = np.asarray(sched["on_demand"], dtype=float).sum(axis=0)
         reserved = sum(int(r["count"]) for r in data.get("reservations", []))
-    except (ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError, OverflowError) as exc:
         raise InputFormatError(f"{path}: not a 'fleetwise optimize --json' output (missing or bad {exc})") from None
+    if not (period_s > 0 and math.isfinite(period_s)) or reserved < 0:
+        raise InputFormatError(f"{path}: schedule.period_h must be > 0 and reservation counts >= 0")
+    spot, od = _offer_counts(sched, "spot", path), _offer_counts(sched, "on_demand", path)
+    if len(spot) != len(od):
+        raise InputFormatError(f"{path}: schedule.spot and schedule.on_demand cover different numbers of periods")
     times = [k * period_s for k in range(len(spot))]
-    counts = [{"reserved": reserved, "spot": int(round(s)), "on_demand": int(round(d))} for s, d in zip(spot, od)]
+    counts = [{"reserved": reserved, "spot": math.ceil(s - 1e-9), "on_demand": math.ceil(d - 1e-9)}
+              for s, d in zip(spot, od)]
     return StaticSchedule(times, counts, "schedule")
