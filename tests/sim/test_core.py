@@ -273,7 +273,7 @@ def test_notice_launches_a_replacement(make_spec):
 
 
 def test_spot_unavailable_falls_back_to_on_demand(make_spec):
-    spec = make_spec(hazard_per_hour=500.0)  # a spot machine would be lost within seconds
+    spec = make_spec(hazard_per_hour=60.0)  # a spot machine would be lost within about a minute
     cfg = SimConfig(spot_availability=0.0)
     res = simulate_fleet(requests(poisson(200, 5.0)), spec, fixed(spot=1), cfg)
     assert res.spot_fallbacks == 1
@@ -294,7 +294,8 @@ def test_replacement_falls_back_to_on_demand(make_spec):
         if res.preemptions == 1:  # the first launch was spot
             assert res.spot_fallbacks in (0, 1)
             if res.spot_fallbacks == 1:
-                assert res.instances_launched == {"reserved": 0, "on_demand": 1, "spot": 1}
+                # the fallback is retried on spot at later ticks, so more spot launches may follow
+                assert res.instances_launched["on_demand"] == 1 and res.instances_launched["spot"] >= 1
                 assert res.cost_by_tier["on_demand"] > 0 and res.cost_by_tier["spot"] > 0
                 seen = True
     assert seen
@@ -524,3 +525,23 @@ def test_azure_code_trace_through_a_small_fleet(make_spec):
     assert res.completed == res.requests  # ~2.6 req/s of ~2k-token prompts is light for four H100 engines
     assert res.by_class[0].ttft_ms["p50"] < 500.0
     assert res.duration_s >= trace.duration_s
+
+
+def test_on_demand_fallbacks_return_to_spot(make_spec):
+    """A fallback is retried on spot each tick and drained once a spot instance serves: no drift to on-demand."""
+    spec = make_spec(cold_start_s=60.0, hazard_per_hour=0.5)
+    cfg = SimConfig(spot_availability=0.5, seed=3)
+    res = simulate_fleet(requests(poisson(3000, 0.2)), spec, fixed(spot=4), cfg)
+    check_outcomes(res)
+    assert res.spot_fallbacks > 0
+    end = res.timeline[-1]
+    assert end.serving["spot"] + end.provisioning["spot"] >= 3  # the spot slots are still (mostly) spot slots
+    assert res.cost_by_tier["spot"] > res.cost_by_tier["on_demand"]
+
+
+def test_reserved_capacity_released_and_reacquired_is_billed_once(make_spec):
+    spec = make_spec(cold_start_s=0.0)
+    pol = StaticSchedule([0.0, 1200.0, 2400.0], [{"reserved": 1}, {"on_demand": 1}, {"reserved": 1}])
+    res = simulate_fleet(requests(poisson(500, 0.15)), spec, pol, SimConfig())
+    price = spec.itype.price("reserved")
+    assert res.cost_by_tier["reserved"] == pytest.approx(res.duration_s * price / 3600, rel=1e-12)

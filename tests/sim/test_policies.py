@@ -21,8 +21,9 @@ ITYPE = InstanceType("test", 1, {"on_demand": 10.0, "spot": 4.0, "reserved": 6.0
 
 
 def state(t=0.0, active=None, serving=None, in_flight=0, queued=0, slo_slots=None, ttft_p95_ms=math.nan,
-          usd_per_hour=None, itype=ITYPE) -> FleetState:
-    """A fleet state; by default every active instance serves one engine of 100 SLO slots, billed by role."""
+          usd_per_hour=None, itype=ITYPE, urgent_queued=None) -> FleetState:
+    """A fleet state; by default every active instance serves one engine of 100 SLO slots, billed by role, and
+    every queued request is urgent (waited half its TTFT target)."""
     active = {"reserved": 0, "on_demand": 0, "spot": 0, **(active or {})}
     serving = dict(active) if serving is None else {"reserved": 0, "on_demand": 0, "spot": 0, **serving}
     if slo_slots is None:
@@ -31,7 +32,9 @@ def state(t=0.0, active=None, serving=None, in_flight=0, queued=0, slo_slots=Non
         usd_per_hour = sum(n * itype.price(role) for role, n in active.items())
     return FleetState(t=t, interval_s=60.0, active=active, serving=serving, in_flight=in_flight, queued=queued,
                       slo_slots=slo_slots, arrivals_rps=0.0, ttft_p95_ms=ttft_p95_ms, usd_per_hour=usd_per_hour,
-                      itype=itype, capacity_rps_per_instance=10.0, ttft_slo_ms=1000.0)
+                      itype=itype, capacity_rps_per_instance=10.0, ttft_slo_ms=1000.0,
+                      ttft_slo_ratio_p95=ttft_p95_ms / 1000.0,
+                      urgent_queued=queued if urgent_queued is None else urgent_queued)
 
 
 def launched(actions) -> dict[str, int]:
@@ -102,9 +105,19 @@ def test_static_schedule_launches_one_cold_start_ahead_and_drains_on_time():
 def test_reactive_scales_up_by_the_step_back_to_target():
     pol = Reactive(initial_instances=2)
     assert pol.initial() == {"reserved": 0, "spot": 0, "on_demand": 2}
-    # utilization (180 + 120) / 200 = 1.5 -> ceil(2 * 1.5 / 0.7) = 5 instances
+    # utilization (180 + 120) / 200 = 1.5 > high; sized as 180 in flight / 100 slots = 1.8 instances plus the
+    # backlog cleared within a cold start: 120 / (10 req/s x 120 s) = 0.1 -> ceil(1.9 / 0.7) = 3 instances
     assert launched(pol.decide(state(t=60.0, active={"on_demand": 2}, in_flight=180, queued=120))) == {
-        "on_demand": 3}
+        "on_demand": 1}
+    # a backlog of 12,000 takes ten more instances to clear within the cold start: ceil((1.8 + 10) / 0.7) = 17
+    assert launched(Reactive(initial_instances=2).decide(
+        state(t=60.0, active={"on_demand": 2}, in_flight=180, queued=12_000))) == {"on_demand": 15}
+
+
+def test_reactive_ignores_a_queue_of_work_that_is_not_late():
+    pol = Reactive(initial_instances=2)
+    # batch work waiting within its (long) TTFT target, the fleet at moderate utilization: hold
+    assert pol.decide(state(t=60.0, active={"on_demand": 2}, in_flight=100, queued=20, urgent_queued=0)) == []
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -153,8 +166,8 @@ def test_reactive_respects_bounds_and_never_drains_reserved():
 def test_reactive_spot_fraction_splits_launches():
     pol = Reactive(initial_instances=4, spot_fraction=0.5)
     assert pol.initial() == {"reserved": 0, "spot": 2, "on_demand": 2}
-    got = launched(pol.decide(state(t=60.0, active={"on_demand": 2, "spot": 2}, queued=2000, in_flight=400)))
-    assert sum(got.values()) == 31  # utilization 6 -> ceil(4 * 6 / 0.7) = 35 instances
+    got = launched(pol.decide(state(t=60.0, active={"on_demand": 2, "spot": 2}, queued=6000, in_flight=400)))
+    assert sum(got.values()) == 9  # 400 / 100 slots = 4, + 6000 / (10 x 120) = 5 -> ceil(9 / 0.7) = 13 instances
     assert got["spot"] > 0 and abs(got["spot"] - got["on_demand"]) <= 1
 
 
@@ -286,3 +299,24 @@ def test_budget_counts_instances_still_draining(make_spec, capacity_rps):
     assert any(active_total(k) == 1 for k in res.timeline)  # it did scale down before the surge
     slopes = [(b.cost_usd - a.cost_usd) / (b.t - a.t) * 3600 for a, b in itertools.pairwise(res.timeline)]
     assert max(slopes) <= 2 * price * (1 + 1e-9)
+
+
+def test_reactive_sizes_on_latency_sensitive_load_only():
+    """Batch work in flight fills idle capacity; it does not make the reactive policy buy more."""
+    pol = Reactive(initial_instances=2)
+    busy_with_batch = state(t=60.0, active={"on_demand": 2}, in_flight=190, urgent_queued=0)
+    assert launched(pol.decide(busy_with_batch)) == {"on_demand": 1}  # all of it counted: 0.95 > high
+    only_sensitive = FleetState(**{**vars(busy_with_batch), "load": (40, 0, 0.0)})
+    assert Reactive(initial_instances=2).decide(only_sensitive) == []
+
+
+def test_rolling_forecast_is_capped_by_what_was_observed():
+    from fleetwise.sim.rolling import Rolling
+
+    pol = Rolling(period_s=60.0, headroom=0.25)
+    pol._ticks_per_period = 1
+    pol._arrivals = [50.0 * 60] * 30 + [400.0 * 60] + [50.0 * 60] * 3  # one 8x step in 34 minutes
+    fc = pol.forecast(6)
+    assert np.all(fc <= 400.0 * 1.25 + 1e-9)
+    assert np.all(fc >= 50.0)
+    assert pol.forecast(6, queued=600)[0] == pytest.approx(fc[0] + 10.0)  # the queue cleared in one period

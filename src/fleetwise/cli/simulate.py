@@ -244,7 +244,14 @@ def simulate_cmd(
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
     json_out: Json = False, report: Report = None, timeline: TimelineOpt = None,
 ) -> None:
-    """Replay a trace through a simulated fleet: cost, TTFT/TPOT per class, SLO attainment, preemptions."""
+    """Replay a trace through a simulated fleet: cost, TTFT/TPOT per class, SLO attainment, preemptions.
+
+    The fleet is one instance type (the cheapest offer per replica unless --offer), driven by --replicas N (a
+    fixed fleet), --schedule FILE or --policy NAME; with none of them, static-peak (a fixed on-demand fleet
+    sized by the perf model for the trace's busiest five minutes). Spot instances get a 2-minute notice at
+    the offer's interruption rate; --drain says what happens to their requests. Every request ends
+    completed, dropped (with a reason) or unfinished.
+    """
     from fleetwise.sim.policies import StaticSchedule
     from fleetwise.sim.run import simulate_fleet
     from fleetwise.sim.strategies import STRATEGIES, make_policy, read_schedule, split_spot
@@ -299,7 +306,11 @@ def compare_cmd(
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
     json_out: Json = False, report: Report = None,
 ) -> None:
-    """Run several strategies on the same trace, fleet and seed; print them side by side."""
+    """Run several strategies on the same trace, fleet and seed; print them side by side.
+
+    Dynamic strategies start from a warm fleet sized for the trace's first five minutes; static-peak and
+    static-spot are sized for its busiest five minutes (in hindsight, as a peak-provisioned fleet is).
+    """
     from fleetwise.sim.strategies import STRATEGIES, compare_strategies
 
     names = split_csv([strategies])

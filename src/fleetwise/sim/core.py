@@ -28,6 +28,8 @@ STEP, TICK, READY, NOTICE, KILL, REPLAY = range(6)
 ROUTERS = ("least-work", "round-robin", "p2c")
 DRAINS = ("drain", "migrate", "requeue")
 WARNING_S = 120.0
+LATENCY_SENSITIVE_MS = 60_000.0  # classes with a TTFT target up to a minute drive scaling
+MAX_HAZARD_PER_HOUR = 60.0  # a mean spot lifetime of one minute; beyond it nothing meaningful is simulated
 OPEN, DONE, DROPPED = 0, 1, 2
 
 
@@ -74,8 +76,9 @@ class SimConfig:
             raise ConfigError("control interval must be > 0; warning and tail >= 0 seconds")
         if not 0 <= self.spot_availability <= 1:
             raise ConfigError("spot availability must be within [0, 1]")
-        if self.hazard_per_hour is not None and self.hazard_per_hour < 0:
-            raise ConfigError("preemption rate must be >= 0 per hour")
+        if self.hazard_per_hour is not None and not 0 <= self.hazard_per_hour <= MAX_HAZARD_PER_HOUR:
+            raise ConfigError(f"preemption rate must be >= 0 and <= {MAX_HAZARD_PER_HOUR:g} per instance-hour (at "
+                              "higher rates most spot instances are lost before they boot)")
         if self.preemption_times_s is not None and any(not (t >= 0 and math.isfinite(t))
                                                        for t in self.preemption_times_s):
             raise ConfigError("replayed preemption times must be finite and >= 0 seconds")
@@ -141,14 +144,24 @@ class Simulator:
         self.rng = random.Random(config.seed)  # spot losses and fallbacks
         self.route_rng = random.Random(config.seed + 1)  # so the router choice does not move the spot draws
         self.serving: list[Engine] = []
-        self.instances: list[Instance] = []
+        self.instances: list[Instance] = []  # every instance ever launched (the log keeps them)
+        self.live: list[Instance] = []  # not terminated: what ticks, drains and bills look at
+        self.closed_usd = 0.0  # non-reserved instances already terminated
+        self.reserved_peak = 0  # reservations held: the most reserved instances alive at once
         self.log = RunLog(instances=self.instances)
         self.hazard = itype.hazard_per_hour if config.hazard_per_hour is None else config.hazard_per_hour
+        if not 0 <= self.hazard <= MAX_HAZARD_PER_HOUR:
+            raise ConfigError(f"preemption rate must be >= 0 and <= {MAX_HAZARD_PER_HOUR:g} per instance-hour "
+                              f"(got {self.hazard:g})")
         self._rr = 0
         self._records: dict[int, dict] = {}
         self._eid = 0
         self._tick_arrivals = 0
         self._tick_ttft: list[float] = []
+        self._tick_slo: list[float] = []  # TTFT / its class's target, for policies
+        self._ttft_target = [c.ttft_ms for c in requests.classes]
+        self._sensitive = [c.ttft_ms <= LATENCY_SENSITIVE_MS for c in requests.classes]
+        self._tick_sensitive = 0
         self._progress = progress
         self.t = 0.0
         self._route = {"least-work": self._least_work, "round-robin": self._round_robin,
@@ -210,6 +223,8 @@ class Simulator:
     # -- requests --------------------------------------------------------------------------------------
     def _arrive(self, rid: int, t: float) -> None:
         self._tick_arrivals += 1
+        if self._sensitive[self.cls[rid]]:
+            self._tick_sensitive += 1
         if self.isl[rid] + self.osl[rid] > self.spec.max_context:
             self._drop(rid, "exceeds_context")
             return
@@ -293,7 +308,9 @@ class Simulator:
     def first_token(self, rid: int, t: float) -> None:
         if self.first[rid] != self.first[rid]:
             self.first[rid] = t
-            self._tick_ttft.append(t - self.arrival[rid] + self.spec.frontend_s)
+            ttft = t - self.arrival[rid] + self.spec.frontend_s
+            self._tick_ttft.append(ttft)
+            self._tick_slo.append(ttft * 1e3 / self._ttft_target[self.cls[rid]])
 
     def _drop(self, rid: int, reason: str) -> None:
         self.state[rid] = DROPPED
@@ -329,16 +346,20 @@ class Simulator:
         return self._least_work(rid)
 
     # -- instances -------------------------------------------------------------------------------------
-    def launch(self, role: str, t: float, warm: bool = False) -> Instance:
+    def launch(self, role: str, t: float, warm: bool = False, tier: str | None = None) -> Instance:
         """Request an instance; spot falls back to on-demand when the spot launch is not fulfilled."""
-        tier = role
-        if role == "spot" and ("spot" not in self.itype.usd_per_hour
-                               or self.rng.random() >= self.cfg.spot_availability):
+        if tier is None and role == "spot" and ("spot" not in self.itype.usd_per_hour
+                                                or self.rng.random() >= self.cfg.spot_availability):
             tier = "on_demand"
             self.log.spot_fallbacks += 1
+        elif tier is None:
+            tier = role
         ready = t if warm else t + self.itype.cold_start_s
         inst = Instance(len(self.instances), role, tier, t, ready, self)
         self.instances.append(inst)
+        self.live.append(inst)
+        if role == "reserved":
+            self.reserved_peak = max(self.reserved_peak, sum(i.role == "reserved" for i in self.live))
         if tier == "spot" and self.hazard > 0 and self.cfg.preemption_times_s is None:
             kill = t + self.rng.expovariate(self.hazard / 3600.0)
             self._push(max(t, kill - self.cfg.warning_s), NOTICE, inst)
@@ -362,6 +383,9 @@ class Simulator:
             self.serving.append(e)
         for e in inst.engines:
             self.pull(e, t)
+        old = inst.replaces
+        if old is not None and old.state == SERVING:  # a spot instance took over from an on-demand fallback
+            self.drain(old, t)
 
     def _stop_serving(self, inst: Instance) -> None:
         for e in inst.engines:
@@ -381,6 +405,21 @@ class Simulator:
     def terminate(self, inst: Instance, t: float) -> None:
         inst.state = TERMINATED
         inst.end_s = t
+        self.live.remove(inst)
+        if inst.role != "reserved":
+            self.closed_usd += inst.billed_s(t) * self.itype.price(inst.tier) / 3600.0
+
+    def _rebalance(self, t: float) -> None:
+        """Give each on-demand fallback of a spot slot one more try at spot per tick; the fallback drains once
+        the spot instance serves (otherwise a long run drifts to on-demand prices)."""
+        if "spot" not in self.itype.usd_per_hour:
+            return
+        for old in [i for i in self.live if i.role == "spot" and i.tier == "on_demand" and i.state == SERVING]:
+            if any(i.replaces is old for i in self.live):
+                continue
+            if self.rng.random() < self.cfg.spot_availability:
+                new = self.launch("spot", t, tier="spot")
+                new.replaces = old
 
     def _notice(self, inst: Instance, t: float) -> None:
         """Two-minute warning: stop routing, apply the drain strategy, request a replacement at once."""
@@ -399,7 +438,7 @@ class Simulator:
             self._stop_serving(inst)
             self._apply_drain(inst, t, record)
             self._push(inst.kill_s, KILL, inst)
-        if was_active:
+        if was_active and inst.replaces is None:  # a lost retry-on-spot leaves its fallback serving instead
             self.launch(inst.role, t)
 
     def _apply_drain(self, inst: Instance, t: float, record: dict) -> None:
@@ -426,7 +465,7 @@ class Simulator:
         """Move a request elsewhere keeping its output so far; the target re-prefills prompt + output."""
         self.migrated[rid] = min(self.migrated[rid] + 1, 255)
         self.carry[rid] = gen
-        e = self._route(rid)
+        e = None if self.qlen and self._waiting_at_or_above(self.cls[rid] - 1) else self._route(rid)
         if e is not None:
             self._dispatch(e, rid, t)
         else:
@@ -466,7 +505,7 @@ class Simulator:
                 self.pull(e, t)
 
     def _replay_notice(self, t: float) -> None:
-        spot = [i for i in self.instances if i.tier == "spot" and i.state in (SERVING, PROVISIONING)
+        spot = [i for i in self.live if i.tier == "spot" and i.state in (SERVING, PROVISIONING)
                 and not i.preempted]
         if spot:
             self._notice(min(spot, key=lambda i: i.requested_s), t)
@@ -489,22 +528,38 @@ class Simulator:
         active = dict.fromkeys(ROLES, 0)
         serving = dict.fromkeys(ROLES, 0)
         usd = 0.0
-        for inst in self.instances:
-            if inst.state != TERMINATED:
-                usd += self.itype.price(inst.tier)  # draining instances are billed too
-            if inst.state in (PROVISIONING, SERVING):
+        in_flight = 0
+        for inst in self.live:
+            usd += self.itype.price(inst.tier)  # draining instances are billed too
+            if inst.state in (SERVING, DRAINING):
+                in_flight += inst.in_flight()
+            if inst.state == SERVING or (inst.state == PROVISIONING and inst.replaces is None):
                 active[inst.role] += 1
                 if inst.state == SERVING:
                     serving[inst.role] += 1
-        ttft = sorted(self._tick_ttft)
-        p95 = ttft[min(int(0.95 * len(ttft)), len(ttft) - 1)] * 1e3 if ttft else math.nan
         return FleetState(
-            t=t, interval_s=interval, active=active, serving=serving,
-            in_flight=sum(i.in_flight() for i in self.instances if i.state in (SERVING, DRAINING)), queued=self.qlen,
-            slo_slots=len(self.serving) * self.spec.slo_batch,
-            arrivals_rps=self._tick_arrivals / interval, ttft_p95_ms=p95, usd_per_hour=usd, itype=self.itype,
-            capacity_rps_per_instance=self.capacity_rps, ttft_slo_ms=self.classes[0].ttft_ms if self.classes else math.inf,
+            t=t, interval_s=interval, active=active, serving=serving, in_flight=in_flight, queued=self.qlen,
+            slo_slots=len(self.serving) * self.spec.slo_batch, arrivals_rps=self._tick_arrivals / interval,
+            ttft_p95_ms=_p95(self._tick_ttft, 1e3), usd_per_hour=usd, itype=self.itype,
+            capacity_rps_per_instance=self.capacity_rps, ttft_slo_ms=self.classes[0].ttft_ms,
+            ttft_slo_ratio_p95=_p95(self._tick_slo), urgent_queued=self._urgent_queued(t),
+            load=self._sensitive_load(interval) if self.multi else None,
         )
+
+    def _sensitive_load(self, interval: float) -> tuple[int, int, float]:
+        classes = [c for c, s in enumerate(self._sensitive) if s]
+        in_flight = sum(e.class_count[c] for i in self.live for e in i.engines for c in classes)
+        queued = sum(len(self.queues[c]) for c in classes)
+        return in_flight, queued, self._tick_sensitive / interval
+
+    def _urgent_queued(self, t: float) -> int:
+        """Queued requests that have waited half their class's TTFT target (batch work waits by design)."""
+        n = 0
+        for c, q in enumerate(self.queues):
+            limit = self._ttft_target[c] / 2e3
+            if q and math.isfinite(limit):
+                n += sum(1 for rid in q if t - self.enqueued_at[rid] >= limit)
+        return n
 
     def _tick(self, t: float) -> None:
         state = self.fleet_state(t)
@@ -512,9 +567,12 @@ class Simulator:
         self.log.ticks.append(Tick(t, state.serving, provisioning, state.arrivals_rps, state.in_flight,
                                    state.queued, state.ttft_p95_ms, self.cost_so_far(t)))
         self._tick_arrivals = 0
+        self._tick_sensitive = 0
         self._tick_ttft = []
+        self._tick_slo = []
         for action in self.policy.decide(state):
             self._act(action, t)
+        self._rebalance(t)
         self._push(t + self.cfg.control_interval_s, TICK, None)
 
     def _act(self, action, t: float) -> None:
@@ -524,16 +582,24 @@ class Simulator:
             for _ in range(action.count):
                 self.launch(action.role, t)
         elif isinstance(action, Drain):
-            mine = [i for i in self.instances if i.role == action.role and i.state in (PROVISIONING, SERVING)]
-            # Cancel instances still provisioning first, then the least busy serving ones.
-            mine.sort(key=lambda i: (i.state == SERVING, i.in_flight()))
+            mine = [i for i in self.live if i.role == action.role and i.state in (PROVISIONING, SERVING)]
+            # Cancel instances still provisioning first, then on-demand fallbacks, then the least busy.
+            mine.sort(key=lambda i: (i.state == SERVING, i.tier == i.role, i.in_flight()))
             for inst in mine[: action.count]:
                 self.drain(inst, t)
 
     def cost_so_far(self, t: float) -> float:
-        """USD billed up to ``t``: reserved instances for all of it, others while they exist."""
-        total = 0.0
-        for inst in self.instances:
-            seconds = t if inst.role == "reserved" else inst.billed_s(t)
-            total += seconds * self.itype.price(inst.tier) / 3600.0
-        return total
+        """USD billed up to ``t``: the reservations held (the most reserved instances alive at once) for all of
+        it, other instances from request to termination."""
+        usd = self.closed_usd + self.reserved_peak * t * self.itype.price("reserved") / 3600.0
+        for inst in self.live:
+            if inst.role != "reserved":
+                usd += inst.billed_s(t) * self.itype.price(inst.tier) / 3600.0
+        return usd
+
+
+def _p95(values: list[float], scale: float = 1.0) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    return ordered[min(int(0.95 * len(ordered)), len(ordered) - 1)] * scale

@@ -55,7 +55,7 @@ class Engine:
     __slots__ = ("id", "instance", "sim", "sm", "max_batch", "budget", "kv_cap", "kv_free", "block",
                  "prefill", "dec", "heap", "n_dec", "ctx_sum", "counter", "slots", "work", "version",
                  "busy_until", "run_t0", "run_dt0", "run_slope", "run_k", "chunks", "step_dec", "step_dt", "busy_s",
-                 "token_steps", "serving", "class_count")
+                 "serving", "class_count", "class_kv")
 
     def __init__(self, eid: int, instance: Instance, sim: Simulator, sm: StepModel, *, max_batch: int,
                  budget: int, kv_cap: int, block: int, classes: int) -> None:
@@ -84,9 +84,9 @@ class Engine:
         self.step_dec = 0
         self.step_dt = 0.0
         self.busy_s = 0.0
-        self.token_steps = 0.0
         self.serving = True
         self.class_count = [0] * classes
+        self.class_kv = [0] * classes  # KV reserved by each class's admitted requests
 
     # -- admission -----------------------------------------------------------------------------------
     def has_room(self, kv_need: int) -> bool:
@@ -99,6 +99,7 @@ class Engine:
         self.slots += 1
         self.work += work
         self.class_count[cls] += 1
+        self.class_kv[cls] += kv_need
         if self.busy_until < now:
             self.plan(now)
         elif self.run_k:
@@ -170,14 +171,12 @@ class Engine:
             k = self.run_k
             elapsed_run = k * self.run_dt0 + self.run_slope * k * (k - 1) / 2.0
             self.busy_s += elapsed_run
-            self.token_steps += elapsed_run * self.n_dec
             self.counter += k
             self.ctx_sum += self.n_dec * k
             self.run_k = 0
             self._retire(now)
         else:
             self.busy_s += self.step_dt
-            self.token_steps += self.step_dt * (self.step_dec + len(self.chunks))
             if self.step_dec and self.n_dec:
                 self.counter += 1
                 self.ctx_sum += self.n_dec
@@ -231,7 +230,9 @@ class Engine:
         self.kv_free += sim.kv_need(rid)
         self.slots -= 1
         self.work -= sim.assigned_work[rid]
-        self.class_count[sim.cls[rid]] -= 1
+        c = sim.cls[rid]
+        self.class_count[c] -= 1
+        self.class_kv[c] -= sim.kv_need(rid)
 
     # -- removals ------------------------------------------------------------------------------------
     def progress(self, now: float) -> list[tuple[int, int, int]]:
@@ -286,15 +287,11 @@ class Engine:
 
     def could_make_room(self, below: int, kv_need: int) -> bool:
         """Whether evicting every admitted request of a class worse than ``below`` frees a slot and the KV."""
-        sim = self.sim
-        cls, kvn = sim.cls, sim.kv_need
-        ids = [e[0] for e in self.prefill] + list(self.dec)
-        lower = [rid for rid in ids if cls[rid] > below]
+        lower = sum(self.class_count[below + 1:])
         if not lower:
             return False
-        slots = self.slots - len(lower)
-        kv = self.kv_free + sum(kvn(rid) for rid in lower)
-        return slots < self.max_batch and kv >= kv_need
+        kv = self.kv_free + sum(self.class_kv[below + 1:])
+        return self.slots - lower < self.max_batch and kv >= kv_need
 
     def estimated_step_s(self) -> float:
         """Seconds of a decode step at the current batch (the drain strategy's clock)."""

@@ -39,7 +39,7 @@ class Instance:
     """One rented machine."""
 
     __slots__ = ("id", "role", "tier", "requested_s", "ready_s", "end_s", "state", "engines", "sim",
-                 "kill_s", "preempted")
+                 "kill_s", "preempted", "replaces")
 
     def __init__(self, iid: int, role: str, tier: str, requested_s: float, ready_s: float, sim: Simulator) -> None:
         self.id = iid
@@ -53,6 +53,7 @@ class Instance:
         self.sim = sim
         self.kill_s: float | None = None  # spot: when the cloud takes it back
         self.preempted = False
+        self.replaces: Instance | None = None  # the on-demand fallback this spot instance takes over from
 
     @property
     def active(self) -> bool:

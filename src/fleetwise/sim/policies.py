@@ -59,17 +59,28 @@ class FleetState:
     itype: InstanceType
     capacity_rps_per_instance: float
     ttft_slo_ms: float
+    ttft_slo_ratio_p95: float = math.nan  # p95 over the interval of TTFT / the target of each request's class
+    urgent_queued: int = 0  # queued for at least half their class's TTFT target
+    load: tuple[int, int, float] | None = None
+    """(in flight, queued, arrivals req/s) of the latency-sensitive classes (TTFT target <= 1 min): the load a
+    policy must size for - batch and background work fill idle capacity instead (None: all requests)."""
+
+    @property
+    def sensitive(self) -> tuple[int, int, float]:
+        return self.load if self.load is not None else (self.in_flight, self.queued, self.arrivals_rps)
 
     @property
     def utilization(self) -> float:
-        """Load over serving capacity: the larger of requests in the system over the SLO slots and the arrival
-        rate over the serving instances' rate at the SLO (concurrency alone misses prefill-bound load)."""
+        """Latency-sensitive load over serving capacity: the larger of requests in the system over the SLO slots
+        and the arrival rate over the serving instances' rate at the SLO (concurrency alone misses prefill-bound
+        load)."""
+        in_flight, queued, arrivals = self.sensitive
         serving = sum(self.serving.values())
         if not self.slo_slots or not serving:
-            return math.inf if (self.in_flight or self.queued or self.arrivals_rps) else 0.0
-        util = (self.in_flight + self.queued) / self.slo_slots
+            return math.inf if (in_flight or queued or arrivals) else 0.0
+        util = (in_flight + queued) / self.slo_slots
         if self.capacity_rps_per_instance > 0:
-            util = max(util, self.arrivals_rps / (serving * self.capacity_rps_per_instance))
+            util = max(util, arrivals / (serving * self.capacity_rps_per_instance))
         return util
 
     @property
@@ -191,15 +202,29 @@ class Reactive:
         n = state.total_active
         serving = sum(state.serving.values())
         util = state.utilization
-        violated = state.queued > 0 or (not math.isnan(state.ttft_p95_ms) and state.ttft_p95_ms > state.ttft_slo_ms)
+        violated = state.urgent_queued > 0 or state.ttft_slo_ratio_p95 > 1.0
         if violated or util > self.high:
             if not math.isfinite(util):
                 return n + 1 if n == serving else n
-            grow = math.ceil(serving * util / self.target - 1e-9)
-            return max(n + 1 if n == serving else n, grow)
+            return max(n + 1 if n == serving else n, self._size(state))
         if util < self.low and n == serving and state.t - self._last_change >= self.cooldown_s:
             return n - 1 if math.ceil(serving * util / self.target - 1e-9) < n else n
         return n
+
+    def _size(self, state: FleetState) -> int:
+        """Instances for the load at the target utilization, plus those that clear the queue within a cold start
+        (a backlog is work to drain, not concurrency to hold)."""
+        in_flight, queued, arrivals = state.sensitive
+        serving = sum(state.serving.values())
+        slots = state.slo_slots / serving if serving else 0.0
+        need = in_flight / slots if slots else 0.0
+        cap = state.capacity_rps_per_instance
+        if cap > 0:
+            need = max(need, arrivals / cap)
+            need += queued / (cap * max(state.itype.cold_start_s, state.interval_s))
+        elif slots:
+            need += queued / slots
+        return math.ceil(need / self.target - 1e-9)
 
     def decide(self, state: FleetState) -> list[Action]:
         n = state.total_active

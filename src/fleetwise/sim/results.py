@@ -96,10 +96,11 @@ def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -
     end = log.end_s
     by_tier = dict.fromkeys(ROLES, 0.0)
     launched = dict.fromkeys(ROLES, 0)
+    by_tier["reserved"] = sim.reserved_peak * end * sim.itype.price("reserved") / 3600.0  # held all run
     for inst in log.instances:
-        seconds = end if inst.role == "reserved" else inst.billed_s(end)
         tier = "reserved" if inst.role == "reserved" else inst.tier
-        by_tier[tier] += seconds * sim.itype.price(inst.tier) / 3600.0
+        if tier != "reserved":
+            by_tier[tier] += inst.billed_s(end) * sim.itype.price(inst.tier) / 3600.0
         launched[tier] += 1
     cost = sum(by_tier.values())
     tokens = float((reqs.isl[done] + osl[done]).sum())

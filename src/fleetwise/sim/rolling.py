@@ -1,10 +1,14 @@
 """The rolling optimizer of :mod:`fleetwise.allocate` as a simulator policy.
 
-Every ``period_s`` the policy forecasts the request rate from what it has observed so far (the forecast
-package's persistence model with conformal quantiles once there are ``min_history`` periods; before that the
-highest observed rate plus ``headroom``), runs one rolling MILP step with damping for the fleet's single
-offer, and moves the spot / on-demand counts towards the step's decision: launches for the period one cold
-start ahead, scale-down only of what is not needed now either.
+Every ``period_s`` the policy forecasts the request rate from what it has observed so far, runs one rolling
+MILP step with damping for the fleet's single offer, and moves the spot / on-demand counts towards the step's
+decision: launches for the period one cold start ahead, scale-down only of what is not needed now either.
+
+The forecast is the forecast package's persistence model with conformal quantiles once the history holds
+enough errors for the quantile (19 for P95: with fewer, the conformal offset is the single worst error seen
+and one load step would inflate every later forecast); before that, the highest rate of the last hour plus
+``headroom``. Either is capped at the highest rate observed so far plus ``headroom``, and the queue adds the
+rate that clears it within one period.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ class Rolling:
     initial_instances: int = 1
     period_s: float = 300.0
     quantile: float = 0.95
-    min_history: int = 6
+    min_history: int | None = None
+    """Periods before the conformal forecaster is trusted (default: enough errors for the quantile)."""
     headroom: float = 0.25
     reserved: int = 0
     config: RollingConfig = field(default_factory=RollingConfig)
@@ -41,8 +46,11 @@ class Rolling:
     _ticks_per_period: int = field(default=1, repr=False)
 
     def __post_init__(self) -> None:
-        if self.period_s <= 0 or not 0 < self.quantile < 1 or self.headroom < 0 or self.min_history < 2:
+        if self.period_s <= 0 or not 0 < self.quantile < 1 or self.headroom < 0 or \
+                (self.min_history is not None and self.min_history < 2):
             raise ConfigError("rolling policy: period > 0, quantile in (0, 1), headroom >= 0, min history >= 2")
+        if self.min_history is None:
+            self.min_history = math.ceil(1.0 / (1.0 - self.quantile)) + 1
 
     def initial(self) -> dict[str, int]:
         n = max(self.initial_instances, self.reserved)
@@ -65,20 +73,26 @@ class Rolling:
         self._ticks_per_period = max(1, round(self.period_s / state.interval_s))
         return opt
 
-    def forecast(self, horizon: int) -> np.ndarray:
+    def forecast(self, horizon: int, queued: int = 0) -> np.ndarray:
         """Demand quantile (req/s) for the next ``horizon`` periods from the periods observed so far."""
         k = self._ticks_per_period
         full = len(self._arrivals) // k * k
         rates = np.asarray(self._arrivals[:full], dtype=float).reshape(-1, k).sum(axis=1) / self.period_s
+        tick_s = self.period_s / k
+        latest = self._arrivals[-1] / tick_s if self._arrivals else 0.0
+        ceiling = max(rates.max() if len(rates) else 0.0, latest) * (1.0 + self.headroom)
         if len(rates) < self.min_history:
-            top = max(rates.max() if len(rates) else 0.0, self._arrivals[-1] / (self.period_s / k) if self._arrivals else 0.0)
-            return np.full(horizon, top * (1.0 + self.headroom))
-        series = RateSeries(0.0, self.period_s, rates)
-        fc = QuantileForecaster("persistence").fit(series).predict_quantiles(horizon, [self.quantile])
-        return np.maximum(fc.quantile(self.quantile), 0.0)
+            recent = rates[-max(1, round(3600 / self.period_s)):]
+            out = np.full(horizon, max(recent.max() if len(recent) else 0.0, latest) * (1.0 + self.headroom))
+        else:
+            series = RateSeries(0.0, self.period_s, rates)
+            fc = QuantileForecaster("persistence").fit(series).predict_quantiles(horizon, [self.quantile])
+            out = np.minimum(np.maximum(fc.quantile(self.quantile), 0.0), ceiling)
+        return out + queued / self.period_s
 
     def decide(self, state: FleetState) -> list[Action]:
-        self._arrivals.append(state.arrivals_rps * state.interval_s)
+        if self._opt is not None:  # the tick at the start has no interval behind it
+            self._arrivals.append(state.arrivals_rps * state.interval_s)
         if self._opt is None:
             self._opt = self._optimizer(state)
             self._next_s = state.t + self.period_s
@@ -88,7 +102,7 @@ class Rolling:
         self._next_s += self.period_s
         opt = self._opt
         horizon = max(opt.config.lookahead_steps, opt.lead_steps + 1)
-        spot_now, od_now, _ = opt.step(self.forecast(horizon))
+        spot_now, od_now, _ = opt.step(self.forecast(horizon, state.queued))
         spot_ahead, od_ahead = opt.committed_spot[-1][0], opt.committed_od[-1][0]
         target = {"reserved": self.reserved}
         for role, now, ahead in (("spot", spot_now[0], spot_ahead), ("on_demand", od_now[0], od_ahead)):
