@@ -276,7 +276,7 @@ def simulate_cmd(
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
                   cold_start_s, load_gbps, hazard, want_spot)
     if sched is not None:
-        pol = sched
+        pol = read_schedule(schedule, (spec.offer.gpu, spec.offer.gpu_count))  # counts in this instance type
     elif replicas is not None:
         n = math.ceil(replicas / spec.replicas_per_instance)
         pol = StaticSchedule.fixed(split_spot(max(n, reserved), spot_fraction or 0.0, reserved), f"{replicas} replicas")

@@ -108,15 +108,20 @@ def read_preemptions(path: str | Path) -> tuple[float, ...]:
     return tuple(sorted(times))
 
 
-def read_schedule(path: str | Path) -> StaticSchedule:
+def read_schedule(path: str | Path, instance: tuple[str, int] | None = None) -> StaticSchedule:
     """A static schedule from a CSV (``time_s`` + any of ``reserved``, ``on_demand``, ``spot`` instance counts)
     or from ``fleetwise optimize --json`` output (its instance counts summed over offers and read as instances
-    of the simulated type; reservations held throughout)."""
+    of the simulated type; reservations held throughout).
+
+    Args:
+        instance: (GPU id, GPU count) of the simulated instance type. An optimize schedule's counts are then
+            converted by GPUs (two 1-GPU instances = one 2-GPU instance) and must use the same GPU type.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputFormatError(f"{path}: schedule file not found")
     if path.suffix.lower() == ".json":
-        return _schedule_from_optimize(path)
+        return _schedule_from_optimize(path, instance)
     with open(path, newline="", encoding="utf-8-sig") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:
@@ -138,8 +143,38 @@ def read_schedule(path: str | Path) -> StaticSchedule:
         raise InputFormatError(f"{path}: {exc}") from None
 
 
-def _offer_counts(sched: dict, tier: str, path: Path) -> np.ndarray:
-    """Instances per period summed over offers; every count finite and >= 0."""
+def _offer_weights(offer_ids, path: Path, instance: tuple[str, int] | None,
+                   used: np.ndarray | None = None) -> np.ndarray:
+    """Simulated instances per instance of each schedule offer (by GPU count; the GPU type of every offer the
+    schedule uses must match; unused offers weigh nothing)."""
+    if not isinstance(offer_ids, list) or not offer_ids:
+        raise InputFormatError(f"{path}: schedule.offers must list the offer ids, as 'fleetwise optimize --json' "
+                               "writes")
+    if instance is None:
+        return np.ones(len(offer_ids))
+    from fleetwise.catalog import load_catalog
+    from fleetwise.errors import UnknownNameError
+
+    cat = load_catalog()
+    gpu, count = instance
+    weights = []
+    for k, oid in enumerate(offer_ids):
+        if used is not None and not used[k]:
+            weights.append(0.0)
+            continue
+        try:
+            offer = cat.offer(str(oid))
+        except UnknownNameError:
+            raise InputFormatError(f"{path}: schedule offer '{oid}' is not in the catalog") from None
+        if offer.gpu != gpu:
+            raise InputFormatError(f"{path}: schedule offer '{oid}' has {offer.gpu} GPUs but the simulated fleet "
+                                   f"runs {gpu} (simulate with --gpu {offer.gpu} --offer {oid})")
+        weights.append(offer.gpu_count / count)
+    return np.array(weights)
+
+
+def _offer_rows(sched: dict, tier: str, path: Path) -> np.ndarray:
+    """(offers, periods) instance counts of one tier; every count finite and >= 0."""
     try:
         arr = np.asarray(sched[tier], dtype=float)
     except (KeyError, TypeError, ValueError):
@@ -149,22 +184,33 @@ def _offer_counts(sched: dict, tier: str, path: Path) -> np.ndarray:
         raise InputFormatError(f"{path}: schedule.{tier} must be a non-empty list of per-offer lists of counts")
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise InputFormatError(f"{path}: schedule.{tier} has a missing, infinite or negative count")
-    return arr.sum(axis=0)
+    return arr
 
 
-def _schedule_from_optimize(path: Path) -> StaticSchedule:
+def _schedule_from_optimize(path: Path, instance: tuple[str, int] | None) -> StaticSchedule:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         sched = data["schedule"]
         period_s = float(sched["period_h"]) * 3600.0
-        reserved = sum(int(r["count"]) for r in data.get("reservations", []))
-    except (ValueError, KeyError, TypeError, OverflowError) as exc:
+        offer_ids = sched.get("offers")
+        reservations = [(str(r["offer"]), int(r["count"])) for r in data.get("reservations", [])]
+    except (ValueError, KeyError, TypeError, OverflowError, AttributeError) as exc:
         raise InputFormatError(f"{path}: not a 'fleetwise optimize --json' output (missing or bad {exc})") from None
-    if not (period_s > 0 and math.isfinite(period_s)) or reserved < 0:
+    if not (period_s > 0 and math.isfinite(period_s)) or any(n < 0 for _, n in reservations):
         raise InputFormatError(f"{path}: schedule.period_h must be > 0 and reservation counts >= 0")
-    spot, od = _offer_counts(sched, "spot", path), _offer_counts(sched, "on_demand", path)
-    if len(spot) != len(od):
-        raise InputFormatError(f"{path}: schedule.spot and schedule.on_demand cover different numbers of periods")
+    raw_spot, raw_od = _offer_rows(sched, "spot", path), _offer_rows(sched, "on_demand", path)
+    if not isinstance(offer_ids, list) or len(offer_ids) != raw_spot.shape[0] or raw_od.shape != raw_spot.shape:
+        raise InputFormatError(f"{path}: schedule.offers, schedule.spot and schedule.on_demand must have one row "
+                               "per offer and the same periods")
+    reserved_ids = {oid for oid, n in reservations if n > 0}
+    used = (raw_spot.sum(axis=1) > 0) | (raw_od.sum(axis=1) > 0) | np.array([str(o) in reserved_ids
+                                                                               for o in offer_ids])
+    weights = _offer_weights(offer_ids, path, instance, used)
+    extra = [oid for oid in reserved_ids if oid not in map(str, offer_ids)]
+    by_id = dict(zip(map(str, offer_ids), weights)) | dict(zip(extra, _offer_weights(extra, path, instance)
+                                                               if extra else []))
+    reserved = math.ceil(sum(n * by_id[oid] for oid, n in reservations if n > 0) - 1e-9)
+    spot, od = weights @ raw_spot, weights @ raw_od
     times = [k * period_s for k in range(len(spot))]
     counts = [{"reserved": reserved, "spot": math.ceil(s - 1e-9), "on_demand": math.ceil(d - 1e-9)}
               for s, d in zip(spot, od)]
