@@ -160,3 +160,33 @@ def test_capacity_estimate_is_close_to_the_simulated_engine(base_spec, capacity_
     per_engine = base_spec.capacity_rps_per_instance / base_spec.itype.engines
     assert 0.5 * capacity_rps < per_engine <= capacity_rps * 1.05
     assert not math.isnan(per_engine)
+
+
+def test_capacity_measured_on_the_trace_lengths_meets_the_slo():
+    """With the trace's lengths, the capacity comes from simulation: a fleet loaded to it meets the p95 SLO."""
+    import numpy as np
+
+    from fleetwise.sim.core import SimConfig
+    from fleetwise.sim.policies import StaticSchedule
+    from fleetwise.sim.requests import SimRequests, named_class
+    from fleetwise.sim.run import simulate_fleet
+    from fleetwise.sim.setup import fleet_spec
+
+    rng = np.random.default_rng(1)
+    isl = np.clip(rng.lognormal(np.log(800), 1.0, 5000), 1, 30_000).astype(np.int64)  # heavy-tailed prompts
+    osl = np.clip(rng.lognormal(np.log(200), 0.8, 5000), 1, 4000).astype(np.int64)
+    kw = dict(offer="aws/us-east-1/p5.4xlarge", ttft_ms=1000.0, tpot_ms=50.0, mean_isl=float(isl.mean()),
+              mean_osl=float(osl.mean()))
+    spec = fleet_spec("llama-3.1-8b", "h100-sxm", 1, 1, "fp8", lengths=(isl, osl), **kw)
+    mean_based = fleet_spec("llama-3.1-8b", "h100-sxm", 1, 1, "fp8", **kw)
+    assert spec.capacity_rps_per_instance > 0
+    assert spec.capacity_rps_per_instance != mean_based.capacity_rps_per_instance
+    rate = 0.9 * spec.capacity_rps_per_instance
+    n = int(rate * 120)
+    gaps = rng.exponential(1.0 / rate, n)
+    idx = rng.integers(0, len(isl), n)
+    reqs = SimRequests(np.cumsum(gaps) - gaps[0], isl[idx], osl[idx], np.zeros(n, dtype=np.int64),
+                       (named_class("interactive", 1000.0, 50.0),))
+    res = simulate_fleet(reqs, spec, StaticSchedule.fixed({"on_demand": 1}), SimConfig())
+    assert res.ttft_ms["p95"] <= 1000.0 and res.tpot_ms["p95"] <= 50.0
+    assert res.slo_attainment >= 0.95

@@ -124,7 +124,7 @@ def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, regi
     return fleet_spec(model, gpu, gpus, tp, precision, engine=engine, offer=offer, clouds=split_csv(cloud),
                       regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, mean_isl=float(isl.mean()),
                       mean_osl=float(osl.mean()), cold_start_s=cold, load_gb_per_s=load_gbps,
-                      hazard_per_hour=hazard, want_spot=want_spot)
+                      hazard_per_hour=hazard, want_spot=want_spot, lengths=(isl, osl))
 
 
 def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed):

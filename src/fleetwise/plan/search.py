@@ -166,6 +166,8 @@ def screen_goodput(replica: Replica, wl: Workload, slo: SLO) -> Goodput:
 
 def _sample(wl: Workload, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng(seed)
+    if wl.pairs is not None:
+        return wl.pairs.sample_pairs(n, rng)
     return wl.isl.sample(n, rng), wl.osl.sample(n, rng)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from fleetwise.errors import ConfigError
-from fleetwise.traffic.lengths import CHAT_INPUT, CHAT_OUTPUT, LengthDist
+from fleetwise.traffic.lengths import CHAT_INPUT, CHAT_OUTPUT, EmpiricalLengths, LengthDist
 
 __all__ = ["BUILTIN", "LengthDist", "Workload", "get_workload"]
 
@@ -19,6 +19,8 @@ class Workload:
     osl: LengthDist
     rate_rps: float
     source: str = ""
+    pairs: EmpiricalLengths | None = None
+    """Measured (input, output) pairs: simulations sample these instead of the two distributions."""
 
     def with_overrides(
         self, *, isl: float | None = None, osl: float | None = None, rate_rps: float | None = None

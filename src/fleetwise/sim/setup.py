@@ -6,17 +6,22 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from fleetwise.allocate.coldstart import DEFAULT_BOOT_S, DEFAULT_ENGINE_START_S, DEFAULT_LOAD_GB_PER_S
 from fleetwise.catalog import Offer, load_catalog
 from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.perf.memory import weight_bytes
 from fleetwise.perf.replica import Replica, replica_from_names
 from fleetwise.perf.steps import StepModel
-from fleetwise.plan.search import SLO, screen_goodput
+from fleetwise.plan.search import SLO, screen_goodput, verify_goodput
 from fleetwise.plan.workload import Workload
 from fleetwise.sim.core import EngineSpec
 from fleetwise.sim.fleet import InstanceType
-from fleetwise.traffic.lengths import LengthDist
+from fleetwise.traffic.lengths import EmpiricalLengths, LengthDist
+
+
+GOODPUT_SAMPLE = 2000  # requests per simulation when the capacity is measured on the trace's lengths
 
 
 @dataclass(frozen=True)
@@ -89,8 +94,15 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
                ttft_ms: float = 1000.0, tpot_ms: float = 50.0, mean_isl: float = 1000.0, mean_osl: float = 250.0,
                cold_start_s: float | None = None, load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S,
                boot_s: float = DEFAULT_BOOT_S, hazard_per_hour: float | None = None,
-               max_batch: int | None = None, want_spot: bool = False) -> FleetSpec:
-    """Resolve a replica configuration and an instance offer into a fleet the simulator can run."""
+               max_batch: int | None = None, want_spot: bool = False,
+               lengths: tuple[np.ndarray, np.ndarray] | None = None) -> FleetSpec:
+    """Resolve a replica configuration and an instance offer into a fleet the simulator can run.
+
+    The per-instance capacity policies size against is the perf model's closed-form goodput at the SLO for
+    the mean lengths; with ``lengths`` (the trace's input / output tokens) it is found by simulating one
+    replica on those lengths instead (bisection on the rate, p95 TTFT and TPOT), which heavy-tailed traces
+    need - a mean-length estimate over-promises there.
+    """
     cat = load_catalog()
     replica = replica_from_names(model, gpu, gpus, tp, precision, engine, catalog=cat, max_batch=max_batch)
     chosen = pick_offer(gpu, gpus, offer=offer, clouds=clouds, regions=regions, catalog=cat, want_spot=want_spot)
@@ -119,8 +131,11 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
                        frontend_s=replica.profile.frontend_latency_ms * 1e-3,
                        max_context=replica.model.max_context)
     slo = SLO(ttft_ms, tpot_ms)
-    wl = Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0)
-    good = screen_goodput(replica, wl, slo)
+    good = screen_goodput(replica, Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0), slo)
+    if lengths is not None and good.rps > 0:
+        pairs = EmpiricalLengths(np.asarray(lengths[0]), np.asarray(lengths[1]))
+        wl = Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0, pairs=pairs)
+        good = verify_goodput(replica, wl, slo, good.rps, GOODPUT_SAMPLE, seed=0)
     return FleetSpec(replica, chosen, itype, espec, per_instance, good.rps * per_instance, slo)
 
 
