@@ -545,3 +545,42 @@ def test_reserved_capacity_released_and_reacquired_is_billed_once(make_spec):
     res = simulate_fleet(requests(poisson(500, 0.15)), spec, pol, SimConfig())
     price = spec.itype.price("reserved")
     assert res.cost_by_tier["reserved"] == pytest.approx(res.duration_s * price / 3600, rel=1e-12)
+
+
+def _one_migration(make_spec, kv_gbps: float):
+    """One long request decoding on a spot instance; the notice at 30 s migrates it to the on-demand one."""
+    spec = make_spec(cold_start_s=600.0)
+    cfg = SimConfig(drain="migrate", preemption_times_s=(30.0,), spot_availability=1.0,
+                    kv_transfer_gb_per_s=kv_gbps)
+    # request 0 is routed to the first engine (spot, launched first); request 1 keeps the other one warm
+    reqs = requests([0.0, 0.0], [8000, 10], [20_000, 1])
+    return spec, simulate_fleet(reqs, spec, fixed(spot=1, on_demand=1), cfg)
+
+
+def test_kv_transfer_moves_the_cache_instead_of_re_prefilling(make_spec):
+    spec, moved = _one_migration(make_spec, kv_gbps=25.0)
+    _, refilled = _one_migration(make_spec, kv_gbps=0.0)
+    for res in (moved, refilled):
+        check_outcomes(res)
+        assert res.completed == 2 and res.migrated == 1
+    assert moved.kv_transfers == 1 and refilled.kv_transfers == 0
+    # the re-prefill of ~8,000 + generated tokens costs more than moving their KV at 25 GB/s
+    assert moved.tpot_s[0] < refilled.tpot_s[0]
+
+
+def test_kv_transfer_time_follows_bytes_over_bandwidth(make_spec):
+    spec, slow = _one_migration(make_spec, kv_gbps=0.01)  # 10 MB/s: the cache takes a while to arrive
+    _, fast = _one_migration(make_spec, kv_gbps=100.0)
+    assert slow.kv_transfers == fast.kv_transfers == 1
+    context_bytes_low = 8000 * spec.engine.kv_bytes_per_token  # at least the prompt's KV moves
+    delay_low = context_bytes_low / 0.01e9
+    finish_slow = slow.ttft_s[0] + slow.tpot_s[0] * 19_999
+    finish_fast = fast.ttft_s[0] + fast.tpot_s[0] * 19_999
+    assert finish_slow - finish_fast >= 0.95 * delay_low
+    delay_high = (8000 + 20_000) * spec.engine.kv_bytes_per_token / 0.01e9  # prompt + every output token
+    assert finish_slow - finish_fast <= delay_high
+
+
+def test_negative_kv_bandwidth_is_rejected():
+    with pytest.raises(ConfigError, match="KV transfer"):
+        SimConfig(kv_transfer_gb_per_s=-1.0)

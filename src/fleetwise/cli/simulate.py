@@ -45,6 +45,9 @@ Prio = Annotated[Optional[str], typer.Option(
     "background).")]
 Router = Annotated[str, typer.Option(help="least-work, round-robin or p2c.")]
 DrainOpt = Annotated[str, typer.Option("--drain", help="On a spot notice: drain, migrate or requeue.")]
+KvNet = Annotated[float, typer.Option(
+    "--kv-transfer-gbps", help="Move a migrating request's KV cache over the network at this many GB/s "
+    "(e.g. RDMA); 0: the target re-prefills prompt + output.")]
 Interval = Annotated[str, typer.Option("--control-interval", help="Policy period.")]
 Budget = Annotated[Optional[float], typer.Option(help="Budget policy: most USD per hour.")]
 Compress = Annotated[float, typer.Option("--time-compress", help="Replay the trace this many times faster.")]
@@ -127,12 +130,12 @@ def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, regi
                       hazard_per_hour=hazard, want_spot=want_spot, lengths=(isl, osl))
 
 
-def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed):
+def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed, kv_gbps):
     from fleetwise.sim.core import SimConfig
 
     return SimConfig(router=router, drain=drain, control_interval_s=parse_duration(interval, "--control-interval"),
                      spot_availability=spot_avail, hazard_per_hour=hazard, preemption_times_s=_replay(replay),
-                     tail_s=parse_duration(tail, "--tail"), seed=seed)
+                     tail_s=parse_duration(tail, "--tail"), seed=seed, kv_transfer_gb_per_s=kv_gbps)
 
 
 def _check_out(report: Path | None, timeline: Path | None) -> None:
@@ -173,6 +176,7 @@ def _table(results, title: str) -> Table:
         ("goodput req/s", lambda r: f"{r.goodput_rps:,.2f}"),
         ("GPU busy", lambda r: f"{r.gpu_busy_fraction:.0%}"),
         ("spot notices", lambda r: f"{r.preemptions:,}"),
+        ("KV transfers", lambda r: f"{r.kv_transfers:,}"),
     ]
     for label, fmt in rows:
         t.add_row(label, *[fmt(r) for r in results])
@@ -240,7 +244,8 @@ def simulate_cmd(
     reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,
     spot_availability: SpotAvail = 0.9, cold_start_s: Cold = None, load_gbps: LoadBw = 1.0,
     ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, priorities: Prio = None, router: Router = "least-work",
-    drain: DrainOpt = "drain", control_interval: Interval = "60s", budget_usd_per_hour: Budget = None,
+    drain: DrainOpt = "drain", kv_gbps: KvNet = 0.0, control_interval: Interval = "60s",
+    budget_usd_per_hour: Budget = None,
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
     json_out: Json = False, report: Report = None, timeline: TimelineOpt = None,
 ) -> None:
@@ -266,7 +271,7 @@ def simulate_cmd(
     if replicas is not None and replicas < 1:
         raise ConfigError(f"--replicas must be >= 1 (got {replicas})")
     _check_out(report, timeline)
-    config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed)
+    config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed, kv_gbps)
     sched = read_schedule(schedule) if schedule is not None else None
     reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
                      input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
@@ -302,7 +307,8 @@ def compare_cmd(
     spot_fraction: SpotFrac = 0.5, reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,
     spot_availability: SpotAvail = 0.9, cold_start_s: Cold = None, load_gbps: LoadBw = 1.0,
     ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, priorities: Prio = None, router: Router = "least-work",
-    drain: DrainOpt = "drain", control_interval: Interval = "60s", budget_usd_per_hour: Budget = None,
+    drain: DrainOpt = "drain", kv_gbps: KvNet = 0.0, control_interval: Interval = "60s",
+    budget_usd_per_hour: Budget = None,
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
     json_out: Json = False, report: Report = None,
 ) -> None:
@@ -322,7 +328,7 @@ def compare_cmd(
     if "budget" in names and budget_usd_per_hour is None:
         raise ConfigError("the budget strategy needs --budget-usd-per-hour")
     _check_out(report, None)
-    config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed)
+    config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed, kv_gbps)
     reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
                      input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
     want_spot = any("spot" in n or n == "rolling" for n in names)

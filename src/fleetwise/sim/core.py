@@ -45,6 +45,7 @@ class EngineSpec:
     slo_batch: int  # largest batch whose steady-state step meets the TPOT target
     max_context: int = 1 << 62  # the model's context window (prompt + output)
     frontend_s: float = 0.0  # serving-frontend latency added to every TTFT (as fleetwise perf does)
+    kv_bytes_per_token: float = 0.0  # whole model: what a KV transfer moves per token of context
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,10 @@ class SimConfig:
     tail_s: float = 1800.0
     """How long after the last arrival the run continues before leftovers count as unfinished."""
     seed: int = 0
+    kv_transfer_gb_per_s: float = 0.0
+    """Network bandwidth for moving a migrating request's KV cache to another node (e.g. RDMA/EFA); 0 = the
+    target re-prefills prompt + output instead. (Every migration here crosses nodes: a spot reclaim takes the
+    whole node, so no target shares the source's GPU interconnect.)"""
 
     def __post_init__(self) -> None:
         if self.router not in ROUTERS:
@@ -74,6 +79,8 @@ class SimConfig:
             raise ConfigError(f"unknown drain strategy '{self.drain}' (one of {', '.join(DRAINS)})")
         if self.control_interval_s <= 0 or self.warning_s < 0 or self.tail_s < 0:
             raise ConfigError("control interval must be > 0; warning and tail >= 0 seconds")
+        if not (self.kv_transfer_gb_per_s >= 0 and math.isfinite(self.kv_transfer_gb_per_s)):
+            raise ConfigError("KV transfer bandwidth must be >= 0 GB/s")
         if not 0 <= self.spot_availability <= 1:
             raise ConfigError("spot availability must be within [0, 1]")
         if self.hazard_per_hour is not None and not 0 <= self.hazard_per_hour <= MAX_HAZARD_PER_HOUR:
@@ -154,6 +161,7 @@ class Simulator:
             raise ConfigError(f"preemption rate must be >= 0 and <= {MAX_HAZARD_PER_HOUR:g} per instance-hour "
                               f"(got {self.hazard:g})")
         self._rr = 0
+        self.kv_transfers = 0
         self._records: dict[int, dict] = {}
         self._eid = 0
         self._tick_arrivals = 0
@@ -447,7 +455,8 @@ class Simulator:
         if strategy == "migrate":
             items.sort(key=lambda x: x[0])  # closest to completion first
         for left, gen, rid, e in items:
-            if strategy == "drain" and rid in e.dec and left * e.estimated_step_s() <= 0.9 * self.cfg.warning_s:
+            decoding = rid in e.dec
+            if strategy == "drain" and decoding and left * e.estimated_step_s() <= 0.9 * self.cfg.warning_s:
                 record["kept"] += 1
                 continue
             gen = e.remove(rid, t)
@@ -456,20 +465,31 @@ class Simulator:
                 self._requeue(rid, t)
             else:
                 record["migrated"] += 1
-                self._migrate(rid, gen, t)
+                self._migrate(rid, gen, t, source=inst, had_kv=decoding)
         self._offer_queue(t)
         if not inst.in_flight():
             self.terminate(inst, t)
 
-    def _migrate(self, rid: int, gen: int, t: float) -> None:
-        """Move a request elsewhere keeping its output so far; the target re-prefills prompt + output."""
+    def _migrate(self, rid: int, gen: int, t: float, source: Instance | None = None, had_kv: bool = False) -> None:
+        """Move a request elsewhere keeping its output so far. The target receives the KV cache over the network
+        (``kv_transfer_gb_per_s``) when the source is still up and the request was decoding; otherwise it
+        re-prefills prompt + output."""
         self.migrated[rid] = min(self.migrated[rid] + 1, 255)
         self.carry[rid] = gen
         e = None if self.qlen and self._waiting_at_or_above(self.cls[rid] - 1) else self._route(rid)
-        if e is not None:
-            self._dispatch(e, rid, t)
-        else:
+        if e is None:
             self._enqueue(rid, t, front=True)
+            return
+        bandwidth = self.cfg.kv_transfer_gb_per_s * 1e9 if source is not None and had_kv else 0.0
+        if bandwidth > 0 and self.spec.kv_bytes_per_token > 0:
+            context = self.isl[rid] + gen
+            ready = t + context * self.spec.kv_bytes_per_token / bandwidth
+            work = self.osl[rid] - gen
+            self.assigned_work[rid] = work
+            self.kv_transfers += 1
+            e.assign_transfer(rid, gen, context, ready, self._kvn[rid], work, self.cls[rid], t)
+        else:
+            self._dispatch(e, rid, t)
 
     def _requeue(self, rid: int, t: float) -> None:
         """Restart from the prompt: output so far is discarded, so the first token is measured again."""

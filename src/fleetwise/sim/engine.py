@@ -55,7 +55,7 @@ class Engine:
     __slots__ = ("id", "instance", "sim", "sm", "max_batch", "budget", "kv_cap", "kv_free", "block",
                  "prefill", "dec", "heap", "n_dec", "ctx_sum", "counter", "slots", "work", "version",
                  "busy_until", "run_t0", "run_dt0", "run_slope", "run_k", "chunks", "step_dec", "step_dt", "busy_s",
-                 "serving", "class_count", "class_kv")
+                 "serving", "class_count", "class_kv", "joining")
 
     def __init__(self, eid: int, instance: Instance, sim: Simulator, sm: StepModel, *, max_batch: int,
                  budget: int, kv_cap: int, block: int, classes: int) -> None:
@@ -87,6 +87,7 @@ class Engine:
         self.serving = True
         self.class_count = [0] * classes
         self.class_kv = [0] * classes  # KV reserved by each class's admitted requests
+        self.joining: list[tuple[float, int, int, int]] = []  # (ready at, rid, gen, context): KV arriving
 
     # -- admission -----------------------------------------------------------------------------------
     def has_room(self, kv_need: int) -> bool:
@@ -95,6 +96,17 @@ class Engine:
     def assign(self, rid: int, prefill_total: int, gen: int, kv_need: int, work: int, cls: int, now: float) -> None:
         """Admit a request: its prompt (plus any generated tokens being recomputed) joins the prefill queue."""
         self.prefill.append([rid, 0, prefill_total, gen])
+        self._take(kv_need, work, cls, now, now)
+
+    def assign_transfer(self, rid: int, gen: int, context: int, ready_s: float, kv_need: int, work: int, cls: int,
+                        now: float) -> None:
+        """Admit a request whose KV cache arrives by transfer at ``ready_s``: it joins the decoding batch at the
+        first step boundary after that, with no prefill."""
+        self.joining.append((ready_s, rid, gen, context))
+        self._take(kv_need, work, cls, now, ready_s)
+
+    def _take(self, kv_need: int, work: int, cls: int, now: float, ready_s: float) -> None:
+        """Reserve a slot and KV for an admitted request; start stepping, or end a decode run when it is ready."""
         self.kv_free -= kv_need
         self.slots += 1
         self.work += work
@@ -103,7 +115,20 @@ class Engine:
         if self.busy_until < now:
             self.plan(now)
         elif self.run_k:
-            self._cut_run(now)
+            self._cut_run(ready_s)
+
+    def _admit_joining(self, now: float) -> None:
+        keep = []
+        for ready, rid, gen, context in self.joining:
+            if ready > now:
+                keep.append((ready, rid, gen, context))
+                continue
+            finish = self.counter + (self.sim.osl[rid] - gen)
+            self.dec[rid] = (self.counter, context, gen, finish)
+            heappush(self.heap, (finish, rid))
+            self.n_dec += 1
+            self.ctx_sum += context
+        self.joining = keep
 
     def _cut_run(self, now: float) -> None:
         """End the scheduled decode run at the step in progress, so a new prompt joins the next step."""
@@ -121,10 +146,15 @@ class Engine:
     def plan(self, now: float) -> None:
         """Schedule the next iteration (or decode run) starting at ``now``; idle when nothing to do."""
         self.run_k = 0
+        if self.joining:
+            self._admit_joining(now)
         if self.prefill:
             self._plan_mixed(now)
         elif self.n_dec:
             self._plan_run(now)
+        elif self.joining:  # nothing to run until a transfer lands: wake up then
+            self.chunks, self.step_dec, self.step_dt = [], 0, 0.0
+            self._schedule(min(j[0] for j in self.joining))
         else:
             self.busy_until = -1.0
             self.version += 1
@@ -161,6 +191,8 @@ class Engine:
         n = self.n_dec
         dt0 = self.sm(0, 0.0, n, self.ctx_sum)
         slope = self.sm.ctx_coef * n
+        if self.joining:  # end the run where the first transferred KV cache lands, so it joins then
+            k = min(k, steps_to_cover(min(j[0] for j in self.joining) - now, dt0, slope))
         self.run_t0, self.run_dt0, self.run_slope, self.run_k = now, dt0, slope, k
         self._schedule(now + k * dt0 + slope * k * (k - 1) / 2.0)
 
@@ -239,6 +271,7 @@ class Engine:
         """(rid, generated tokens, tokens still to generate) of every admitted request at ``now``."""
         done = self._run_steps_done(now)
         out = [(e[0], e[3], self.sim.osl[e[0]] - e[3]) for e in self.prefill]
+        out += [(rid, gen, self.sim.osl[rid] - gen) for _, rid, gen, _ in self.joining]
         for rid, (c0, _, g0, f) in self.dec.items():
             out.append((rid, g0 + self.counter + done - c0, f - self.counter - done))
         return out
@@ -261,7 +294,7 @@ class Engine:
                 if entry[0] == rid:
                     break
             else:
-                raise KeyError(rid)
+                return self._remove_joining(rid, now)
             self.prefill.remove(entry)
             gen = entry[3]
             entry[0] = -1  # a chunk of it may be in the scheduled step
@@ -269,6 +302,14 @@ class Engine:
         if self.run_k:
             self._cut_run(now)
         return gen
+
+    def _remove_joining(self, rid: int, now: float) -> int:
+        for k, (_, jrid, gen, _) in enumerate(self.joining):
+            if jrid == rid:
+                del self.joining[k]
+                self._release(rid, now)
+                return gen
+        raise KeyError(rid)
 
     def victim(self, below: int) -> int | None:
         """The admitted request of the lowest class worse than ``below`` with the least progress, if any."""

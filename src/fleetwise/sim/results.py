@@ -57,6 +57,7 @@ class SimulationResult:
     instances_launched: dict[str, int]
     preemptions: int
     spot_fallbacks: int
+    kv_transfers: int
     timeline: list[Tick] = field(repr=False)
     preemption_events: list[dict] = field(repr=False)
     arrival_s: np.ndarray = field(repr=False)
@@ -69,7 +70,7 @@ class SimulationResult:
             "strategy", "requests", "completed", "migrated", "requeued", "dropped", "dropped_by_reason", "unfinished",
             "ttft_ms", "tpot_ms", "slo_attainment", "cost_usd", "cost_by_tier", "usd_per_1m_tokens",
             "usd_per_1m_output_tokens", "goodput_rps", "goodput_tokens_per_s", "gpu_busy_fraction", "duration_s",
-            "instances_launched", "preemptions", "spot_fallbacks")}  # not wall_s: same seed, same JSON
+            "instances_launched", "preemptions", "spot_fallbacks", "kv_transfers")}  # not wall_s: same seed, same JSON
         out["by_class"] = [vars(c) for c in self.by_class]
         if timeline:
             out["timeline"] = [vars(t) for t in self.timeline]
@@ -133,6 +134,7 @@ def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -
         goodput_tokens_per_s=float((reqs.isl[met] + osl[met]).sum() / end) if end > 0 else 0.0,
         gpu_busy_fraction=busy / serving if serving > 0 else 0.0, duration_s=end,
         instances_launched=launched, preemptions=len(log.preemptions), spot_fallbacks=log.spot_fallbacks,
+        kv_transfers=sim.kv_transfers,
         timeline=log.ticks, preemption_events=log.preemptions, arrival_s=arrival, ttft_s=ttft, tpot_s=tpot,
         wall_s=wall_s,
     )

@@ -129,6 +129,7 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
                        slo_batch(sm, replica.max_batch, replica.max_num_tokens, replica.memory.kv_capacity_tokens,
                                  mean_isl, mean_osl, tpot_ms),
                        frontend_s=replica.profile.frontend_latency_ms * 1e-3,
+                       kv_bytes_per_token=replica.memory.kv_bytes_per_token,
                        max_context=replica.model.max_context)
     slo = SLO(ttft_ms, tpot_ms)
     good = screen_goodput(replica, Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0), slo)
