@@ -44,6 +44,7 @@ class Rolling:
     _opt: RollingOptimizer | None = field(default=None, repr=False)
     _next_s: float = field(default=0.0, repr=False)
     _ticks_per_period: int = field(default=1, repr=False)
+    _tick_s: float = field(default=0.0, repr=False)
 
     def __post_init__(self) -> None:
         if self.period_s <= 0 or not 0 < self.quantile < 1 or self.headroom < 0 or \
@@ -71,21 +72,23 @@ class Rolling:
         opt.committed_spot = [np.array([float(state.active.get("spot", 0))]) for _ in range(lead)]
         opt.committed_od = [start.copy() for _ in range(lead)]
         self._ticks_per_period = max(1, round(self.period_s / state.interval_s))
+        self._tick_s = state.interval_s
         return opt
 
     def forecast(self, horizon: int, queued: int = 0) -> np.ndarray:
         """Demand quantile (req/s) for the next ``horizon`` periods from the periods observed so far."""
         k = self._ticks_per_period
         full = len(self._arrivals) // k * k
-        rates = np.asarray(self._arrivals[:full], dtype=float).reshape(-1, k).sum(axis=1) / self.period_s
-        tick_s = self.period_s / k
+        tick_s = self._tick_s or self.period_s / k
+        # Rates over whole groups of k control ticks (k x tick_s seconds, about the period).
+        rates = np.asarray(self._arrivals[:full], dtype=float).reshape(-1, k).sum(axis=1) / (k * tick_s)
         latest = self._arrivals[-1] / tick_s if self._arrivals else 0.0
         ceiling = max(rates.max() if len(rates) else 0.0, latest) * (1.0 + self.headroom)
         if len(rates) < self.min_history:
             recent = rates[-max(1, round(3600 / self.period_s)):]
             out = np.full(horizon, max(recent.max() if len(recent) else 0.0, latest) * (1.0 + self.headroom))
         else:
-            series = RateSeries(0.0, self.period_s, rates)
+            series = RateSeries(0.0, k * tick_s, rates)
             fc = QuantileForecaster("persistence").fit(series).predict_quantiles(horizon, [self.quantile])
             out = np.minimum(np.maximum(fc.quantile(self.quantile), 0.0), ceiling)
         return out + queued / self.period_s
