@@ -127,8 +127,11 @@ def test_instances_for(base_spec):
     assert instances_for(cap * 1.01, base_spec) == 2
     assert instances_for(cap * 2, base_spec, headroom=1.5) == 3
     zero = dataclasses.replace(base_spec, capacity_rps_per_instance=0.0)
-    with pytest.raises(InfeasibleError, match="cannot meet the SLO"):
+    with pytest.raises(InfeasibleError, match=r"cannot meet p95 TTFT <= 1000 ms and TPOT <= 50 ms.*--replicas"):
         instances_for(1.0, zero)
+    why = dataclasses.replace(zero, capacity_reason="misses the SLO in simulation even at low load")
+    with pytest.raises(InfeasibleError, match="even at low load"):
+        instances_for(1.0, why)
 
 
 @pytest.mark.parametrize("args,kwargs,match", [

@@ -35,6 +35,7 @@ class FleetSpec:
     replicas_per_instance: int
     capacity_rps_per_instance: float
     slo: SLO
+    capacity_reason: str = ""  # why the capacity at the SLO is zero, when it is
 
     def describe(self) -> str:
         return (f"{self.replica.label} x{self.replicas_per_instance} per {self.offer.id} "
@@ -137,12 +138,15 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
         pairs = EmpiricalLengths(np.asarray(lengths[0]), np.asarray(lengths[1]))
         wl = Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0, pairs=pairs)
         good = verify_goodput(replica, wl, slo, good.rps, GOODPUT_SAMPLE, seed=0)
-    return FleetSpec(replica, chosen, itype, espec, per_instance, good.rps * per_instance, slo)
+    return FleetSpec(replica, chosen, itype, espec, per_instance, good.rps * per_instance, slo, good.reason)
 
 
 def instances_for(rate_rps: float, spec: FleetSpec, headroom: float = 1.0) -> int:
     """Instances needed to serve a rate at the SLO by the capacity estimate (at least 1)."""
     cap = spec.capacity_rps_per_instance
     if not cap > 0:
-        raise InfeasibleError(f"{spec.replica.label} cannot meet the SLO at any load (capacity estimate is 0)")
+        why = spec.capacity_reason or "capacity estimate is 0"
+        raise InfeasibleError(f"{spec.replica.label} cannot meet p95 TTFT <= {spec.slo.ttft_ms:g} ms and TPOT <= "
+                              f"{spec.slo.tpot_ms:g} ms for these requests ({why}); relax --ttft-p95-ms / "
+                              "--tpot-p95-ms, use more or faster GPUs, or run a fixed fleet with --replicas")
     return max(1, math.ceil(rate_rps * headroom / cap - 1e-9))
