@@ -157,3 +157,13 @@ def test_running_fleet_outside_the_policy_is_steered_back(caps, initial):
     else:
         assert steps.min() >= -1  # the share cap is priced, so the fleet is steered back within the damping
     assert sched.spot[0, -1] < initial[0][0]  # on its way back within the policy
+
+
+def test_small_demand_next_to_a_big_instance_is_covered_not_left_short():
+    """3 req/s against one 300 req/s instance at $55/h: leaving the demand short must never be the cheaper
+    answer (the shortfall price scales up to twice the instance-hour per req/s of the demand)."""
+    big = [offer("node", 300, od=55.0)]
+    opt = RollingOptimizer(big, {}, 1 / 12, Policy(allow_spot=False, min_nonspot_share=0), RollingConfig(),
+                           lead_steps=1)
+    opt.step(np.full(8, 3.0))
+    assert opt.committed_od[-1][0] == 1

@@ -27,7 +27,9 @@ class RollingConfig:
     cooldown_steps: int = 3
     shortfall_penalty: float = 20.0
     """Shortfall price as a multiple of the dearest on-demand USD per req/s-hour: capacity is never 'free' to
-    skip, but an unreachable spike does not make the step infeasible."""
+    skip, but an unreachable spike does not make the step infeasible. It is raised, when demand is small next
+    to an instance, to twice the cheapest instance-hour per req/s of the smallest demand, so capacity within
+    reach is always bought rather than left short."""
 
     def __post_init__(self) -> None:
         if self.lookahead_steps < 1 or self.up < 0 or self.down < 0 or self.cooldown_steps < 0:
@@ -68,6 +70,13 @@ class RollingOptimizer:
         self.last_down = np.full((O, 2), -10**9)
         od_rate = max(max(o.prices.values()) / o.capacity_rps for o in self.offers)
         self._penalty = self.config.shortfall_penalty * od_rate
+        flexible = [p for o in self.offers for t, p in o.prices.items() if t in ("spot", "on_demand")]
+        self._cheapest_h = min(flexible, default=0.0)  # USD per hour of the cheapest instance a step can add
+
+    def _step_penalty(self, demand: np.ndarray) -> float:
+        positive = demand[demand > 0]
+        floor = 2.0 * self._cheapest_h / positive.min() if positive.size else 0.0
+        return max(self._penalty, floor)
 
     def step(self, forecast_rps: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Action]]:
         """Serve period ``step_index`` with the counts committed for it; decide period step_index + lead.
@@ -85,8 +94,9 @@ class RollingOptimizer:
         init_s, init_d = self.committed_spot[-1], self.committed_od[-1]
         damping = Damping(self.config.up, self.config.down, init_s, init_d, frozen_steps=0, no_scale_down=cooling)
         policy = replace(self.policy, time_limit_s=self.config.step_time_limit_s, mip_rel_gap=0.01)
-        alloc = solve(self.offers, np.maximum(demand[self.lead_steps:], 0.0), self.period_h, policy,
-                      reserved_fixed=self.reserved, damping=damping, soft_demand_penalty=self._penalty)
+        need = np.maximum(demand[self.lead_steps:], 0.0)
+        alloc = solve(self.offers, need, self.period_h, policy, reserved_fixed=self.reserved, damping=damping,
+                      soft_demand_penalty=self._step_penalty(need))
         new_s, new_d = alloc.spot[:, 0], alloc.on_demand[:, 0]
         actions = []
         for i, o in enumerate(self.offers):
