@@ -16,8 +16,9 @@ if TYPE_CHECKING:
     from fleetwise.sim.core import Simulator
     from fleetwise.sim.engine import Engine
 
-REQUESTED, PROVISIONING, SERVING, DRAINING, TERMINATED = "requested", "provisioning", "serving", "draining", \
-    "terminated"
+# "requested" and "provisioning" are one state here: the cloud bills from the request, and the cold start
+# (boot + model load + engine start) runs from it.
+PROVISIONING, SERVING, DRAINING, TERMINATED = "provisioning", "serving", "draining", "terminated"
 ROLES = ("reserved", "on_demand", "spot")
 
 
