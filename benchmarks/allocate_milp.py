@@ -66,6 +66,7 @@ def demands(synthetic_default: bool) -> tuple[list[tuple[str, object]], list[str
     import numpy as np
 
     from fleetwise.traffic import SyntheticSpec, load_series, synthetic_series
+    from fleetwise.forecast.models import ffill
 
     notes, cases = [], []
     syn = synthetic_series(SyntheticSpec(days=30, period_s=3600, base_rps=200), seed=0).values[:PERIODS]
@@ -73,9 +74,7 @@ def demands(synthetic_default: bool) -> tuple[list[tuple[str, object]], list[str
     if SERIES.exists():
         hourly = load_series(SERIES).resample(3600)
         vals = np.asarray(hourly.values, dtype=float)
-        if np.isnan(vals).any():  # a missing hour is filled by the last known one (none in the shipped file)
-            idx = np.where(np.isfinite(vals), np.arange(len(vals)), 0)
-            vals = vals[np.maximum.accumulate(idx)]
+        vals = ffill(vals)  # a missing hour is filled by the last known one (none in the shipped file)
         sg_case = (f"ServeGen m-large 1 h ({len(vals)} h tiled to {PERIODS} h)", np.resize(vals, PERIODS))
         cases = [syn_case, sg_case] if synthetic_default else [sg_case, syn_case]
     else:

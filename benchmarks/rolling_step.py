@@ -127,13 +127,12 @@ def main() -> int:
     import numpy as np
 
     from fleetwise.allocate.rolling import RollingConfig
+    from fleetwise.forecast.models import ffill
     from fleetwise.traffic import load_series
 
     series = load_series(SERIES)
     vals = np.asarray(series.values, dtype=float)
-    if np.isnan(vals).any():  # a missing bin is filled by the last known one (none in the shipped file)
-        idx = np.where(np.isfinite(vals), np.arange(len(vals)), 0)
-        vals = vals[np.maximum.accumulate(idx)]
+    vals = ffill(vals)  # a missing bin is filled by the last known one (none in the shipped file)
     H = RollingConfig().lookahead_steps
     need = (1 + args.days) * series.steps_per_day + H
     if need > len(vals):

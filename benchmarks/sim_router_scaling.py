@@ -18,6 +18,7 @@ N = 100_000
 
 
 def main() -> int:
+    from fleetwise.perf.predict import arrivals
     from fleetwise.sim.core import SimConfig
     from fleetwise.sim.policies import StaticSchedule
     from fleetwise.sim.requests import SimRequests, named_class
@@ -29,8 +30,7 @@ def main() -> int:
     print("|---:|---|---:|---:|---:|")
     for instances in (2, 25, 100):
         rate = 0.5 * instances * spec.capacity_rps_per_instance
-        gaps = np.random.default_rng(0).exponential(1.0 / rate, N)
-        arrival = np.cumsum(gaps) - gaps[0]
+        arrival = arrivals(N, rate, "poisson", 0)
         reqs = SimRequests(arrival, np.full(N, 1000), np.full(N, 250), np.zeros(N, dtype=np.int64),
                            (named_class("interactive", 1000.0, 50.0),))
         for router in ("least-work", "p2c"):

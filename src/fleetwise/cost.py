@@ -19,14 +19,19 @@ def replicas_per_instance(offer: Offer, gpus_per_replica: int) -> int:
     return offer.gpu_count // gpus_per_replica if gpus_per_replica > 0 else 0
 
 
+def check_tier(tier: str) -> None:
+    """Raise a ConfigError naming the valid tiers unless ``tier`` is one."""
+    if tier not in TIERS:
+        raise ConfigError(f"unknown capacity tier '{tier}' (one of {', '.join(TIERS)})")
+
+
 def replica_usd_per_hour(offer: Offer, tier: str, gpus_per_replica: int) -> float:
     """USD/hour of one replica on an offer in a capacity tier.
 
     Raises:
         InfeasibleError: the tier is not offered, or the replica needs more GPUs than one instance has.
     """
-    if tier not in TIERS:
-        raise ConfigError(f"unknown capacity tier '{tier}' (one of {', '.join(TIERS)})")
+    check_tier(tier)
     price = offer.price(tier)
     if price is None:
         raise InfeasibleError(f"{offer.id} has no {tier} price")

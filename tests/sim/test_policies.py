@@ -32,7 +32,7 @@ def state(t=0.0, active=None, serving=None, in_flight=0, queued=0, slo_slots=Non
         usd_per_hour = sum(n * itype.price(role) for role, n in active.items())
     return FleetState(t=t, interval_s=60.0, active=active, serving=serving, in_flight=in_flight, queued=queued,
                       slo_slots=slo_slots, arrivals_rps=0.0, ttft_p95_ms=ttft_p95_ms, usd_per_hour=usd_per_hour,
-                      itype=itype, capacity_rps_per_instance=10.0, ttft_slo_ms=1000.0,
+                      itype=itype, capacity_rps_per_instance=10.0,
                       ttft_slo_ratio_p95=ttft_p95_ms / 1000.0,
                       urgent_queued=queued if urgent_queued is None else urgent_queued)
 

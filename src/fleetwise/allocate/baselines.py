@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from fleetwise.allocate.evaluate import Schedule
-from fleetwise.allocate.offers import CapacityOffer, spot_availability
+from fleetwise.allocate.offers import DEFAULT_COLD_START_S, CapacityOffer, spot_availability
 from fleetwise.errors import InfeasibleError
 
 
@@ -67,7 +67,7 @@ def reactive_on_demand(offers, demand_rps: np.ndarray, lead_steps: int, target_u
     return Schedule("reactive on-demand", offers, {}, spot, od)
 
 
-def percentile_heuristic(offers, history_rps: np.ndarray, T: int, cold_start_s: float = 300.0,
+def percentile_heuristic(offers, history_rps: np.ndarray, T: int, cold_start_s: float = DEFAULT_COLD_START_S,
                          term: str = "reserved_1y") -> Schedule:
     """The classic rule on the history: reserved = P25 of needed instances, spot up to P75, on-demand to P99."""
     term = reservation_term(offers, term) or term

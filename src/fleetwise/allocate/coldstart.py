@@ -16,12 +16,19 @@ DEFAULT_LOAD_GB_PER_S = 1.0
 DEFAULT_ENGINE_START_S = 60.0
 
 
-def cold_start_s(model: str, precision: str, *, boot_s: float = DEFAULT_BOOT_S,
-                 load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S, engine_start_s: float = DEFAULT_ENGINE_START_S,
-                 catalog: str | None = None) -> float:
+def cold_start_from_bytes(weights_bytes: float, *, boot_s: float = DEFAULT_BOOT_S,
+                          load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S,
+                          engine_start_s: float = DEFAULT_ENGINE_START_S) -> float:
     """Seconds from requesting an instance to serving: boot + weight bytes / bandwidth + engine start."""
     if load_gb_per_s <= 0 or boot_s < 0 or engine_start_s < 0:
         raise ConfigError("load bandwidth must be > 0 and boot / engine start times >= 0")
+    return boot_s + weights_bytes / (load_gb_per_s * 1e9) + engine_start_s
+
+
+def cold_start_s(model: str, precision: str, *, boot_s: float = DEFAULT_BOOT_S,
+                 load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S, engine_start_s: float = DEFAULT_ENGINE_START_S,
+                 catalog: str | None = None) -> float:
+    """:func:`cold_start_from_bytes` for a model and precision named in the catalog."""
     cat = load_catalog(catalog)
-    load_s = weight_bytes(cat.model(model), cat.precision(precision)) / (load_gb_per_s * 1e9)
-    return boot_s + load_s + engine_start_s
+    return cold_start_from_bytes(weight_bytes(cat.model(model), cat.precision(precision)), boot_s=boot_s,
+                                 load_gb_per_s=load_gb_per_s, engine_start_s=engine_start_s)

@@ -3,7 +3,6 @@ baselines and the hindsight optimum, all scored by :func:`fleetwise.allocate.eva
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,9 +13,10 @@ from fleetwise.allocate.baselines import (
 from fleetwise.allocate.evaluate import Evaluation, Schedule, evaluate, spot_uniforms
 from fleetwise.allocate.model import Allocation, Policy, plan_allocation
 from fleetwise.allocate.offers import CapacityOffer
-from fleetwise.allocate.rolling import Action, RollingConfig, operate
+from fleetwise.allocate.rolling import Action, RollingConfig, lead_steps, operate
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import QuantileForecaster
+from fleetwise.forecast.backtest import DEFAULT_WINDOW_DAYS, default_stride
 from fleetwise.forecast.models import ffill
 from fleetwise.forecast.rolling import Roller
 from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
@@ -47,8 +47,8 @@ def rolling_forecasts(series: RateSeries, train_steps: int, n_steps: int, lookah
     """(n_steps, lookahead) forecast quantile paths, one per operating step, each from data before it."""
     steps_per_hour = max(int(round(3600 / series.period_s)), 1)
     roller = Roller(series.values, series.period_s, series.start_s, series.epoch, train_steps, lookahead,
-                    np.array([quantile]), 1 if lookahead < steps_per_hour else steps_per_hour,
-                    int(round(7 * SECONDS_PER_DAY / series.period_s)))
+                    np.array([quantile]), default_stride(lookahead, steps_per_hour),
+                    int(round(DEFAULT_WINDOW_DAYS * SECONDS_PER_DAY / series.period_s)))
     origins = np.arange(train_steps, train_steps + n_steps)
     paths = roller.auto(origins) if method == "auto" else roller.paths(method, origins)
     qi = int(np.flatnonzero(np.isclose(paths.quantiles, quantile))[0])
@@ -87,22 +87,28 @@ def short_term_buffer(history: RateSeries, quantile: float, lead_steps: int) -> 
     return float(max(1.0, np.mean(high / np.maximum(mid, 1e-9))))
 
 
-def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: float, eval_days: float,
-            quantile: float = 0.95, scenario_quantiles: tuple[float, ...] = SCENARIO_QUANTILES,
-            policy: Policy = Policy(),
-            rolling: RollingConfig = RollingConfig(), seed: int = 0, progress=None) -> Comparison:
-    """Fit on the first ``train_days``, operate over the next ``eval_days`` against the actual series."""
+def eval_window(series: RateSeries, train_days: float, eval_days: float) -> tuple[int, int]:
+    """(training, operating) steps of the series, or a ConfigError when they do not fit in it."""
     per_day = series.steps_per_day
     train, n_eval = int(round(train_days * per_day)), int(round(eval_days * per_day))
     if train < 2 or train + n_eval > len(series) or n_eval < 1:
         raise ConfigError(f"the series has {len(series) / per_day:.1f} days; --train-days {train_days:g} + "
                           f"--eval-days {eval_days:g} do not fit")
+    return train, n_eval
+
+
+def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: float, eval_days: float,
+            quantile: float = 0.95, scenario_quantiles: tuple[float, ...] = SCENARIO_QUANTILES,
+            policy: Policy = Policy(),
+            rolling: RollingConfig = RollingConfig(), seed: int = 0, progress=None) -> Comparison:
+    """Fit on the first ``train_days``, operate over the next ``eval_days`` against the actual series."""
+    train, n_eval = eval_window(series, train_days, eval_days)
     period_h = series.period_s / 3600
     history = _filled(series.values[:train])
     actual = _filled(series.values[train : train + n_eval], fallback=history)
     # 1. Reservations: sized on the capacity the rolling layer will run (median forecast x its short-term
     #    buffer); more scenario quantiles turn this into a sample-average approximation.
-    lead = max(1, math.ceil(policy.cold_start_s / series.period_s - 1e-9))
+    lead = lead_steps(policy.cold_start_s, series.period_s)
     history_series = series.slice(0, train)
     plan = plan_reservations(history_series, offers, n_eval, policy, scenario_quantiles,
                              short_term_buffer(history_series, quantile, lead))

@@ -8,9 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
-from fleetwise.allocate.offers import CapacityOffer, schedule_cost, spot_availability, starts
-
-LEAD_DEFAULT_S = 300.0
+from fleetwise.allocate.offers import DEFAULT_COLD_START_S, CapacityOffer, schedule_cost, spot_availability, starts
 
 
 @dataclass
@@ -47,7 +45,7 @@ def spot_uniforms(n_offers: int, n_periods: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n_offers, n_periods))
 
 
-def evaluate(schedule: Schedule, demand_rps: np.ndarray, period_h: float, *, cold_start_s: float = LEAD_DEFAULT_S,
+def evaluate(schedule: Schedule, demand_rps: np.ndarray, period_h: float, *, cold_start_s: float = DEFAULT_COLD_START_S,
              uniforms: np.ndarray | None = None) -> Evaluation:
     """Cost and unmet demand of a schedule against actual demand.
 

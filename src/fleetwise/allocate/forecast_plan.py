@@ -17,9 +17,7 @@ from fleetwise.traffic.records import RateSeries
 
 @dataclass
 class ForwardPlan:
-    allocation: Allocation
-    demand_rps: np.ndarray  # the forecast quantile planned for
-    start_s: float
+    allocation: Allocation  # its demand_rps is the forecast quantile planned for
     baselines: list[Evaluation]
     method: str
 
@@ -40,4 +38,4 @@ def plan_forward(series: RateSeries, offers: list[CapacityOffer], horizon_steps:
     baselines = [evaluate(b, path, period_h, cold_start_s=policy.cold_start_s, uniforms=u) for b in (
         all_on_demand_peak(offers, peak, horizon_steps), all_reserved_peak(offers, peak, horizon_steps),
         percentile_heuristic(offers, history, horizon_steps, policy.cold_start_s))]
-    return ForwardPlan(alloc, path, series.end_s, baselines, fc.chosen or "auto")
+    return ForwardPlan(alloc, baselines, fc.chosen or "auto")

@@ -14,7 +14,10 @@ import numpy as np
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
-from fleetwise.allocate.offers import RESERVED_TERMS, CapacityOffer, schedule_cost, spot_availability
+from fleetwise.allocate.offers import (
+    DEFAULT_COLD_START_S, RESERVED_TERMS, CapacityOffer, schedule_cost, spot_availability,
+)
+from fleetwise.cost import HOURS_PER_MONTH
 from fleetwise.errors import ConfigError, InfeasibleError, SolverError
 
 
@@ -27,7 +30,7 @@ class Policy:
     """Spot may provide at most this share of the (discounted) capacity in any period."""
     min_nonspot_share: float = 0.3
     """Reserved + on-demand alone must cover this share of demand: a mass reclaim degrades, never zeroes."""
-    cold_start_s: float = 300.0
+    cold_start_s: float = DEFAULT_COLD_START_S
     """Instance boot plus model load; paid but not serving, and the spot down-time after a reclaim."""
     switch_penalty_h: float = 0.25
     """Extra instance-hours charged per start, so the plan does not churn between instance types."""
@@ -54,7 +57,6 @@ class Damping:
     down: int = 1
     initial_spot: np.ndarray | None = None  # (O,) counts running now
     initial_on_demand: np.ndarray | None = None
-    frozen_steps: int = 0  # the first steps are already committed (lead time): counts stay at the initial ones
     no_scale_down: np.ndarray | None = None  # (O, 2) bool: offer/tier in scale-down cooldown (spot, on-demand)
 
 
@@ -97,7 +99,7 @@ class Allocation:
         return caps @ (res[:, None] + self.on_demand + self.availability[:, None] * self.spot)
 
     def monthly_usd(self) -> dict[str, float]:
-        scale = 730.0 / self.horizon_h
+        scale = HOURS_PER_MONTH / self.horizon_h
         return {k: v * scale for k, v in self.cost_usd.items()}
 
 
@@ -108,7 +110,6 @@ class _Index:
                  per_offer_starts: bool) -> None:
         self.O, self.T = n_offers, n_periods
         self.terms = terms  # (offer index, term) pairs that are decision variables
-        self.per_offer_starts = per_offer_starts
         starts = n_offers * n_periods if per_offer_starts else 0
         self.s0 = len(terms)
         self.d0 = self.s0 + n_offers * n_periods
@@ -197,9 +198,9 @@ def solve(
 
     res_cap_const = float(cap @ res_fixed)
     phi, beta = policy.max_spot_share, policy.min_nonspot_share
+    rc = list(range(len(terms)))  # reservation columns and their capacities: the same every period
+    rv = [cap[terms[k][0]] for k in rc]
     for t in range(T):
-        rc = [k for k in range(len(terms))]
-        rv = [cap[terms[k][0]] for k in rc]
         dc = [ix.d(i, t) for i in range(O)]
         sc = [ix.s(i, t) for i in range(O)]
         # cover: reserved + on-demand + discounted spot (+ shortfall) >= demand
@@ -224,7 +225,7 @@ def solve(
                     add([start_col + i * T + t, var(i, t), *prev], [1.0, -1.0, *([1.0] if prev else [])],
                         -init[i] if t == 0 else 0.0, np.inf)
     if damping is not None:
-        _add_damping(add, ix, damping, init_s, init_d, lb, ub)
+        _add_damping(add, ix, damping, init_s, init_d, ub)
     A = sparse.csr_array((vals, (rows, cols)), shape=(row, ix.n))
     with _quiet_stdout():
         result = milp(c, integrality=integrality, bounds=Bounds(lb, ub), constraints=LinearConstraint(A, lo, hi),
@@ -321,18 +322,15 @@ def _reservation_trials(offers, demand: np.ndarray, policy: Policy, relaxed: dic
     return unique
 
 
-def _add_damping(add, ix, damping: Damping, init_s, init_d, lb, ub) -> None:
-    """Per-step change limits, frozen (committed) first steps, and cooldown on scale-downs."""
+def _add_damping(add, ix, damping: Damping, init_s, init_d, ub) -> None:
+    """Per-step change limits, and no scale-down in the first step of an offer/tier in cooldown."""
     for i in range(ix.O):
         for k, (var, init) in enumerate(((ix.s, init_s), (ix.d, init_d))):
             for t in range(ix.T):
                 col = var(i, t)
-                if t < damping.frozen_steps:
-                    lb[col] = ub[col] = min(init[i], ub[col]) if np.isfinite(ub[col]) else init[i]
-                    continue
                 prev_cols, prev_val = ([var(i, t - 1)], 0.0) if t > 0 else ([], float(init[i]))
                 cooling = damping.no_scale_down is not None and damping.no_scale_down[i, k]
-                down = 0 if cooling and t == damping.frozen_steps else damping.down
+                down = 0 if cooling and t == 0 else damping.down
                 low = prev_val - down
                 if not prev_cols and np.isfinite(ub[col]) and ub[col] < low:
                     low = ub[col]  # a running fleet above an availability cap may drop to it at once

@@ -11,6 +11,9 @@ from fleetwise.errors import ConfigError
 
 RESERVED_TERMS = ("reserved_1y", "reserved_3y")
 WARNING_S = 120.0  # spot interruption notice (AWS, GCP preemptible 30 s; Azure 30 s): drain starts then
+# Library default cold start (boot + model load + engine start) when the caller gives none; the CLI estimates
+# one per model (allocate/coldstart.py), and the benchmarks use this value (README, Allocation).
+DEFAULT_COLD_START_S = 300.0
 
 
 @dataclass(frozen=True)

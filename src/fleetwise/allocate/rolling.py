@@ -17,6 +17,11 @@ from fleetwise.allocate.offers import CapacityOffer
 from fleetwise.errors import ConfigError
 
 
+def lead_steps(cold_start_s: float, period_s: float) -> int:
+    """Periods a decision must be made ahead so a new instance is serving when its period starts (>= 1)."""
+    return max(1, math.ceil(cold_start_s / period_s - 1e-9))
+
+
 @dataclass(frozen=True)
 class RollingConfig:
     lookahead_steps: int = 6
@@ -70,6 +75,8 @@ class RollingOptimizer:
         self.last_down = np.full((O, 2), -10**9)
         od_rate = max(max(o.prices.values()) / o.capacity_rps for o in self.offers)
         self._penalty = self.config.shortfall_penalty * od_rate
+        # A step needs a good answer inside the control interval, not a proof: 1% gap, short time limit.
+        self._step_policy = replace(self.policy, time_limit_s=self.config.step_time_limit_s, mip_rel_gap=0.01)
         flexible = [p for o in self.offers for t, p in o.prices.items() if t in ("spot", "on_demand")]
         self._cheapest_h = min(flexible, default=0.0)  # USD per hour of the cheapest instance a step can add
 
@@ -86,16 +93,15 @@ class RollingOptimizer:
         """
         start = time.perf_counter()
         H = max(self.config.lookahead_steps, self.lead_steps + 1)
-        demand = np.resize(np.asarray(forecast_rps, dtype=float), H) if len(forecast_rps) < H else \
-            np.asarray(forecast_rps[:H], dtype=float)
+        demand = np.resize(np.asarray(forecast_rps, dtype=float), H)  # repeats a short path, cuts a long one
         k = self.step_index
         cooling = (k - self.last_down) <= self.config.cooldown_steps
         # The first `lead` periods are committed: solve from the last committed one onwards.
         init_s, init_d = self.committed_spot[-1], self.committed_od[-1]
-        damping = Damping(self.config.up, self.config.down, init_s, init_d, frozen_steps=0, no_scale_down=cooling)
-        policy = replace(self.policy, time_limit_s=self.config.step_time_limit_s, mip_rel_gap=0.01)
+        damping = Damping(self.config.up, self.config.down, init_s, init_d, no_scale_down=cooling)
         need = np.maximum(demand[self.lead_steps:], 0.0)
-        alloc = solve(self.offers, need, self.period_h, policy, reserved_fixed=self.reserved, damping=damping,
+        alloc = solve(self.offers, need, self.period_h, self._step_policy, reserved_fixed=self.reserved,
+                      damping=damping,
                       soft_demand_penalty=self._step_penalty(need))
         new_s, new_d = alloc.spot[:, 0], alloc.on_demand[:, 0]
         actions = []
@@ -122,7 +128,7 @@ def operate(offers: list[CapacityOffer], reserved: dict[tuple[str, str], int], f
 
     ``initial`` is the (spot, on-demand) fleet already running (and committed for the lead time).
     """
-    lead = max(1, math.ceil(policy.cold_start_s / 3600 / period_h - 1e-9))
+    lead = lead_steps(policy.cold_start_s, period_h * 3600)
     opt = RollingOptimizer(offers, reserved, period_h, policy, config, lead)
     if initial is not None:
         opt.committed_spot = [initial[0].astype(float).copy() for _ in range(lead)]

@@ -6,12 +6,14 @@ import math
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich import box
 from rich.table import Table
 
 from fleetwise.cli.output import console, err_console, print_json, split_csv
 from fleetwise.cli.traffic import Fmt, TimeCol, ValueCol, series_input
+from fleetwise.cost import HOURS_PER_MONTH
 from fleetwise.errors import ConfigError
 from fleetwise.traffic.durations import parse_duration
 
@@ -140,12 +142,10 @@ def optimize_cmd(
     series = series_input(series_file, freq if (freq or evaluate_mode) else "1h", what="--series",
                           trace_bin_s=600.0, fmt=fmt, time_col=time_col, value_col=value_col)
     if evaluate_mode:
-        per_day = series.steps_per_day
-        if round(train_days * per_day) < 2 or round(eval_days * per_day) < 1 or \
-                round((train_days + eval_days) * per_day) > len(series):
-            raise ConfigError(f"the series has {len(series) / per_day:.1f} days; --train-days {train_days:g} + "
-                              f"--eval-days {eval_days:g} do not fit")
-    mean_rps = float(series.values[~(series.values != series.values)].mean())
+        from fleetwise.allocate.compare import eval_window
+
+        eval_window(series, train_days, eval_days)  # fail on a window that does not fit before any work
+    mean_rps = float(np.nanmean(series.values))
     with err_console.status("planning replica configurations and offers..."):
         offers = _offers(model, isl, osl, ttft_ms, tpot_ms, catalog, split_csv(cloud), split_csv(region),
                          split_csv(gpu), offers_top, mean_rps, _caps(spot_cap, on_demand_cap, reserved_cap))
@@ -180,8 +180,7 @@ def _emit_plan(fp, json_out: bool, report) -> None:
            "gap": a.gap, "solve_s": a.solve_s, "forecast_method": fp.method,
            "baselines": [{"name": b.name, "cost_usd": b.cost_usd, "unmet_demand_fraction": b.unmet_demand_fraction}
                          for b in fp.baselines],
-           "schedule": {"period_h": a.period_h, "offers": [o.id for o in a.offers],
-                        "spot": a.spot.tolist(), "on_demand": a.on_demand.tolist(), "demand_rps": a.demand_rps.tolist()}}
+           "schedule": _schedule_json(a, a.period_h, a.demand_rps)}
     if report:
         from fleetwise.report.allocation import allocation_report
 
@@ -233,11 +232,10 @@ def _emit_comparison(cmp, offers, json_out: bool, report) -> None:
             "rolling_step_ms": {"median": cmp.step_ms[0], "max": cmp.step_ms[1]},
             "actions": len(cmp.actions),
         },
-        "schedule": _schedule_json(cmp.schedules["fleetwise (forecast + MILP + rolling)"], cmp.period_h,
-                                   cmp.demand_rps),
+        "schedule": _schedule_json(cmp.schedules[cmp.fleetwise.name], cmp.period_h, cmp.demand_rps),
     }
     horizon_h = cmp.period_h * len(cmp.demand_rps)
-    out["cost"]["monthly_by_tier"] = {k: v * 730.0 / horizon_h for k, v in f.cost_by_tier.items()}
+    out["cost"]["monthly_by_tier"] = {k: v * HOURS_PER_MONTH / horizon_h for k, v in f.cost_by_tier.items()}
     if report:
         from fleetwise.report.allocation import allocation_report
 

@@ -14,6 +14,7 @@ from rich.table import Table
 from fleetwise.cli.output import console, err_console, print_json, split_csv
 from fleetwise.cli.traffic import Fmt, InputCol, MaxBad, OutputCol, TimeCol, TimeUnit, load_input
 from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 from fleetwise.traffic.durations import parse_duration
 
 TraceOpt = Annotated[Optional[Path], typer.Option(
@@ -117,17 +118,12 @@ def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, regi
            hazard, want_spot):
     from fleetwise.sim.setup import fleet_spec
 
-    from fleetwise.catalog import load_catalog
-
     if cold is not None and cold < 0:
         raise ConfigError(f"--cold-start-s must be >= 0 (got {cold:g})")
-    # Size on the requests the model can take at all (longer ones are dropped, not served).
-    fits = requests.isl + requests.osl <= load_catalog().model(model).max_context
-    isl, osl = (requests.isl[fits], requests.osl[fits]) if fits.any() else (requests.isl, requests.osl)
     return fleet_spec(model, gpu, gpus, tp, precision, engine=engine, offer=offer, clouds=split_csv(cloud),
-                      regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, mean_isl=float(isl.mean()),
-                      mean_osl=float(osl.mean()), cold_start_s=cold, load_gb_per_s=load_gbps,
-                      hazard_per_hour=hazard, want_spot=want_spot, lengths=(isl, osl))
+                      regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, cold_start_s=cold,
+                      load_gb_per_s=load_gbps, hazard_per_hour=hazard, want_spot=want_spot,
+                      lengths=(requests.isl, requests.osl))
 
 
 def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed, kv_gbps):
@@ -201,7 +197,7 @@ def _write_timeline(path: Path, result) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def _emit(results, spec, requests, json_out: bool, report: Path | None, timeline: Path | None, title: str,
+def _emit(results, spec, json_out: bool, report: Path | None, timeline: Path | None, title: str,
           many: bool = False) -> None:
     if timeline:
         _write_timeline(timeline, results[0])
@@ -230,7 +226,7 @@ def _emit(results, spec, requests, json_out: bool, report: Path | None, timeline
 
 def simulate_cmd(
     trace: TraceOpt = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
-    output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = 0.01,
+    output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     model: Model = "llama-3.1-70b", gpu: Gpu = "h100-sxm", gpus: Gpus = 4, tp: Tp = None, precision: Prec = "fp8",
     engine: Engine = "trtllm", offer: OfferOpt = None, cloud: Cloud = None, region: Region = None,
     replicas: Annotated[Optional[int], typer.Option(help="Fixed fleet of this many replicas (rounded up to whole "
@@ -281,7 +277,9 @@ def simulate_cmd(
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
                   cold_start_s, load_gbps, hazard, want_spot)
     if sched is not None:
-        pol = read_schedule(schedule, (spec.offer.gpu, spec.offer.gpu_count))  # counts in this instance type
+        # An optimize schedule is re-read to convert its counts to this instance type (a CSV is already so).
+        pol = read_schedule(schedule, (spec.offer.gpu, spec.offer.gpu_count)) if schedule.suffix.lower() == ".json" \
+            else sched
     elif replicas is not None:
         n = math.ceil(replicas / spec.replicas_per_instance)
         pol = StaticSchedule.fixed(split_spot(max(n, reserved), spot_fraction or 0.0, reserved), f"{replicas} replicas")
@@ -294,12 +292,12 @@ def simulate_cmd(
     with _progress() as bar:
         task = bar.add_task(f"simulating {pol.name}", total=1.0)
         result = simulate_fleet(reqs, spec, pol, config, lambda f: bar.update(task, completed=f))
-    _emit([result], spec, reqs, json_out, report, timeline, f"fleetwise simulate: {pol.name}")
+    _emit([result], spec, json_out, report, timeline, f"fleetwise simulate: {pol.name}")
 
 
 def compare_cmd(
     trace: TraceOpt = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
-    output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = 0.01,
+    output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     strategies: Annotated[str, typer.Option(help="Comma-separated: static-peak, static-spot, reactive, "
                                                  "reactive-spot, budget, rolling.")] = "static-peak,reactive,rolling",
     model: Model = "llama-3.1-70b", gpu: Gpu = "h100-sxm", gpus: Gpus = 4, tp: Tp = None, precision: Prec = "fp8",
@@ -341,7 +339,7 @@ def compare_cmd(
         results = compare_strategies(reqs, spec, names, config, lambda n, f: bar.update(tasks[n], completed=f),
                                      spot_fraction=spot_fraction, reserved=reserved,
                                      budget_usd_per_hour=budget_usd_per_hour)
-    _emit(results, spec, reqs, json_out, report, None, "fleetwise compare", many=True)
+    _emit(results, spec, json_out, report, None, "fleetwise compare", many=True)
 
 
 def register(app: typer.Typer) -> None:

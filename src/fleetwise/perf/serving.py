@@ -25,7 +25,7 @@ import numpy as np
 
 from fleetwise.errors import InfeasibleError
 from fleetwise.perf.replica import Replica
-from fleetwise.perf.steps import prefill_pairs, step_time
+from fleetwise.perf.steps import prefill_pairs, step_time, steps_to_cover
 
 
 @dataclass(frozen=True)
@@ -53,20 +53,6 @@ class SimResult:
     itl_weight: np.ndarray  # ... and how many tokens saw each gap
     busy_s: float
     mean_batch: float
-
-
-def _steps_to_cover(wait: float, dt0: float, slope: float) -> int:
-    """Fewest steps of lengths dt0, dt0+slope, dt0+2*slope, ... whose sum reaches ``wait``."""
-    if wait <= 0 or dt0 <= 0:
-        return 1
-    if slope <= 1e-15:
-        return int(np.ceil(wait / dt0))
-    # k*dt0 + slope*k*(k-1)/2 >= wait  ->  smallest k above the positive root of the quadratic.
-    a, b = slope / 2.0, dt0 - slope / 2.0
-    k = int(np.ceil((-b + np.sqrt(b * b + 4 * a * wait)) / (2 * a)))
-    while k > 1 and (k - 1) * dt0 + slope * (k - 1) * (k - 2) / 2.0 >= wait:
-        k -= 1
-    return max(k, 1)
 
 
 class _Engine:
@@ -199,7 +185,7 @@ class _Engine:
         dt0 = float(step_time(self.r, 0, 0.0, n_dec, ctx))
         slope = float(step_time(self.r, 0, 0.0, n_dec, ctx + n_dec)) - dt0
         if self.incoming and self._could_admit_more():
-            k = max(1, min(k, _steps_to_cover(self.arrival[self.incoming[0]] - self.t, dt0, slope)))
+            k = max(1, min(k, steps_to_cover(self.arrival[self.incoming[0]] - self.t, dt0, slope)))
         elapsed = k * dt0 + slope * k * (k - 1) / 2.0
         self._advance(elapsed, n_dec)
         self.itl.append((elapsed / k, n_dec * k))

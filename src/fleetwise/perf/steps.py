@@ -17,6 +17,8 @@ steps are timed in one call.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from fleetwise.perf.replica import Replica
@@ -86,6 +88,21 @@ def step_time(replica: Replica, prefill_tokens, prefill_pairs, decode_seqs, deco
         + p.step_overhead_ms * 1e-3
         + p.per_seq_overhead_us * 1e-6 * seqs
     )
+
+
+def steps_to_cover(wait: float, dt0: float, slope: float) -> int:
+    """Fewest steps of lengths dt0, dt0+slope, dt0+2*slope, ... whose sum reaches ``wait`` (at least 1): how
+    far a run of decode steps, whose times grow linearly with the context, gets in a given time."""
+    if wait <= 0 or dt0 <= 0:
+        return 1
+    if slope <= 1e-15:
+        return max(1, math.ceil(wait / dt0))
+    # k*dt0 + slope*k*(k-1)/2 >= wait  ->  smallest k above the positive root of the quadratic.
+    a, b = slope / 2.0, dt0 - slope / 2.0
+    k = math.ceil((-b + math.sqrt(b * b + 4 * a * wait)) / (2 * a))
+    while k > 1 and (k - 1) * dt0 + slope * (k - 1) * (k - 2) / 2.0 >= wait:
+        k -= 1
+    return max(k, 1)
 
 
 def prefill_pairs(chunk_tokens, context_before):

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fleetwise.catalog import TIERS, Catalog, Offer, load_catalog
-from fleetwise.cost import HOURS_PER_MONTH, replicas_per_instance, usd_per_million
+from fleetwise.catalog import Catalog, Offer, load_catalog
+from fleetwise.cost import HOURS_PER_MONTH, check_tier, replicas_per_instance, usd_per_million
 from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.perf.analytic import max_rate, steady_state
 from fleetwise.perf.predict import arrivals, summarize
@@ -270,8 +270,7 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
     profile = get_profile(req.engine)
     if req.workload.rate_rps <= 0:
         raise ConfigError("rate must be > 0 requests/s")
-    if req.tier not in TIERS:
-        raise ConfigError(f"unknown capacity tier '{req.tier}' (one of {', '.join(TIERS)})")
+    check_tier(req.tier)
     offers = cat.find_offers(clouds=req.clouds, regions=req.regions, gpus=req.gpus, tier=req.tier)
     if not offers:
         raise InfeasibleError(f"no instance offer matches the filters with a {req.tier} price")

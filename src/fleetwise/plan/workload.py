@@ -39,6 +39,7 @@ class Workload:
             osl=scaled(self.osl, osl),
             rate_rps=rate_rps if rate_rps is not None else self.rate_rps,
             source=self.source,
+            pairs=self.pairs if isl is None and osl is None else None,  # measured pairs no longer match new means
         )
 
 

@@ -70,7 +70,7 @@ def allocation_report(path: str | Path, plan, comparison=None) -> None:
         sections.append(("Monthly cost by tier (USD)", table_html(["tier", "USD/month"], rows)))
     else:
         c = comparison
-        fw = c.schedules["fleetwise (forecast + MILP + rolling)"]
+        fw = c.schedules[c.fleetwise.name]
         fig = _stack_figure(c.period_h, c.demand_rps, _capacity_layers(fw, plan.availability),
                             "fleetwise capacity by tier vs actual demand")
         sections.append(("Schedule", png_html(figure_png(fig))))

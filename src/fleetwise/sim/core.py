@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from heapq import heappop, heappush
 from typing import Callable, Sequence
 
-import numpy as np
 
+from fleetwise.allocate.offers import WARNING_S
 from fleetwise.errors import ConfigError
 from fleetwise.perf.steps import StepModel
 from fleetwise.sim.engine import Engine
@@ -27,7 +27,10 @@ from fleetwise.sim.requests import PriorityClass, SimRequests
 STEP, TICK, READY, NOTICE, KILL, REPLAY = range(6)
 ROUTERS = ("least-work", "round-robin", "p2c")
 DRAINS = ("drain", "migrate", "requeue")
-WARNING_S = 120.0
+# 'drain' keeps a request only if its remaining tokens at the current step time fit in this share of the notice:
+# the batch shrinks as others leave (steps get faster) but new prompts no longer arrive, so 10% is slack for
+# estimation error, not a measured figure.
+DRAIN_MARGIN = 0.9
 LATENCY_SENSITIVE_MS = 60_000.0  # classes with a TTFT target up to a minute drive scaling
 MAX_HAZARD_PER_HOUR = 60.0  # a mean spot lifetime of one minute; beyond it nothing meaningful is simulated
 OPEN, DONE, DROPPED = 0, 1, 2
@@ -58,14 +61,16 @@ class SimConfig:
     'migrate' moves all, closest to completion first; 'requeue' restarts all from their prompt."""
     control_interval_s: float = 60.0
     spot_availability: float = 0.9
-    """Probability that a spot launch is fulfilled; otherwise it falls back to on-demand (assumption)."""
+    """Probability that a spot launch is fulfilled; otherwise it falls back to on-demand (an assumption: no
+    public data gives launch-success rates; set it from your own fleet's history)."""
     hazard_per_hour: float | None = None
     """Spot interruptions per instance-hour (default: the instance type's)."""
     preemption_times_s: tuple[float, ...] | None = None
     """Replay: notices at these times, each taking the oldest serving spot instance (instead of sampling)."""
     warning_s: float = WARNING_S
     tail_s: float = 1800.0
-    """How long after the last arrival the run continues before leftovers count as unfinished."""
+    """How long after the last arrival the run continues before leftovers count as unfinished (half an hour:
+    long enough for any backlog a fleet that keeps up could hold; a run that needs more is overloaded)."""
     seed: int = 0
     kv_transfer_gb_per_s: float = 0.0
     """Network bandwidth for moving a migrating request's KV cache to another node (e.g. RDMA/EFA); 0 = the
@@ -131,10 +136,10 @@ class Simulator:
         n = len(requests)
         self.arrival = requests.arrival_s.tolist()
         self.isl = requests.isl.tolist()
-        self.osl = np.maximum(requests.osl, 1).tolist()
+        self.osl = requests.osl.tolist()
         self.cls = requests.cls.tolist()
         block = spec.kv_block_tokens
-        self._kvn = (-(-(requests.isl + np.maximum(requests.osl, 1)) // block) * block).tolist()
+        self._kvn = (-(-(requests.isl + requests.osl) // block) * block).tolist()
         self.first = [math.nan] * n
         self.finish = [math.nan] * n
         self.state = bytearray(n)
@@ -384,7 +389,7 @@ class Simulator:
         spec = self.spec
         for _ in range(self.itype.engines):
             e = Engine(self._eid, inst, self, spec.step_model, max_batch=spec.max_batch,
-                       budget=spec.max_num_tokens, kv_cap=spec.kv_capacity_tokens, block=spec.kv_block_tokens,
+                       budget=spec.max_num_tokens, kv_cap=spec.kv_capacity_tokens,
                        classes=len(self.classes))
             self._eid += 1
             inst.engines.append(e)
@@ -415,7 +420,7 @@ class Simulator:
         inst.end_s = t
         self.live.remove(inst)
         if inst.role != "reserved":
-            self.closed_usd += inst.billed_s(t) * self.itype.price(inst.tier) / 3600.0
+            self.closed_usd += inst.cost_usd(t)
 
     def _rebalance(self, t: float) -> None:
         """Give each on-demand fallback of a spot slot one more try at spot per tick; the fallback drains once
@@ -434,7 +439,6 @@ class Simulator:
         if inst.state in (TERMINATED,) or inst.preempted:
             return
         inst.preempted = True
-        inst.kill_s = t + self.cfg.warning_s
         record = {"t_s": t, "instance": inst.id, "state": inst.state, "kept": 0, "migrated": 0, "requeued": 0}
         self.log.preemptions.append(record)
         self._records[inst.id] = record
@@ -445,7 +449,7 @@ class Simulator:
             inst.state = DRAINING
             self._stop_serving(inst)
             self._apply_drain(inst, t, record)
-            self._push(inst.kill_s, KILL, inst)
+            self._push(t + self.cfg.warning_s, KILL, inst)
         if was_active and inst.replaces is None:  # a lost retry-on-spot leaves its fallback serving instead
             self.launch(inst.role, t)
 
@@ -456,7 +460,7 @@ class Simulator:
             items.sort(key=lambda x: x[0])  # closest to completion first
         for left, gen, rid, e in items:
             decoding = rid in e.dec
-            if strategy == "drain" and decoding and left * e.estimated_step_s() <= 0.9 * self.cfg.warning_s:
+            if strategy == "drain" and decoding and left * e.estimated_step_s() <= DRAIN_MARGIN * self.cfg.warning_s:
                 record["kept"] += 1
                 continue
             gen = e.remove(rid, t)
@@ -561,7 +565,7 @@ class Simulator:
             t=t, interval_s=interval, active=active, serving=serving, in_flight=in_flight, queued=self.qlen,
             slo_slots=len(self.serving) * self.spec.slo_batch, arrivals_rps=self._tick_arrivals / interval,
             ttft_p95_ms=_p95(self._tick_ttft, 1e3), usd_per_hour=usd, itype=self.itype,
-            capacity_rps_per_instance=self.capacity_rps, ttft_slo_ms=self.classes[0].ttft_ms,
+            capacity_rps_per_instance=self.capacity_rps,
             ttft_slo_ratio_p95=_p95(self._tick_slo), urgent_queued=self._urgent_queued(t),
             load=self._sensitive_load(interval) if self.multi else None,
         )
@@ -576,7 +580,7 @@ class Simulator:
         """Queued requests that have waited half their class's TTFT target (batch work waits by design)."""
         n = 0
         for c, q in enumerate(self.queues):
-            limit = self._ttft_target[c] / 2e3
+            limit = self._ttft_target[c] / 2e3  # half the target: late enough to matter, early enough to act
             if q and math.isfinite(limit):
                 n += sum(1 for rid in q if t - self.enqueued_at[rid] >= limit)
         return n
@@ -614,7 +618,7 @@ class Simulator:
         usd = self.closed_usd + self.reserved_peak * t * self.itype.price("reserved") / 3600.0
         for inst in self.live:
             if inst.role != "reserved":
-                usd += inst.billed_s(t) * self.itype.price(inst.tier) / 3600.0
+                usd += inst.cost_usd(t)
         return usd
 
 

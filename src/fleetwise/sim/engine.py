@@ -14,29 +14,15 @@ Python scalars so one event costs microseconds:
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from heapq import heappop, heappush
 from typing import TYPE_CHECKING
 
-from fleetwise.perf.steps import StepModel
+from fleetwise.perf.steps import StepModel, steps_to_cover
 
 if TYPE_CHECKING:
     from fleetwise.sim.core import Simulator
     from fleetwise.sim.fleet import Instance
-
-
-def steps_to_cover(wait: float, dt0: float, slope: float) -> int:
-    """Fewest steps of lengths dt0, dt0+slope, ... whose total reaches ``wait`` (at least 1)."""
-    if wait <= 0.0 or dt0 <= 0.0:
-        return 1
-    if slope <= 1e-15:
-        return max(1, math.ceil(wait / dt0 - 1e-12))
-    a, b = slope / 2.0, dt0 - slope / 2.0
-    k = max(1, math.ceil((-b + math.sqrt(b * b + 4.0 * a * wait)) / (2.0 * a)))
-    while k > 1 and (k - 1) * dt0 + slope * (k - 1) * (k - 2) / 2.0 >= wait:
-        k -= 1
-    return k
 
 
 def steps_done(elapsed: float, dt0: float, slope: float, k: int) -> int:
@@ -52,13 +38,13 @@ def steps_done(elapsed: float, dt0: float, slope: float, k: int) -> int:
 class Engine:
     """Mutable state of one engine; the simulator calls ``assign``, ``remove``, ``plan`` and ``step_end``."""
 
-    __slots__ = ("id", "instance", "sim", "sm", "max_batch", "budget", "kv_cap", "kv_free", "block",
+    __slots__ = ("id", "instance", "sim", "sm", "max_batch", "budget", "kv_cap", "kv_free",
                  "prefill", "dec", "heap", "n_dec", "ctx_sum", "counter", "slots", "work", "version",
                  "busy_until", "run_t0", "run_dt0", "run_slope", "run_k", "chunks", "step_dec", "step_dt", "busy_s",
                  "serving", "class_count", "class_kv", "joining")
 
     def __init__(self, eid: int, instance: Instance, sim: Simulator, sm: StepModel, *, max_batch: int,
-                 budget: int, kv_cap: int, block: int, classes: int) -> None:
+                 budget: int, kv_cap: int, classes: int) -> None:
         self.id = eid
         self.instance = instance
         self.sim = sim
@@ -67,7 +53,6 @@ class Engine:
         self.budget = budget
         self.kv_cap = kv_cap
         self.kv_free = kv_cap
-        self.block = block
         self.prefill: deque[list] = deque()  # [rid, done, total, gen_before]
         self.dec: dict[int, tuple[int, int, int, int]] = {}  # rid -> (join counter, ctx at join, gen at join, finish)
         self.heap: list[tuple[int, int]] = []  # (finish counter, rid), lazily cleaned
@@ -259,12 +244,13 @@ class Engine:
 
     def _release(self, rid: int, now: float) -> None:
         sim = self.sim
-        self.kv_free += sim.kv_need(rid)
+        need = sim.kv_need(rid)
+        self.kv_free += need
         self.slots -= 1
         self.work -= sim.assigned_work[rid]
         c = sim.cls[rid]
         self.class_count[c] -= 1
-        self.class_kv[c] -= sim.kv_need(rid)
+        self.class_kv[c] -= need
 
     # -- removals ------------------------------------------------------------------------------------
     def progress(self, now: float) -> list[tuple[int, int, int]]:

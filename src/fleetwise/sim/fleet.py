@@ -40,7 +40,7 @@ class Instance:
     """One rented machine."""
 
     __slots__ = ("id", "role", "tier", "requested_s", "ready_s", "end_s", "state", "engines", "sim",
-                 "kill_s", "preempted", "replaces")
+                 "preempted", "replaces")
 
     def __init__(self, iid: int, role: str, tier: str, requested_s: float, ready_s: float, sim: Simulator) -> None:
         self.id = iid
@@ -52,14 +52,8 @@ class Instance:
         self.state = PROVISIONING
         self.engines: list[Engine] = []
         self.sim = sim
-        self.kill_s: float | None = None  # spot: when the cloud takes it back
         self.preempted = False
         self.replaces: Instance | None = None  # the on-demand fallback this spot instance takes over from
-
-    @property
-    def active(self) -> bool:
-        """Counted by policies: provisioning or serving (not draining or gone)."""
-        return self.state in (PROVISIONING, SERVING)
 
     def in_flight(self) -> int:
         return sum(e.slots for e in self.engines)
@@ -72,3 +66,7 @@ class Instance:
     def billed_s(self, until: float) -> float:
         end = self.end_s if self.end_s is not None else until
         return max(0.0, min(end, until) - self.requested_s)
+
+    def cost_usd(self, until: float) -> float:
+        """USD billed up to ``until`` at the tier it runs in (reservations are billed by the simulator)."""
+        return self.billed_s(until) * self.sim.itype.price(self.tier) / 3600.0

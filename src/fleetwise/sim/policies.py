@@ -58,7 +58,6 @@ class FleetState:
     usd_per_hour: float  # instances active now, at their billed tiers
     itype: InstanceType
     capacity_rps_per_instance: float
-    ttft_slo_ms: float
     ttft_slo_ratio_p95: float = math.nan  # p95 over the interval of TTFT / the target of each request's class
     urgent_queued: int = 0  # queued for at least half their class's TTFT target
     load: tuple[int, int, float] | None = None
@@ -162,10 +161,14 @@ class StaticSchedule:
 class Reactive:
     """Threshold autoscaling on utilization of the SLO slots, queueing and the observed TTFT.
 
-    Scale up (by the step needed to bring utilization back to ``target``) when the queue is non-empty,
-    the last interval's p95 TTFT broke the SLO, or utilization exceeds ``high``; scale down by one instance
-    when utilization stays below ``low`` for ``cooldown_s``. New capacity is on-demand, or spot for
-    ``spot_fraction`` of the launches.
+    Scale up (by the step needed to bring utilization back to ``target``, plus what clears the queue within a
+    cold start) when requests have queued for half their TTFT target, the last interval's p95 of TTFT over
+    target exceeded 1, or utilization exceeds ``high``; scale down by one instance when utilization stays
+    below ``low`` for ``cooldown_s``. New capacity is on-demand, or spot for ``spot_fraction`` of launches.
+
+    The thresholds are conventional settings, not fitted: a 0.7 target leaves 30% headroom for growth during
+    a cold start, and 0.85 / 0.4 sit far enough apart that adding or removing one instance of a few does not
+    cross the other threshold.
     """
 
     initial_instances: int = 1
@@ -227,11 +230,13 @@ class Reactive:
         return math.ceil(need / self.target - 1e-9)
 
     def decide(self, state: FleetState) -> list[Action]:
-        n = state.total_active
-        if self._last_change == -math.inf:  # the cooldown runs from the start: no scale-down on no data
+        return self._actions(state, state.total_active, self._want(state))
+
+    def _want(self, state: FleetState) -> int:
+        """Instances wanted within the bounds; the cooldown runs from the start (no scale-down on no data)."""
+        if self._last_change == -math.inf:
             self._last_change = state.t
-        want = min(max(self.wanted(state), self.min_instances, self.reserved), self.max_instances)
-        return self._actions(state, n, want)
+        return min(max(self.wanted(state), self.min_instances, self.reserved), self.max_instances)
 
     def _actions(self, state: FleetState, n: int, want: int) -> list[Action]:
         if want > n:
@@ -260,10 +265,7 @@ class Budget(Reactive):
     name: str = "budget"
 
     def decide(self, state: FleetState) -> list[Action]:
-        n = state.total_active
-        if self._last_change == -math.inf:
-            self._last_change = state.t
-        want = min(max(self.wanted(state), self.min_instances, self.reserved), self.max_instances)
+        n, want = state.total_active, self._want(state)
         if want > n:
             # A spot launch can fall back to on-demand: budget every launch at the on-demand price.
             price = state.itype.price("on_demand")

@@ -22,8 +22,9 @@ class PriorityClass:
     max_wait_s: float | None = None
 
 
-# TTFT / TPOT targets of the named classes relative to the interactive SLO the user gives; batch work only
-# has a completion-time target (an hour to first token), background none at all.
+# TTFT / TPOT targets of the named classes relative to the interactive SLO the user gives (conventions, not
+# measurements: realtime halves the TTFT target; batch work only has a completion-time target, an hour to
+# first token; background none at all). Override by building PriorityClass records.
 NAMED_CLASSES = ("realtime", "interactive", "batch", "background")
 
 

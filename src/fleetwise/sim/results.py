@@ -86,7 +86,7 @@ def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -
     first = np.asarray(sim.first, dtype=float)
     finish = np.asarray(sim.finish, dtype=float)
     arrival = reqs.arrival_s
-    osl = np.maximum(reqs.osl, 1)
+    osl = reqs.osl
     done = state == DONE
     ttft = np.where(done, first - arrival + sim.spec.frontend_s, np.nan)
     tpot = np.where(done & (osl > 1), (finish - first) / np.maximum(osl - 1, 1), np.nan)
@@ -98,11 +98,10 @@ def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -
     by_tier = dict.fromkeys(ROLES, 0.0)
     launched = dict.fromkeys(ROLES, 0)
     by_tier["reserved"] = sim.reserved_peak * end * sim.itype.price("reserved") / 3600.0  # held all run
-    for inst in log.instances:
-        tier = "reserved" if inst.role == "reserved" else inst.tier
-        if tier != "reserved":
-            by_tier[tier] += inst.billed_s(end) * sim.itype.price(inst.tier) / 3600.0
-        launched[tier] += 1
+    for inst in log.instances:  # a reserved instance's tier is "reserved"
+        if inst.tier != "reserved":
+            by_tier[inst.tier] += inst.cost_usd(end)
+        launched[inst.tier] += 1
     cost = sum(by_tier.values())
     tokens = float((reqs.isl[done] + osl[done]).sum())
     out_tokens = float(osl[done].sum())

@@ -20,7 +20,7 @@ import numpy as np
 
 from fleetwise.allocate.model import Policy as AllocPolicy
 from fleetwise.allocate.offers import CapacityOffer
-from fleetwise.allocate.rolling import RollingConfig, RollingOptimizer
+from fleetwise.allocate.rolling import RollingConfig, RollingOptimizer, lead_steps
 from fleetwise.errors import ConfigError
 from fleetwise.forecast.forecaster import QuantileForecaster
 from fleetwise.sim.policies import Action, FleetState, to_target
@@ -37,6 +37,8 @@ class Rolling:
     min_history: int | None = None
     """Periods before the conformal forecaster is trusted (default: enough errors for the quantile)."""
     headroom: float = 0.25
+    """Margin over the highest rate observed (before the forecaster is trusted, and as its cap): the same
+    25% the allocation's conformal P95 buffer comes to on ServeGen at a 10-minute lead (README)."""
     reserved: int = 0
     config: RollingConfig = field(default_factory=RollingConfig)
     name: str = "rolling"
@@ -65,7 +67,7 @@ class Rolling:
         if not state.capacity_rps_per_instance > 0:
             raise ConfigError("rolling policy needs the per-instance capacity at the SLO (got none)")
         offer = CapacityOffer(it.label, state.capacity_rps_per_instance, prices, it.hazard_per_hour)
-        lead = max(1, math.ceil(it.cold_start_s / self.period_s - 1e-9))
+        lead = lead_steps(it.cold_start_s, self.period_s)
         opt = RollingOptimizer([offer], {(it.label, "reserved_1y"): self.reserved} if self.reserved else {},
                                self.period_s / 3600.0, AllocPolicy(cold_start_s=it.cold_start_s), self.config, lead)
         start = np.array([float(state.active.get("on_demand", 0))])
@@ -85,7 +87,7 @@ class Rolling:
         latest = self._arrivals[-1] / tick_s if self._arrivals else 0.0
         ceiling = max(rates.max() if len(rates) else 0.0, latest) * (1.0 + self.headroom)
         if len(rates) < self.min_history:
-            recent = rates[-max(1, round(3600 / self.period_s)):]
+            recent = rates[-max(1, round(3600 / self.period_s)):]  # the last hour: recent enough to track
             out = np.full(horizon, max(recent.max() if len(recent) else 0.0, latest) * (1.0 + self.headroom))
         else:
             series = RateSeries(0.0, k * tick_s, rates)

@@ -8,8 +8,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fleetwise.allocate.coldstart import DEFAULT_BOOT_S, DEFAULT_ENGINE_START_S, DEFAULT_LOAD_GB_PER_S
+from fleetwise.allocate.coldstart import DEFAULT_BOOT_S, DEFAULT_LOAD_GB_PER_S, cold_start_from_bytes
 from fleetwise.catalog import Offer, load_catalog
+from fleetwise.cost import replica_usd_per_hour, replicas_per_instance
 from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.perf.memory import weight_bytes
 from fleetwise.perf.replica import Replica, replica_from_names
@@ -21,7 +22,9 @@ from fleetwise.sim.fleet import InstanceType
 from fleetwise.traffic.lengths import EmpiricalLengths, LengthDist
 
 
-GOODPUT_SAMPLE = 2000  # requests per simulation when the capacity is measured on the trace's lengths
+# Requests per simulation when the capacity is measured on the trace's lengths: five times plan's 400, because
+# a trace's heavy tail needs more draws for a stable p95 (each simulation still takes well under a second).
+GOODPUT_SAMPLE = 2000
 
 
 @dataclass(frozen=True)
@@ -60,7 +63,7 @@ def pick_offer(gpu: str, gpus: int, *, offer: str | None = None, clouds=(), regi
                               + (f" in {', '.join([*clouds, *regions])}" if clouds or regions else ""))
     if want_spot and any(o.price("spot") is not None for o in fits):
         fits = [o for o in fits if o.price("spot") is not None]
-    return min(fits, key=lambda o: (o.price("on_demand") / (o.gpu_count // gpus), o.id))
+    return min(fits, key=lambda o: (replica_usd_per_hour(o, "on_demand", gpus), o.id))
 
 
 def slo_batch(sm: StepModel, max_batch: int, max_num_tokens: int, kv_tokens: int, isl: float, osl: float,
@@ -102,17 +105,21 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
     The per-instance capacity policies size against is the perf model's closed-form goodput at the SLO for
     the mean lengths; with ``lengths`` (the trace's input / output tokens) it is found by simulating one
     replica on those lengths instead (bisection on the rate, p95 TTFT and TPOT), which heavy-tailed traces
-    need - a mean-length estimate over-promises there.
+    need - a mean-length estimate over-promises there. Only requests within the model's context window count
+    (longer ones are dropped, not served), and the mean lengths are then theirs.
     """
     cat = load_catalog()
     replica = replica_from_names(model, gpu, gpus, tp, precision, engine, catalog=cat, max_batch=max_batch)
+    if lengths is not None:
+        lengths = servable(np.asarray(lengths[0]), np.asarray(lengths[1]), replica.model.max_context)
+        mean_isl, mean_osl = float(lengths[0].mean()), float(lengths[1].mean())
     chosen = pick_offer(gpu, gpus, offer=offer, clouds=clouds, regions=regions, catalog=cat, want_spot=want_spot)
-    per_instance = chosen.gpu_count // gpus
+    per_instance = replicas_per_instance(chosen, gpus)
     if load_gb_per_s <= 0:
         raise ConfigError("model load bandwidth must be > 0 GB/s")
     if cold_start_s is None:
-        load_s = weight_bytes(replica.model, replica.precision) / (load_gb_per_s * 1e9)
-        cold_start_s = boot_s + load_s + DEFAULT_ENGINE_START_S
+        cold_start_s = cold_start_from_bytes(weight_bytes(replica.model, replica.precision), boot_s=boot_s,
+                                             load_gb_per_s=load_gb_per_s)
     if cold_start_s < 0:
         raise ConfigError("cold start must be >= 0 s")
     prices = {"on_demand": chosen.price("on_demand")}
@@ -135,10 +142,16 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
     slo = SLO(ttft_ms, tpot_ms)
     good = screen_goodput(replica, Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0), slo)
     if lengths is not None and good.rps > 0:
-        pairs = EmpiricalLengths(np.asarray(lengths[0]), np.asarray(lengths[1]))
+        pairs = EmpiricalLengths(*lengths)
         wl = Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0, pairs=pairs)
         good = verify_goodput(replica, wl, slo, good.rps, GOODPUT_SAMPLE, seed=0)
     return FleetSpec(replica, chosen, itype, espec, per_instance, good.rps * per_instance, slo, good.reason)
+
+
+def servable(isl: np.ndarray, osl: np.ndarray, max_context: int) -> tuple[np.ndarray, np.ndarray]:
+    """The (input, output) pairs that fit the context window (all of them if none does)."""
+    fits = isl + osl <= max_context
+    return (isl[fits], osl[fits]) if fits.any() else (isl, osl)
 
 
 def instances_for(rate_rps: float, spec: FleetSpec, headroom: float = 1.0) -> int:

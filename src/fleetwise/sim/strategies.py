@@ -26,7 +26,7 @@ from fleetwise.sim.run import simulate_fleet
 from fleetwise.sim.setup import FleetSpec, instances_for
 
 STRATEGIES = ("static-peak", "static-spot", "reactive", "reactive-spot", "budget", "rolling")
-SIZING_WINDOW_S = 300.0
+SIZING_WINDOW_S = 300.0  # rates over 5 minutes: short enough to see bursts, long enough to be more than noise
 
 
 def window_rates(requests: SimRequests, window_s: float = SIZING_WINDOW_S) -> np.ndarray:
