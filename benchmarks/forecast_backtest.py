@@ -6,9 +6,9 @@ file ``fleetwise.traffic.load_as_series`` accepts with ``--series PATH`` (a requ
 ``--freq-s``, default 300 s). Each horizon is ``ceil(horizon_s / period_s)`` steps (at least one), so on
 10-minute bins "5 min" is one step ahead. For each horizon it runs
 ``fleetwise.forecast.backtest(series, steps, methods=(persistence, seasonal-naive, seasonal-naive-week,
-profile, profile-ar, ets, auto), history_days=7)``: parameters are fitted on the first 7 days, then forecasts
-are rolled forward origin by origin (every step for sub-hour horizons, hourly otherwise), each calibrated
-only on errors already seen. WAPE and MAPE score the median; pinball loss (req/s) and coverage
+profile, profile-ar, ets, ensemble, auto), history_days=7)``: parameters are fitted on the first 7 days, then
+forecasts are rolled forward origin by origin (every step for sub-hour horizons, hourly otherwise), each
+calibrated only on errors already seen. WAPE and MAPE score the median; pinball loss (req/s) and coverage
 (share of actuals at or below the quantile) score the q0.5 / q0.9 / q0.95 quantiles.
 
 Goal checks, at the 1 h and 1 day horizons: ``auto`` WAPE no worse than the better of persistence and

@@ -26,26 +26,9 @@ def _default_mode(tmp: str | Path) -> None:
     os.chmod(tmp, 0o666 & ~umask)
 
 
-def write_atomic(path: str | Path, data: str | bytes) -> None:
-    """Write text (UTF-8) or bytes to ``path`` via a temporary file and rename."""
-    path = check_output_path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        if isinstance(data, bytes):
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-        else:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="") as handle:
-                handle.write(data)
-        _default_mode(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class atomic_path:
-    """``with atomic_path(p) as tmp: writer(tmp)`` — the file appears at ``p`` only if the block succeeds."""
+    """``with atomic_path(p) as tmp: writer(tmp)`` — the file appears at ``p`` only if the block succeeds;
+    the temporary file is removed whatever fails (the block, or giving it its mode and renaming it)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = check_output_path(path)
@@ -57,8 +40,20 @@ class atomic_path:
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
+        if exc_type is not None:
+            self.tmp.unlink(missing_ok=True)
+            return
+        try:
             _default_mode(self.tmp)
             os.replace(self.tmp, self.path)
-        else:
+        except BaseException:
             self.tmp.unlink(missing_ok=True)
+            raise
+
+
+def write_atomic(path: str | Path, data: str | bytes) -> None:
+    """Write text (UTF-8) or bytes to ``path`` via a temporary file and rename."""
+    text = {} if isinstance(data, bytes) else {"encoding": "utf-8", "newline": ""}
+    flags = os.O_WRONLY | getattr(os, "O_BINARY", 0)  # as mkstemp opens it: no newline translation on Windows
+    with atomic_path(path) as tmp, os.fdopen(os.open(tmp, flags), "w" if text else "wb", **text) as handle:
+        handle.write(data)

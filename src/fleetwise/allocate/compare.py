@@ -16,10 +16,10 @@ from fleetwise.allocate.offers import CapacityOffer
 from fleetwise.allocate.rolling import Action, RollingConfig, lead_steps, operate
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import QuantileForecaster
-from fleetwise.forecast.backtest import DEFAULT_WINDOW_DAYS, default_stride
+from fleetwise.forecast.backtest import DEFAULT_WINDOW_DAYS
 from fleetwise.forecast.models import ffill
-from fleetwise.forecast.rolling import Roller
-from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
+from fleetwise.forecast.rolling import series_roller
+from fleetwise.traffic.records import RateSeries
 
 
 @dataclass
@@ -45,10 +45,7 @@ class Comparison:
 def rolling_forecasts(series: RateSeries, train_steps: int, n_steps: int, lookahead: int, quantile: float,
                       method: str = "auto") -> np.ndarray:
     """(n_steps, lookahead) forecast quantile paths, one per operating step, each from data before it."""
-    steps_per_hour = max(int(round(3600 / series.period_s)), 1)
-    roller = Roller(series.values, series.period_s, series.start_s, series.epoch, train_steps, lookahead,
-                    np.array([quantile]), default_stride(lookahead, steps_per_hour),
-                    int(round(DEFAULT_WINDOW_DAYS * SECONDS_PER_DAY / series.period_s)))
+    roller = series_roller(series, train_steps, lookahead, [quantile], DEFAULT_WINDOW_DAYS)
     origins = np.arange(train_steps, train_steps + n_steps)
     paths = roller.auto(origins) if method == "auto" else roller.paths(method, origins)
     qi = int(np.flatnonzero(np.isclose(paths.quantiles, quantile))[0])

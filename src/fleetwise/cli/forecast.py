@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Annotated, Optional
 
+import numpy as np
 import typer
 from rich import box
 from rich.table import Table
@@ -29,6 +30,8 @@ from fleetwise.forecast import METHODS, QuantileForecaster, backtest
 from fleetwise.traffic import RateSeries
 from fleetwise.traffic.durations import parse_duration
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
+from fleetwise.traffic.records import SECONDS_PER_DAY
+from fleetwise.traffic.summary import hhmm
 
 METHOD_CHOICES = ("auto", *METHODS)
 
@@ -46,12 +49,12 @@ def _quantiles(text: str) -> tuple[float, ...]:
 def _time_label(value, epoch: bool) -> str:
     if epoch:
         return str(value).replace("T", " ").rstrip("Z")
-    day, rest = divmod(float(value), 86_400)
-    return f"day {int(day)} {int(rest // 3600):02d}:{int(rest % 3600 // 60):02d}"
+    day, rest = divmod(float(value), SECONDS_PER_DAY)
+    return f"day {int(day)} {hhmm(rest)}"
 
 
 def _render(series: RateSeries, fc, scores, chosen_score, horizon_steps: int) -> None:
-    known = int(sum(1 for v in series.values if math.isfinite(v)))
+    known = int(np.isfinite(series.values).sum())
     console.print(f"[bold]{series.source or 'series'}[/]: {len(series)} bins of {series.period_s:g} s "
                   f"({fmt_duration(len(series) * series.period_s)}, {len(series) - known} missing); "
                   f"method [bold]{fc.method}[/]; horizon {horizon_steps} bins")
@@ -115,7 +118,7 @@ def forecast_cmd(
     horizon_steps = max(1, math.ceil(parse_duration(horizon, "--horizon") / series.period_s - 1e-9))
     scores, chosen = [], None
     if do_backtest:
-        names = tuple(dict.fromkeys([*METHODS, "auto"])) if method == "auto" else (method,)
+        names = (*METHODS, "auto") if method == "auto" else (method,)
         with err_console.status(f"backtesting {len(names)} method(s) at {horizon_steps} bins ahead..."):
             scores = backtest(series, horizon_steps, methods=names, quantiles=qs, history_days=history_days,
                               folds=folds)

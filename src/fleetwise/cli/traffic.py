@@ -19,7 +19,10 @@ from fleetwise.traffic import (
     SyntheticSpec,
     load,
     rate_multiply,
+    series_time_compress,
+    series_to_trace,
     synthetic_series,
+    synthetic_trace,
     time_compress,
     trace_to_series,
 )
@@ -27,6 +30,8 @@ from fleetwise.traffic.columns import TIME_UNITS
 from fleetwise.traffic.durations import parse_duration
 from fleetwise.traffic.lengths import EmpiricalLengths, LengthDist
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
+from fleetwise.traffic.records import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from fleetwise.traffic.summary import hhmm
 from fleetwise.traffic.synth import DEFAULT_LENGTHS
 from fleetwise.traffic.write import write_series_csv, write_trace_csv
 
@@ -50,14 +55,14 @@ NoGaps = Annotated[bool, typer.Option(
 
 def load_input(path: Path, *, fmt: str = "auto", time_col: str | None = None, input_col: str | None = None,
                output_col: str | None = None, value_col: str | None = None, time_unit: str | None = None,
-               max_bad_rows: float = DEFAULT_MAX_BAD_ROWS, counts: bool = False, keep_zeros: bool = False,
-               period_s: float | None = None) -> RequestTrace | RateSeries:
+               max_bad_rows: float = DEFAULT_MAX_BAD_ROWS, counts: bool = False, keep_zeros: bool = False
+               ) -> RequestTrace | RateSeries:
     """Load a trace or series with the CLI's options and print the loader's warnings to stderr."""
     if time_unit is not None and time_unit not in TIME_UNITS:
         raise ConfigError(f"--time-unit must be one of {', '.join(TIME_UNITS)} (got '{time_unit}')")
     obj = load(path, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col, value_col=value_col,
                time_unit_s=TIME_UNITS[time_unit] if time_unit else None, max_bad_rows=max_bad_rows,
-               values_are_counts=counts or None, detect_gaps=not keep_zeros, period_s=period_s)
+               values_are_counts=counts or None, detect_gaps=not keep_zeros)
     for line in obj.report.warnings():
         err_console.print(f"[yellow]fleetwise: warning:[/] {path}: {line}", highlight=False)
     return obj
@@ -76,14 +81,14 @@ def series_input(path: Path | None, freq: str | None, *, what: str, trace_bin_s:
         if isinstance(obj, RequestTrace):
             return trace_to_series(obj, period_s or trace_bin_s)
         series = obj
-    return series.resample(period_s) if period_s and period_s != series.period_s else series
+    return series.resample(period_s) if period_s else series  # at its own period, resample returns the series
 
 
 def fmt_duration(seconds: float) -> str:
-    if seconds >= 86_400:
-        return f"{seconds / 86_400:.1f} d"
-    if seconds >= 3600:
-        return f"{seconds / 3600:.1f} h"
+    if seconds >= SECONDS_PER_DAY:
+        return f"{seconds / SECONDS_PER_DAY:.1f} d"
+    if seconds >= SECONDS_PER_HOUR:
+        return f"{seconds / SECONDS_PER_HOUR:.1f} h"
     return f"{seconds:.0f} s"
 
 
@@ -112,9 +117,8 @@ def _render_summary(s) -> None:
         for c in ("weekday", "time", "samples", "P50", "P75", "P95"):
             pt.add_column(c, justify="right")
         for k in top:
-            pt.add_row(p.weekday_label(int(p.weekday[k])), f"{int(p.bin_start_s[k] // 3600):02d}:"
-                       f"{int(p.bin_start_s[k] % 3600 // 60):02d}", str(int(p.samples[k])),
-                       *(f"{v:.3g}" for v in p.rate_rps[k]))
+            pt.add_row(p.weekday_label(int(p.weekday[k])), hhmm(float(p.bin_start_s[k])),
+                       str(int(p.samples[k])), *(f"{v:.3g}" for v in p.rate_rps[k]))
         console.print(pt)
 
 
@@ -191,13 +195,9 @@ def convert_cmd(
             write_trace_csv(trace, out)
             console.print(f"{len(trace):,} requests written to {out}")
         return
-    from fleetwise.traffic.convert import series_to_trace
-
     series = obj.resample(parse_duration(freq, "--freq")) if freq else obj
     lengths = _lengths(lengths_from)
-    series = series.with_values(series.values * multiply)
-    series = RateSeries(series.start_s, series.period_s / compress, series.values * compress, series.epoch,
-                        series.source) if compress != 1 else series
+    series = series_time_compress(series.with_values(series.values * multiply), compress)
     trace = series_to_trace(series, lengths, seed=seed)
     write_trace_csv(trace, out)
     console.print(f"{len(trace):,} requests sampled from {len(series)} bins written to {out}")
@@ -232,12 +232,10 @@ def synth_cmd(
         write_series_csv(series, out)
         console.print(f"{len(series)} bins of {spec.period_s:g} s written to {out}")
         return
-    from fleetwise.traffic.convert import series_to_trace
-
     lengths = _lengths(lengths_from)
     expected = float(math.fsum(series.counts))
     with err_console.status(f"sampling ~{expected:,.0f} requests..."):
-        sampled = series_to_trace(series, lengths, seed=seed + 1)
+        sampled = synthetic_trace(spec, lengths, seed=seed)  # the same series, regenerated from the seed
         write_trace_csv(sampled, out)
     console.print(f"{len(sampled):,} requests written to {out}")
 

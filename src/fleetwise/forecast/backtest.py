@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.forecast.rolling import AUTO_CANDIDATES, Paths, Roller, actuals
-from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
+from fleetwise.forecast.models import default_stride  # noqa: F401 (re-exported: importable from here)
+from fleetwise.forecast.rolling import AUTO_CANDIDATES, Paths, actuals, series_roller
+from fleetwise.traffic.records import RateSeries, steps_in_days
 
 DEFAULT_QUANTILES = (0.5, 0.9, 0.95)
 DEFAULT_WINDOW_DAYS = 7.0
@@ -80,11 +81,6 @@ def eval_origins(n: int, start: int, horizon: int, stride: int, folds: int | Non
     return np.arange(start, last + 1, stride)
 
 
-def default_stride(horizon: int, steps_per_hour: int) -> int:
-    """One origin per hour for horizons of an hour or more; every step for shorter ones."""
-    return 1 if horizon < steps_per_hour else steps_per_hour
-
-
 def backtest(
     series: RateSeries, horizon_steps: int, *, methods: tuple[str, ...] = ("auto",),
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES, history_days: float = 7.0, folds: int | None = None,
@@ -95,13 +91,9 @@ def backtest(
     if horizon_steps < 1:
         raise ConfigError(f"horizon must be at least one step (got {horizon_steps})")
     _check_quantiles(quantiles)
-    n = len(series)
-    start = int(round(history_days * SECONDS_PER_DAY / series.period_s))
-    steps_per_hour = max(int(round(3600 / series.period_s)), 1)
-    origins = eval_origins(n, start, horizon_steps, default_stride(horizon_steps, steps_per_hour), folds)
-    roller = Roller(series.values, series.period_s, series.start_s, series.epoch, start, horizon_steps,
-                    np.asarray(quantiles, dtype=float), default_stride(horizon_steps, steps_per_hour),
-                    int(round(window_days * SECONDS_PER_DAY / series.period_s)))
+    start = steps_in_days(history_days, series.period_s)
+    roller = series_roller(series, start, horizon_steps, quantiles, window_days)
+    origins = eval_origins(len(series), start, horizon_steps, roller.stride, folds)
     out = []
     for name in methods:
         if name == "auto":
@@ -109,7 +101,7 @@ def backtest(
             s = score(paths, series.values, quantiles)
             names = [c for c in candidates if roller.available(c)]
             counts = np.bincount(paths.chosen, minlength=len(names))
-            out.append(Score(**{**s.__dict__, "chosen": {names[i]: int(c) for i, c in enumerate(counts) if c}}))
+            out.append(replace(s, chosen={names[i]: int(c) for i, c in enumerate(counts) if c}))
         elif roller.available(name):
             out.append(score(roller.paths(name, origins), series.values, quantiles))
     return out

@@ -16,6 +16,16 @@ def lead_bucket(horizon: int) -> np.ndarray:
     return np.floor(np.log2(np.arange(1, horizon + 1))).astype(np.int64)
 
 
+def level_floor(history: np.ndarray, empty: float = 0.0) -> float:
+    """The floor c: 1% of the mean known value of ``history`` (``empty`` if it has none), and at least 1e-9.
+
+    It keeps the log ratio finite at zero rates; being small next to the level, it leaves the errors at normal
+    traffic relative, while errors at near-zero rates (where a ratio is meaningless) are damped.
+    """
+    finite = history[np.isfinite(history)]
+    return max(0.01 * float(finite.mean()) if finite.size else empty, 1e-9)
+
+
 def log_ratio(actual: np.ndarray, forecast: np.ndarray, floor: float) -> np.ndarray:
     return np.log((actual + floor) / (np.maximum(forecast, 0) + floor))
 
@@ -31,8 +41,9 @@ def offsets_from_residuals(residuals: np.ndarray, leads: np.ndarray, horizon: in
     """(Q, H) log offsets from residuals observed at the given leads (1-based).
 
     A bucket with too few residuals borrows from the nearest shorter-lead bucket that has enough, and failing
-    that from all residuals; with none at all the offsets are zero (the bare point forecast).
-    """
+    that from all residuals; with none at all the offsets are zero (the bare point forecast). "Enough" is
+    ``min_samples`` (20): with fewer, a bucket's quantiles would rest on a handful of errors (its q0.95 on
+    the largest one alone)."""
     buckets = lead_bucket(horizon)
     have = np.floor(np.log2(np.maximum(leads, 1))).astype(np.int64)
     ok = np.isfinite(residuals)

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Protocol
 
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.forecast.backtest import (
-    DEFAULT_QUANTILES,
-    DEFAULT_WINDOW_DAYS,
-    _check_quantiles,
-    default_stride,
-)
-from fleetwise.forecast.rolling import AUTO_CANDIDATES, Roller
-from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries
+from fleetwise.forecast.backtest import DEFAULT_QUANTILES, DEFAULT_WINDOW_DAYS, _check_quantiles
+from fleetwise.forecast.rolling import AUTO_CANDIDATES, Roller, series_roller
+from fleetwise.traffic.records import RateSeries
 
 
 @dataclass(frozen=True)
@@ -94,12 +90,10 @@ class QuantileForecaster:
         _check_quantiles(qs)
         s = self._series
         n = len(s)
-        stride = default_stride(horizon_steps, max(int(round(3600 / s.period_s)), 1))
-        window = int(round(self.window_days * SECONDS_PER_DAY / s.period_s))
 
+        @cache  # one Roller (and so one fit of each model) per fit_end
         def roller(fit_end: int) -> Roller:
-            return Roller(s.values, s.period_s, s.start_s, s.epoch, fit_end, horizon_steps, np.asarray(qs), stride,
-                          window)
+            return series_roller(s, fit_end, horizon_steps, qs, self.window_days)
 
         origin = np.array([n])
         self.chosen = self.name
@@ -107,7 +101,7 @@ class QuantileForecaster:
             # Rank methods on forecasts made with parameters fitted before the ranking window, as in a
             # backtest (in-sample fits would flatter the fitted models); then refit the winner on everything.
             day = s.steps_per_day
-            ranker = roller(max(n - window, min(n, 7 * day)))
+            ranker = roller(max(n - roller(n).window, min(n, 7 * day)))
             names = [c for c in self.candidates if ranker.available(c)]
             if not names:
                 ranker = roller(n)

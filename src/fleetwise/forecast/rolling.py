@@ -9,9 +9,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.forecast.calibration import apply_offsets, log_ratio, offsets_from_residuals
-from fleetwise.forecast.models import METHODS, PointModel
+from fleetwise.forecast.calibration import apply_offsets, level_floor, log_ratio, offsets_from_residuals
+from fleetwise.forecast.models import METHODS, Ensemble, PointModel, default_stride
+from fleetwise.traffic.records import RateSeries, steps_in_days, steps_per_day, steps_per_hour
 
+# In auto, a single method replaces the ensemble only if its WAPE over the selection window is more than 3%
+# below the ensemble's (without the ensemble, the simplest method within 3% of the best is taken): smaller
+# WAPE differences are treated as selection noise. See _choose for what the benchmark says about it.
 SELECTION_MARGIN = 0.03
 SELECTION_WINDOWS = 4  # methods are ranked over 4 calibration windows: ranking needs more data than scaling
 AUTO_CANDIDATES = ("persistence", "seasonal-naive", "profile", "profile-ar", "ets", "ensemble")
@@ -47,7 +51,8 @@ def origin_grid(last: int, stride: int, first: int = 1) -> np.ndarray:
 
 
 class Roller:
-    """One series, one horizon: computes calibrated paths per method at the requested origins."""
+    """One series, one horizon: computes calibrated paths per method at the requested origins. Each method's
+    model is prepared (fitted) once per Roller and reused by later calls, the ensemble's members included."""
 
     def __init__(self, values: np.ndarray, period_s: float, start_s: float, epoch: bool, fit_end: int,
                  horizon: int, quantiles: np.ndarray, stride: int, window_steps: int) -> None:
@@ -55,21 +60,28 @@ class Roller:
         self.quantiles = np.unique(np.concatenate([[0.5], quantiles]))
         self.stride, self.window = max(int(stride), 1), window_steps
         self.clock = (period_s, start_s, epoch)
-        self.day = max(int(round(86_400 / period_s)), 1)
-        finite = values[:fit_end][np.isfinite(values[:fit_end])]
-        self.floor = max(0.01 * float(finite.mean()) if finite.size else 0.0, 1e-9)
+        self.day = steps_per_day(period_s)
+        self.floor = level_floor(values[:fit_end])
+        self._models: dict[str, PointModel] = {}
 
     def available(self, name: str) -> bool:
         return self.fit_end >= make_model(name).min_history(self.day)
 
+    def model(self, name: str) -> PointModel:
+        """``name``'s model prepared on values[:fit_end], made on first use and kept; the ensemble takes its
+        members from here, so no model is fitted twice on the same data."""
+        if name not in self._models:
+            model = Ensemble(prepared=self.model) if name == Ensemble.name else make_model(name)
+            model.prepare(self.values, self.fit_end, *self.clock)
+            self._models[name] = model
+        return self._models[name]
+
     def paths(self, name: str, origins: np.ndarray) -> Paths:
         """Calibrated paths at ``origins`` (all >= fit_end or the end of the data)."""
-        model = make_model(name)
-        first = model.min_history(self.day)
+        first = make_model(name).min_history(self.day)
         if self.fit_end < first:
             raise ConfigError(f"method '{name}' needs at least {first} steps of history (have {self.fit_end})")
-        period_s, start_s, epoch = self.clock
-        model.prepare(self.values, self.fit_end, period_s, start_s, epoch)
+        model = self.model(name)
         pool = origin_grid(int(origins.min()) - self.stride, self.stride, first=max(first, 1))
         pool = pool[pool >= int(origins.min()) - self.window - self.horizon]
         pool_point = model.paths(pool, self.horizon) if pool.size else np.empty((0, self.horizon))
@@ -125,10 +137,21 @@ class Roller:
         return Paths("auto", origins, self.quantiles, out, chosen=chosen)
 
 
+def series_roller(series: RateSeries, fit_end: int, horizon: int, quantiles, window_days: float) -> Roller:
+    """A :class:`Roller` over ``series`` with the default origin stride (:func:`default_stride`) and a
+    calibration window of ``window_days``; backtests and live forecasts both build theirs here."""
+    stride = default_stride(horizon, steps_per_hour(series.period_s))
+    return Roller(series.values, series.period_s, series.start_s, series.epoch, fit_end, horizon,
+                  np.asarray(quantiles, dtype=float), stride, steps_in_days(window_days, series.period_s))
+
+
 def _choose(scores: list[float], names: list[str], margin: float) -> int:
     """The combination (``ensemble``) unless a single method beat it by more than ``margin`` over the window;
-    without it, the first (simplest) candidate within ``margin`` of the best. Near-ties are selection noise,
-    and switching on noise costs accuracy; combinations are the robust default."""
+    without it, the first (simplest) candidate within ``margin`` of the best. Near-ties are treated as
+    selection noise, on the premise that switching on noise costs accuracy, with the combination as the
+    default. The premise is not established: run with ``SELECTION_MARGIN = 0``, ``python
+    benchmarks/forecast_backtest.py --extra`` scored ``auto`` no worse on any of its series and horizons and
+    better on three of them when this was written."""
     finite = [i for i, s in enumerate(scores) if np.isfinite(s)]
     if not finite:
         return names.index("ensemble") if "ensemble" in names else names.index(_default(names))
@@ -144,6 +167,8 @@ def _default(names: list[str]) -> str:
 
 
 def _wape(err: np.ndarray, actual: np.ndarray) -> float:
+    """WAPE of the known errors; NaN (not ranked) with fewer than 10 of them, too few to rank methods on, or
+    with no traffic."""
     ok = np.isfinite(err)
     denom = np.abs(actual[ok]).sum()
     return float(err[ok].sum() / denom) if ok.sum() >= 10 and denom > 0 else float("nan")

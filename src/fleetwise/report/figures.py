@@ -10,6 +10,7 @@ import numpy as np
 from fleetwise.atomic import check_output_path, write_atomic
 from fleetwise.errors import ConfigError
 from fleetwise.report.html import html_page, png_html, table_html
+from fleetwise.traffic.records import SECONDS_PER_DAY, steps_in_days
 
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 
@@ -27,14 +28,19 @@ def _axis_times(starts_s: np.ndarray, epoch: bool):
     """Matplotlib-friendly x values: datetimes for epoch series, days since start otherwise."""
     if epoch:
         return starts_s.astype("datetime64[s]"), "time (UTC)"
-    return starts_s / 86_400.0, "day"
+    return starts_s / SECONDS_PER_DAY, "day"
+
+
+def _figure_bytes(fig, fmt: str) -> bytes:
+    """The figure rendered as ``fmt`` (png, svg or pdf); the figure is closed."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
+    _plt().close(fig)
+    return buf.getvalue()
 
 
 def figure_png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    return buf.getvalue()
+    return _figure_bytes(fig, "png")
 
 
 def check_plot_path(path: str | Path) -> Path:
@@ -54,10 +60,7 @@ def save_figure(fig, path: str | Path, title: str = "fleetwise", tables: list[tu
     if suffix == ".html":
         write_atomic(path, html_page(title, [("", png_html(figure_png(fig), title)), *(tables or [])]))
         return
-    buf = io.BytesIO()
-    fig.savefig(buf, format=suffix[1:], dpi=110, bbox_inches="tight")
-    _plt().close(fig)
-    write_atomic(path, buf.getvalue())
+    write_atomic(path, _figure_bytes(fig, suffix[1:]))
 
 
 def traffic_figure(summary):
@@ -70,7 +73,7 @@ def traffic_figure(summary):
     axes[0].plot(x, s.values, lw=0.8)
     axes[0].set(title=f"Request rate per {s.period_s:g} s bin", xlabel=label, ylabel="req/s")
     p = summary.profile
-    per_day = int(round(86_400 / p.bin_s))
+    per_day = int(round(SECONDS_PER_DAY / p.bin_s))
     grid = np.full((7, per_day), np.nan)
     grid[p.weekday, (p.bin_start_s // p.bin_s).astype(int)] = p.rate_rps[:, 2]
     im = axes[1].imshow(grid, aspect="auto", extent=(0, 24, 6.5, -0.5), interpolation="nearest")
@@ -78,9 +81,8 @@ def traffic_figure(summary):
                 yticks=range(7), yticklabels=[p.weekday_label(d) for d in range(7)])
     fig.colorbar(im, ax=axes[1], label="req/s")
     if rows == 3:
-        tr = summary
-        axes[2].hist(_hist_source(tr, "input"), bins=60, alpha=0.6, label="input tokens", log=True)
-        axes[2].hist(_hist_source(tr, "output"), bins=60, alpha=0.6, label="output tokens", log=True)
+        axes[2].hist(_hist_source(summary, "input"), bins=60, alpha=0.6, label="input tokens", log=True)
+        axes[2].hist(_hist_source(summary, "output"), bins=60, alpha=0.6, label="output tokens", log=True)
         axes[2].set(title="Token lengths", xlabel="tokens", ylabel="requests")
         axes[2].legend()
     fig.tight_layout()
@@ -88,14 +90,15 @@ def traffic_figure(summary):
 
 
 def _hist_source(summary, which: str) -> np.ndarray:
-    return np.asarray(summary.lengths[which] if summary.lengths else [], dtype=float)
+    """The sampled token lengths of a trace summary (only trace summaries get the histogram row)."""
+    return np.asarray(summary.lengths[which], dtype=float)
 
 
 def forecast_figure(history, forecast, history_days: float = 3.0):
     """The last days of history and the forecast median with its quantile bands."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(11, 4))
-    keep = int(round(history_days * 86_400 / history.period_s))
+    keep = steps_in_days(history_days, history.period_s)
     h = history.slice(max(len(history) - keep, 0))
     x, label = _axis_times(h.starts, h.epoch)
     ax.plot(x, h.values, lw=0.8, color="black", label="history")

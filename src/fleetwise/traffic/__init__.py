@@ -7,6 +7,7 @@ and :class:`RateSeries` (requests/s on a regular grid, NaN = missing).
 from fleetwise.traffic.convert import (
     grid_series,
     rate_multiply,
+    series_time_compress,
     series_to_trace,
     time_compress,
     trace_to_series,
@@ -20,6 +21,6 @@ from fleetwise.traffic.synth import DEFAULT_SPEC, SyntheticSpec, synthetic_serie
 __all__ = [
     "DEFAULT_SPEC", "FORMATS", "EmpiricalLengths", "LengthDist", "LoadReport", "RateSeries", "RequestTrace",
     "SyntheticSpec", "detect", "grid_series", "load", "load_as_series", "load_series", "load_trace",
-    "rate_multiply", "series_to_trace", "synthetic_series", "synthetic_trace", "time_compress",
-    "trace_to_series",
+    "rate_multiply", "series_time_compress", "series_to_trace", "synthetic_series", "synthetic_trace",
+    "time_compress", "trace_to_series",
 ]

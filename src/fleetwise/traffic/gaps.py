@@ -28,6 +28,8 @@ def find_gaps(
     for lo, hi in zero_runs(values):
         if lo == 0 or hi == n:
             continue
+        # Each side's window is as wide as the run, but at least 6 bins, so a run of one or two zeros is not
+        # judged on the mean of one or two neighbouring bins alone.
         width = max(6, hi - lo)
         before = values[max(0, lo - width) : lo]
         after = values[hi : hi + width]

@@ -12,8 +12,23 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 
+SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86_400.0
-SECONDS_PER_WEEK = 7 * SECONDS_PER_DAY
+
+
+def steps_per_day(period_s: float) -> int:
+    """Bins of ``period_s`` in a day, rounded (at least one)."""
+    return max(int(round(SECONDS_PER_DAY / period_s)), 1)
+
+
+def steps_in_days(days: float, period_s: float) -> int:
+    """Bins of ``period_s`` in ``days`` days, rounded (zero for less than half a bin)."""
+    return int(round(days * SECONDS_PER_DAY / period_s))
+
+
+def steps_per_hour(period_s: float) -> int:
+    """Bins of ``period_s`` in an hour, rounded (at least one)."""
+    return max(int(round(SECONDS_PER_HOUR / period_s)), 1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +154,7 @@ class RateSeries:
 
     @property
     def steps_per_day(self) -> int:
-        return max(int(round(SECONDS_PER_DAY / self.period_s)), 1)
+        return steps_per_day(self.period_s)
 
     def with_values(self, values: np.ndarray, **changes) -> RateSeries:
         return replace(self, values=np.asarray(values, dtype=np.float64), **changes)

@@ -9,7 +9,7 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 from fleetwise.traffic.convert import trace_to_series
-from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries, RequestTrace, time_of_day_s, weekday
+from fleetwise.traffic.records import RateSeries, RequestTrace, steps_per_day, time_of_day_s, weekday
 
 PERCENTILES = (50, 90, 95, 99)
 PROFILE_PERCENTILES = (50, 75, 95)
@@ -35,7 +35,7 @@ class Profile:
         out = []
         for k in range(len(self.weekday)):
             rec = {"weekday": self.weekday_label(int(self.weekday[k])),
-                   "time_of_day": _hhmm(float(self.bin_start_s[k])), "samples": int(self.samples[k])}
+                   "time_of_day": hhmm(float(self.bin_start_s[k])), "samples": int(self.samples[k])}
             for j, p in enumerate(PROFILE_PERCENTILES):
                 rec[f"rate_p{p}"] = float(self.rate_rps[k, j])
                 if self.tokens_per_s is not None:
@@ -65,17 +65,18 @@ class Summary:
     series: RateSeries | None = None  # the per-bin rate behind the figures (for plots)
     lengths: dict[str, np.ndarray] | None = None  # a sample of input/output lengths (for plots)
 
-    def to_dict(self, with_profile: bool = True) -> dict:
+    def to_dict(self) -> dict:
         out = {k: getattr(self, k) for k in ("source", "kind", "start_s", "duration_s", "requests",
                                               "mean_rate_rps", "rate_bin_s", "rate", "peak_to_mean",
                                               "interarrival_cv", "input_tokens", "output_tokens",
                                               "tokens_per_s_mean", "missing_bins", "warnings")}
-        if with_profile and self.profile is not None:
+        if self.profile is not None:
             out["profile"] = {"bin_s": self.profile.bin_s, "rows": self.profile.records()}
         return out
 
 
-def _hhmm(seconds: float) -> str:
+def hhmm(seconds: float) -> str:
+    """Time of day as HH:MM from seconds since midnight."""
     return f"{int(seconds // 3600):02d}:{int(seconds % 3600 // 60):02d}"
 
 
@@ -98,7 +99,7 @@ def summarize(obj: RequestTrace | RateSeries, *, bin_s: float | None = None, pro
     """Summarize a trace (rates binned at ``bin_s``, default 60 s) or a series (its own bins)."""
     if isinstance(obj, RequestTrace):
         return _summarize_trace(obj, bin_s or 60.0, profile_bin_s)
-    series = obj.resample(bin_s) if bin_s and bin_s != obj.period_s else obj
+    series = obj.resample(bin_s) if bin_s else obj  # resample returns the series itself at its own period
     rate = _rate_stats(series.values)
     known = np.isfinite(series.values)
     return Summary(
@@ -118,6 +119,10 @@ def _summarize_trace(trace: RequestTrace, bin_s: float, profile_bin_s: float) ->
     rate = _rate_stats(series.values)
     gaps = np.diff(trace.arrival_s)
     tokens = trace.input_tokens + trace.output_tokens
+    # The lengths kept for the histograms: every k-th request, k chosen so a long trace keeps 200,000 to
+    # 400,000 of them (a shorter one keeps all), which bounds the summary's memory and the plot's binning
+    # time.
+    every = max(len(trace) // 200_000, 1)
     return Summary(
         source=trace.source, kind="trace", start_s=trace.start_s, duration_s=trace.duration_s,
         requests=float(len(trace)), mean_rate_rps=trace.mean_rate_rps, rate_bin_s=bin_s, rate=rate,
@@ -127,13 +132,12 @@ def _summarize_trace(trace: RequestTrace, bin_s: float, profile_bin_s: float) ->
         tokens_per_s_mean=float(tokens.sum() / trace.duration_s) if trace.duration_s > 0 else float("nan"),
         missing_bins=int((~np.isfinite(series.values)).sum()), warnings=trace.report.warnings(),
         profile=trace_profile(trace, profile_bin_s), series=series,
-        lengths={"input": trace.input_tokens[:: max(len(trace) // 200_000, 1)],
-                 "output": trace.output_tokens[:: max(len(trace) // 200_000, 1)]},
+        lengths={"input": trace.input_tokens[::every], "output": trace.output_tokens[::every]},
     )
 
 
 def _cells(times_s: np.ndarray, epoch: bool, bin_s: float) -> tuple[np.ndarray, int]:
-    per_day = max(int(round(SECONDS_PER_DAY / bin_s)), 1)
+    per_day = steps_per_day(bin_s)
     cell = weekday(times_s, epoch) * per_day + (time_of_day_s(times_s) // bin_s).astype(np.int64)
     return cell, per_day
 

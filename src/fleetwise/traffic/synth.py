@@ -12,7 +12,14 @@ import numpy as np
 from fleetwise.errors import ConfigError
 from fleetwise.traffic.convert import series_to_trace
 from fleetwise.traffic.lengths import CHAT_INPUT, CHAT_OUTPUT, EmpiricalLengths, LengthDist
-from fleetwise.traffic.records import SECONDS_PER_DAY, RateSeries, RequestTrace, time_of_day_s, weekday
+from fleetwise.traffic.records import (
+    SECONDS_PER_DAY,
+    RateSeries,
+    RequestTrace,
+    steps_in_days,
+    time_of_day_s,
+    weekday,
+)
 
 
 @dataclass(frozen=True)
@@ -70,7 +77,7 @@ class SyntheticSpec:
 def synthetic_series(spec: SyntheticSpec = SyntheticSpec(), seed: int = 0) -> RateSeries:
     """A rate series following ``spec`` with seeded noise and bursts."""
     rng = np.random.default_rng(seed)
-    n = int(round(spec.days * SECONDS_PER_DAY / spec.period_s))
+    n = steps_in_days(spec.days, spec.period_s)
     t = spec.start_s + spec.period_s * (np.arange(n) + 0.5)
     rate = spec.expected(t) * _noise(n, spec, rng) * _bursts(t, spec, rng)
     return RateSeries(spec.start_s, spec.period_s, rate, epoch=spec.epoch, source=f"synthetic(seed={seed})")

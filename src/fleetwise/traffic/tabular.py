@@ -1,7 +1,9 @@
-"""Chunked, columnar reading of CSV / Parquet / JSONL files into Arrow batches, with bad-row bookkeeping.
+"""Columnar reading of CSV / Parquet / JSONL files into Arrow batches, with bad-row bookkeeping.
 
 CSV cells are read as strings and parsed by :mod:`fleetwise.traffic.columns`, so one malformed cell costs one
-row, not the whole load; memory stays bounded by one block plus the output arrays.
+row, not the whole load. CSV and Parquet are streamed block by block, so their memory stays bounded by one
+block plus the output arrays; a JSONL file is parsed whole into one Arrow table (via a Python list of records
+if it has malformed lines) before its batches are yielded, so it needs memory for all of it.
 """
 
 from __future__ import annotations
@@ -177,7 +179,8 @@ def parquet_batches(path: Path, columns: list[str]) -> Iterator[tuple[int, dict[
 
 
 def jsonl_batches(path: Path, columns: list[str], bad: BadRows) -> Iterator[tuple[int, dict[str, pa.Array]]]:
-    """Yield blocks of a JSON-lines file; a malformed line is counted as a bad row, not fatal."""
+    """Yield blocks of a JSON-lines file, parsed whole first; a malformed line is counted as a bad row, not
+    fatal."""
     import pyarrow.json as pjson
 
     try:
