@@ -87,3 +87,14 @@ def test_everyone_is_scored_with_the_same_random_numbers(cmp):
 def test_windows_that_do_not_fit(series, train, evaluate_days):
     with pytest.raises(ConfigError, match="do not fit"):
         compare(series, OFFERS, train_days=train, eval_days=evaluate_days)
+
+
+def test_oracle_forecast_closes_the_forecast_gap(series, cmp):
+    # Given the actual future, the rolling layer provisions no quantile buffer: the same reservations, less
+    # than the forecast-driven cost, and the demand served but for spot losses (no buffer absorbs them).
+    oracle = compare(series, OFFERS, train_days=3, eval_days=1, oracle_forecast=True)
+    assert oracle.reservation_plan.reserved == cmp.reservation_plan.reserved
+    assert oracle.fleetwise.cost_usd < cmp.fleetwise.cost_usd
+    assert oracle.fleetwise.unmet_demand_fraction < 0.005
+    fw = oracle.schedules[oracle.fleetwise.name]
+    assert fw.spot.shape == (2, 48)

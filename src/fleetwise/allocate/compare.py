@@ -97,8 +97,12 @@ def eval_window(series: RateSeries, train_days: float, eval_days: float) -> tupl
 def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: float, eval_days: float,
             quantile: float = 0.95, scenario_quantiles: tuple[float, ...] = SCENARIO_QUANTILES,
             policy: Policy = Policy(),
-            rolling: RollingConfig = RollingConfig(), seed: int = 0, progress=None) -> Comparison:
-    """Fit on the first ``train_days``, operate over the next ``eval_days`` against the actual series."""
+            rolling: RollingConfig = RollingConfig(), seed: int = 0, progress=None,
+            oracle_forecast: bool = False) -> Comparison:
+    """Fit on the first ``train_days``, operate over the next ``eval_days`` against the actual series.
+
+    ``oracle_forecast`` hands the rolling layer the actual future instead of forecasts (reservations are still
+    planned on the forecast): a diagnostic of how much of the gap to hindsight is forecast error."""
     train, n_eval = eval_window(series, train_days, eval_days)
     period_h = series.period_s / 3600
     history = _filled(series.values[:train])
@@ -111,7 +115,12 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
                              short_term_buffer(history_series, quantile, lead))
     reserved = {k: v for k, v in plan.reserved.items() if v > 0}
     # 2. Rolling: every step, the newest forecast quantile over the look-ahead, counts committed ahead.
-    paths = rolling_forecasts(series, train, n_eval, rolling.lookahead_steps + 2, quantile)
+    lookahead = rolling.lookahead_steps + 2
+    if oracle_forecast:
+        future = np.concatenate([actual, np.repeat(actual[-1], lookahead)])
+        paths = np.lib.stride_tricks.sliding_window_view(future, lookahead)[:n_eval]
+    else:
+        paths = rolling_forecasts(series, train, n_eval, lookahead, quantile)
     mid = (len(scenario_quantiles) // 2) * n_eval  # the first period of the median scenario
     initial = (plan.spot[:, mid], plan.on_demand[:, mid])
     schedule, actions, opt = operate(offers, reserved, paths, period_h, policy, rolling, initial=initial,
