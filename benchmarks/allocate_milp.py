@@ -1,9 +1,9 @@
 """How fast and how close to optimal the allocation MILP plans a month: 720 hourly periods, 6 offers.
 
 Offers: ``fleetwise.plan.search.plan(PlanRequest(["llama-3.1-8b"], chat with isl 914 / osl 155 / 200 req/s,
-SLO(1000, 50), clouds=["aws"]))`` then ``fleetwise.allocate.fromplan.offers_from_plan(result, top=6)``: the six
-AWS instance offers with the lowest best-tier price per req/s (the plan is timed separately; it is not part
-of the MILP time).
+SLO(1000, 50), clouds=["aws"]))`` then ``offers_from_plan(result, top=6, fine_fraction=0)``: exactly the six AWS
+instance offers with the lowest best-tier price per req/s (the plan is timed separately; it is not part of the
+MILP time).
 
 Demand, 720 hourly periods (30 days):
 
@@ -58,7 +58,7 @@ def build_offers():
     t0 = time.perf_counter()
     result = plan(PlanRequest(["llama-3.1-8b"], wl, SLO(1000, 50), clouds=["aws"]))
     plan_s = time.perf_counter() - t0
-    return offers_from_plan(result, top=N_OFFERS), plan_s
+    return offers_from_plan(result, top=N_OFFERS, fine_fraction=0), plan_s
 
 
 def demands(synthetic_default: bool) -> tuple[list[tuple[str, object]], list[str]]:

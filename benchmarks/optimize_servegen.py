@@ -67,13 +67,14 @@ def token_means() -> tuple[float, float] | None:
     return (wi / w, wo / w) if w > 0 else None
 
 
-def build_offers():
+def build_offers(fine_fraction: float | None = None):
     from fleetwise.allocate.fromplan import offers_from_plan
     from fleetwise.plan.search import SLO, PlanRequest, plan
     from fleetwise.plan.workload import BUILTIN
 
     wl = BUILTIN["chat"].with_overrides(isl=ISL, osl=OSL, rate_rps=200)
-    return offers_from_plan(plan(PlanRequest(["llama-3.1-8b"], wl, SLO(1000, 50), clouds=["aws"])), top=6)
+    kw = {} if fine_fraction is None else {"fine_fraction": fine_fraction}
+    return offers_from_plan(plan(PlanRequest(["llama-3.1-8b"], wl, SLO(1000, 50), clouds=["aws"])), top=6, **kw)
 
 
 def step_ratio_p95(values) -> float:
@@ -108,6 +109,9 @@ def main() -> int:
     parser.add_argument("--oracle-forecast", action="store_true",
                         help="diagnostic: the rolling layer sees the actual future instead of forecasts "
                              "(reservations still planned on the forecast); no goal verdict")
+    parser.add_argument("--fine-fraction", type=float, default=None,
+                        help="offers_from_plan's fine_fraction (default its own, 0.25: the six cheapest offers plus "
+                             "the cheapest one no larger than a quarter of the 200 req/s plan rate; 0 = the six only)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     args = parser.parse_args()
     try:
@@ -138,7 +142,7 @@ def main() -> int:
     tokens = token_means()
     print("planning offers ", end="", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
-    offers = build_offers()
+    offers = build_offers(args.fine_fraction)
     plan_s = time.perf_counter() - t0
     print(f"({plan_s:.1f} s)", file=sys.stderr)
     policy = Policy()

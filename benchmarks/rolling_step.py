@@ -1,8 +1,9 @@
 """How long one step of the rolling re-optimizer takes with 10 offers: per-step wall time over a day of steps.
 
 Offers: ``fleetwise.plan.search.plan(PlanRequest(["llama-3.1-8b"], chat with isl 914 / osl 155 / 200 req/s,
-SLO(1000, 50), clouds=["aws", "gcp", "azure"]))`` then ``offers_from_plan(result, top=10)``; should fewer than
-10 come back, hand-made offers with catalog-like capacities and prices fill the list (the table says so).
+SLO(1000, 50), clouds=["aws", "gcp", "azure"]))`` then ``offers_from_plan(result, top=10, fine_fraction=0)``
+(exactly 10; ``--fine-fraction 0.25`` adds the fine-grained offers the CLI would); should fewer than 10 come back, hand-made offers with catalog-like capacities and prices fill the
+list (the table says so).
 
 Reservations: ``plan_allocation(offers, day 1 of the ServeGen 10-minute series, 1/6 h, Policy())``; the fleet
 running at the start is that plan's last period. Then ``fleetwise.allocate.rolling.operate(offers, reserved,
@@ -61,7 +62,7 @@ def hand_made():
     ]
 
 
-def build_offers(n: int):
+def build_offers(n: int, fine_fraction: float = 0.0):
     from fleetwise.allocate.fromplan import offers_from_plan
     from fleetwise.plan.search import SLO, PlanRequest, plan
     from fleetwise.plan.workload import BUILTIN
@@ -70,7 +71,7 @@ def build_offers(n: int):
     t0 = time.perf_counter()
     result = plan(PlanRequest(["llama-3.1-8b"], wl, SLO(1000, 50), clouds=["aws", "gcp", "azure"]))
     plan_s = time.perf_counter() - t0
-    offers = offers_from_plan(result, top=n)
+    offers = offers_from_plan(result, top=n, fine_fraction=fine_fraction)
     from_plan = len(offers)
     if from_plan < n:
         offers = offers + hand_made()[: n - from_plan]
@@ -116,6 +117,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--days", type=int, default=1, help="days of rolling operation (144 steps each at 10 min)")
     parser.add_argument("--offers", type=int, default=10, help="how many offers (goal: 10)")
+    parser.add_argument("--fine-fraction", type=float, default=0.0,
+                        help="offers_from_plan's fine_fraction (default 0: exactly --offers offers; 0.25 adds the "
+                             "cheapest offer per tier no larger than a quarter of the plan rate, as the CLI does)")
     parser.add_argument("--no-5min", action="store_true", help="skip the 5-minute-step run")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of tables")
     args = parser.parse_args()
@@ -140,7 +144,7 @@ def main() -> int:
                  "needs one more for the reservations and the look-ahead")
 
     print("planning offers ", end="", file=sys.stderr, flush=True)
-    offers, from_plan, plan_s = build_offers(args.offers)
+    offers, from_plan, plan_s = build_offers(args.offers, args.fine_fraction)
     print(f"({plan_s:.1f} s)", file=sys.stderr)
     runs = []
     print("10-min steps ", end="", file=sys.stderr, flush=True)

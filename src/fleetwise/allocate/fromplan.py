@@ -10,10 +10,20 @@ from fleetwise.errors import InfeasibleError
 from fleetwise.plan.search import PlanResult
 
 
+# An allocation follows demand in whole instances: offers of a third of the mean rate or more round every period
+# up by a large step, and the margin a forecast quantile adds comes in those steps too. A quarter of the mean
+# rate keeps the rounding of a fine-grained offer under ~12% of the demand on average.
+FINE_FRACTION = 0.25
+
+
 def offers_from_plan(result: PlanResult, top: int = 6, catalog: str | None = None,
-                     max_instances: dict[str, int] | None = None) -> list[CapacityOffer]:
-    """The ``top`` instance offers with the lowest best-tier price per req/s of capacity; ``max_instances``
-    (tier -> count) caps what each offer can supply in a tier (e.g. a spot pool's availability)."""
+                     max_instances: dict[str, int] | None = None,
+                     fine_fraction: float = FINE_FRACTION) -> list[CapacityOffer]:
+    """The ``top`` instance offers with the lowest best-tier price per req/s of capacity, plus, for each tier,
+    the cheapest offer per req/s among those no larger than ``fine_fraction`` x the plan's request rate when
+    the ``top`` hold none that small (0 disables): ranked on price alone, the top offers can all be large
+    nodes that follow demand only in big steps. ``max_instances`` (tier -> count) caps what each offer can
+    supply in a tier (e.g. a spot pool's availability)."""
     cat = load_catalog(catalog if catalog is not None else result.request.catalog)
     best: dict[str, CapacityOffer] = {}
     for c in result.candidates:
@@ -31,4 +41,12 @@ def offers_from_plan(result: PlanResult, top: int = 6, catalog: str | None = Non
     if not best:
         raise InfeasibleError("no instance offer can serve the workload within the SLO")
     ranked = sorted(best.values(), key=lambda o: min(o.prices.values()) / o.capacity_rps)
-    return ranked[:top]
+    chosen = ranked[:top]
+    limit = fine_fraction * result.request.workload.rate_rps
+    small = [o for o in ranked if o.capacity_rps <= limit]
+    if small and not any(o.capacity_rps <= limit for o in chosen):
+        for tier in sorted({t for o in small for t in o.prices}):
+            pick = min((o for o in small if tier in o.prices), key=lambda o: o.prices[tier] / o.capacity_rps)
+            if pick not in chosen:
+                chosen.append(pick)
+    return chosen

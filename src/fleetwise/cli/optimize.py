@@ -94,7 +94,10 @@ def optimize_cmd(
     cloud: Annotated[Optional[list[str]], typer.Option(help="Only these clouds.")] = None,
     region: Annotated[Optional[list[str]], typer.Option(help="Only these regions.")] = None,
     gpu: Annotated[Optional[list[str]], typer.Option(help="Only these GPU types.")] = None,
-    offers_top: Annotated[int, typer.Option("--offers", help="How many of the cheapest offers to consider.")] = 6,
+    offers_top: Annotated[int, typer.Option("--offers", help=(
+        "How many of the cheapest offers (per req/s, best tier) to consider; if none of them is smaller than a "
+        "quarter of the mean rate, the cheapest such offer per tier joins them so capacity can follow demand "
+        "in small steps."))] = 6,
     quantile: Annotated[float, typer.Option(help="Demand quantile to provision for.")] = 0.95,
     horizon: Annotated[str, typer.Option(help="Planning horizon (without --train-days).")] = "30d",
     train_days: Annotated[Optional[float], typer.Option(help="Fit on this many days, then operate...")] = None,
