@@ -149,6 +149,10 @@ def _user_dirs(spec: str | None) -> tuple[str | None, list[Path]]:
     dirs = [Path(p) for p in env]
     if spec is None:
         return None, dirs
+    if not spec.strip():  # Path("") is the working directory: every YAML file under it would load
+        raise CatalogError(
+            f"empty catalog name (give one of {', '.join(named_catalogs())}, or a directory)", field="catalog"
+        )
     if spec in named_catalogs():
         return spec, dirs
     return None, [*dirs, Path(spec)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 
 from fleetwise.catalog import schema
+from fleetwise.catalog.validation import first_error, read_text
 from fleetwise.errors import CatalogError
 
 
@@ -24,27 +26,37 @@ class RawEntries:
     origin: dict[tuple[str, str], str] = field(default_factory=dict)  # (section, id) -> file
 
 
-def _first_error(exc: ValidationError) -> tuple[str, str]:
-    err = exc.errors()[0]
-    loc = ".".join(str(part) for part in err["loc"]) or "(entry)"
-    msg = err["msg"]
-    if err["type"] == "missing":
-        msg = "missing required field"
-    elif err["type"] == "extra_forbidden":
-        msg = "unknown field"
-    return loc, msg
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load, except that a key given twice in one mapping is an error (YAML would keep the last)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if not isinstance(key, Hashable):
+                continue  # SafeLoader reports unhashable keys itself
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key '{key}' appears twice in one mapping", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def read_yaml(path: Path) -> Any:
+    """Parse a UTF-8 YAML file, turning unreadable, undecodable or invalid YAML into one CatalogError line."""
+    text = read_text(path, CatalogError)
     try:
-        with path.open(encoding="utf-8") as handle:
-            data = yaml.safe_load(handle)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader: builds plain data only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
-        raise CatalogError(f"not valid YAML ({getattr(exc, 'problem', exc)})", file=str(path), line=line) from None
-    except OSError as exc:
-        raise CatalogError(f"cannot read ({exc.strerror})", file=str(path)) from None
+        problem = getattr(exc, "problem", None) or exc
+        raise CatalogError(f"not valid YAML ({problem})", file=str(path), line=line) from None
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    data = read_yaml(path)
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -52,7 +64,8 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     unknown = set(data) - set(schema.SECTIONS)
     if unknown:
         raise CatalogError(
-            f"unknown section '{sorted(unknown)[0]}' (expected gpus, models, precisions, offers)", file=str(path)
+            f"unknown section '{min(map(str, unknown))}' (expected gpus, models, precisions, offers)",
+            file=str(path),
         )
     return data
 
@@ -73,7 +86,7 @@ def load_file(path: Path, into: RawEntries) -> None:
             try:
                 entry = entry_cls.model_validate(item)
             except ValidationError as exc:
-                loc, msg = _first_error(exc)
+                loc, msg = first_error(exc)
                 raise CatalogError(msg, file=str(path), entry=str(label), field=loc) from None
             key = (section, entry.id.lower())
             if key in seen:

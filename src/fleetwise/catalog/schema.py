@@ -2,18 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from fleetwise.catalog import records
+from fleetwise.catalog.validation import NonNegativeInt, NonNegativeNumber, PositiveInt, PositiveNumber
 
-PositiveFloat = float
+BytesPerValue = Annotated[PositiveNumber, Field(le=4)]
 
 
-class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class _Strict(BaseModel):
+    """YAML has real types: a number must be written as a number (``true`` is not 1, ``"80"`` is not 80)."""
 
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+def _at_most(limit_field: str, *, divides: bool = False):
+    """A validator: this count is at most ``limit_field`` (and, with ``divides``, divides it evenly)."""
+
+    def check(cls, value: int, info: ValidationInfo) -> int:
+        limit = info.data.get(limit_field)
+        if limit is None:  # that field failed its own check, which is reported first
+            return value
+        if value > limit:
+            raise ValueError(f"must be at most {limit_field} ({limit})")
+        if divides and limit % value:
+            raise ValueError(f"must divide {limit_field} ({limit}) evenly")
+        return value
+
+    return classmethod(check)
+
+
+class _Entry(_Strict):
     id: str = Field(min_length=1)
     source: str = Field(min_length=1, description="Where the numbers come from (URL or document).")
     as_of: str = Field(min_length=4, description="Date the numbers were true, ISO format.")
@@ -30,21 +51,18 @@ class GPUEntry(_Entry):
     name: str
     vendor: Literal["nvidia", "amd"]
     generation: Literal["ampere", "ada", "hopper", "blackwell", "cdna3"]
-    memory_gib: float = Field(gt=0)
-    hbm_bandwidth_tbps: float = Field(gt=0)
-    tflops: dict[Literal["bf16", "fp16", "fp8", "int8", "fp4"], float]
+    memory_gib: PositiveNumber
+    hbm_bandwidth_tbps: PositiveNumber
+    tflops: dict[Literal["bf16", "fp16", "fp8", "int8", "fp4"], PositiveNumber]
     interconnect: Literal["nvlink", "pcie", "infinity-fabric"]
-    interconnect_bandwidth_gbps: float = Field(gt=0)
-    tdp_w: float | None = Field(default=None, gt=0)
+    interconnect_bandwidth_gbps: PositiveNumber
+    tdp_w: PositiveNumber | None = None
 
     @field_validator("tflops")
     @classmethod
-    def _positive(cls, value: dict[str, float]) -> dict[str, float]:
+    def _bf16_or_fp16(cls, value: dict[str, float]) -> dict[str, float]:
         if "bf16" not in value and "fp16" not in value:
             raise ValueError("needs at least a bf16 or fp16 figure")
-        for key, number in value.items():
-            if number <= 0:
-                raise ValueError(f"{key} must be > 0")
         return value
 
     def to_record(self) -> records.GPU:
@@ -53,42 +71,43 @@ class GPUEntry(_Entry):
         return records.GPU(**data)
 
 
-class MoEEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class MoEEntry(_Strict):
     num_experts: int = Field(gt=1)
-    experts_per_token: int = Field(gt=0)
-    expert_intermediate_size: int = Field(gt=0)
-    num_shared_experts: int = Field(default=0, ge=0)
-    first_dense_layers: int = Field(default=0, ge=0)
+    experts_per_token: PositiveInt
+    expert_intermediate_size: PositiveInt
+    num_shared_experts: NonNegativeInt = 0
+    first_dense_layers: NonNegativeInt = 0
+
+    _experts_per_token = field_validator("experts_per_token")(_at_most("num_experts"))
 
 
-class MLAEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    kv_lora_rank: int = Field(gt=0)
-    q_lora_rank: int | None = Field(default=None, gt=0)
-    qk_rope_head_dim: int = Field(gt=0)
-    qk_nope_head_dim: int = Field(gt=0)
-    v_head_dim: int = Field(gt=0)
+class MLAEntry(_Strict):
+    kv_lora_rank: PositiveInt
+    q_lora_rank: PositiveInt | None = None
+    qk_rope_head_dim: PositiveInt
+    qk_nope_head_dim: PositiveInt
+    v_head_dim: PositiveInt
 
 
 class ModelEntry(_Entry):
     hf_id: str
-    num_layers: int = Field(gt=0)
-    hidden_size: int = Field(gt=0)
-    num_attention_heads: int = Field(gt=0)
-    num_kv_heads: int = Field(gt=0)
-    head_dim: int = Field(gt=0)
-    intermediate_size: int = Field(gt=0)
-    vocab_size: int = Field(gt=0)
+    num_layers: PositiveInt
+    hidden_size: PositiveInt
+    num_attention_heads: PositiveInt
+    num_kv_heads: PositiveInt
+    head_dim: PositiveInt
+    intermediate_size: PositiveInt
+    vocab_size: PositiveInt
     tied_embeddings: bool
     attention: Literal["mha", "gqa", "mla"]
-    max_context: int = Field(gt=0)
-    published_params_b: float = Field(gt=0)
-    published_active_params_b: float | None = Field(default=None, gt=0)
+    max_context: PositiveInt
+    published_params_b: PositiveNumber
+    published_active_params_b: PositiveNumber | None = None
     moe: MoEEntry | None = None
     mla: MLAEntry | None = None
+
+    # Grouped-query attention: each KV head serves an equal group of query heads.
+    _kv_heads = field_validator("num_kv_heads")(_at_most("num_attention_heads", divides=True))
 
     def to_record(self) -> records.Model:
         data = self.model_dump(exclude={"moe", "mla"})
@@ -99,10 +118,10 @@ class ModelEntry(_Entry):
 
 
 class PrecisionEntry(_Entry):
-    weight_bytes: float = Field(gt=0, le=4)
+    weight_bytes: BytesPerValue
     compute_dtype: Literal["bf16", "fp16", "fp8", "int8", "fp4"]
     kv_dtype: str
-    kv_bytes: float = Field(gt=0, le=4)
+    kv_bytes: BytesPerValue
     native_generations: list[Literal["ampere", "ada", "hopper", "blackwell", "cdna3"]]
     quality_delta: str = ""
 
@@ -113,13 +132,11 @@ class PrecisionEntry(_Entry):
         return records.Precision(**data)
 
 
-class PriceEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    on_demand: float | None = Field(default=None, ge=0)
-    reserved_1y: float | None = Field(default=None, ge=0)
-    reserved_3y: float | None = Field(default=None, ge=0)
-    spot: float | None = Field(default=None, ge=0)
+class PriceEntry(_Strict):
+    on_demand: NonNegativeNumber | None = None
+    reserved_1y: NonNegativeNumber | None = None
+    reserved_3y: NonNegativeNumber | None = None
+    spot: NonNegativeNumber | None = None
 
 
 class OfferEntry(_Entry):
@@ -127,10 +144,10 @@ class OfferEntry(_Entry):
     region: str
     instance_type: str
     gpu: str
-    gpu_count: int = Field(gt=0)
+    gpu_count: PositiveInt
     price_usd_per_hour: PriceEntry
     spot_interruption_bucket: Literal["<5%", "5-10%", "10-15%", "15-20%", ">20%"] | None = None
-    spot_hazard_per_hour: float | None = Field(default=None, ge=0)
+    spot_hazard_per_hour: NonNegativeNumber | None = None
     extra: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("price_usd_per_hour")

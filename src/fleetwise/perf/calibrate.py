@@ -16,8 +16,8 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from fleetwise.catalog import Catalog, load_catalog
-from fleetwise.errors import FleetwiseError, SolverError
-from fleetwise.perf.points import METRIC_FIELDS, Case, Point
+from fleetwise.errors import ConfigError, FleetwiseError, InfeasibleError, InputFormatError, SolverError
+from fleetwise.perf.points import METRIC_FIELDS, Case, Point, check_points, context_problem
 from fleetwise.perf.predict import ServingMetrics, predict
 from fleetwise.perf.profile import FITTED_BOUNDS, EngineProfile
 from fleetwise.perf.replica import build_replica
@@ -39,9 +39,13 @@ def predict_case(case: Case, profile: EngineProfile, catalog: Catalog | None = N
     """Metrics for one point, or None with the reason it cannot be served ('ok' otherwise)."""
     cat = catalog or load_catalog()
     try:
+        model = cat.model(case.model)
+        too_long = context_problem(case, model)
+        if too_long:
+            return None, too_long
         replica = build_replica(
-            cat.model(case.model), cat.gpu(case.gpu), case.num_gpus, case.tp, cat.precision(case.precision),
-            profile, max_batch=None,
+            model, cat.gpu(case.gpu), case.num_gpus, case.tp, cat.precision(case.precision), profile,
+            max_batch=None,
         )
         metrics = predict(
             replica, case.isl, case.osl, case.mode,  # type: ignore[arg-type]
@@ -51,6 +55,15 @@ def predict_case(case: Case, profile: EngineProfile, catalog: Catalog | None = N
     except FleetwiseError as exc:
         return None, str(exc)
     return metrics, "ok"
+
+
+def _nothing_predictable(points: Sequence[Point], reason: str = "") -> InfeasibleError:
+    first = points[0]
+    why = f": {reason}" if reason else " (fleetwise perf --points FILE shows why)"
+    return InfeasibleError(
+        f"none of the {len(points)} measured points can be predicted; the first, on line {first.line}{why}",
+        file=first.file or None,
+    )
 
 
 @dataclass(frozen=True)
@@ -74,10 +87,25 @@ def _pairs(points: Sequence[Point], tiers: Sequence[str] = tuple(TIERS)) -> list
     return out
 
 
+def _points_of(pairs: Sequence[tuple[str, Point, str]]) -> list[Point]:
+    """The distinct points of (tier, point, metric) pairs, in order."""
+    return list({id(point): point for _, point, _ in pairs}.values())
+
+
 def tier_errors(points: Sequence[Point], predictions: dict[Case, ServingMetrics | None]) -> list[TierError]:
-    """MAPE per tier of predictions against the measured metrics of ``points``."""
+    """MAPE per tier of predictions against the measured metrics of ``points``.
+
+    Points that cannot be predicted (their configuration does not fit, say) are left out; when that
+    leaves nothing, or no point has a metric of any tier, this raises rather than report no error at all.
+    """
     by_tier: dict[str, list[tuple[float, str]]] = {}
-    for tier, point, metric in _pairs(points):
+    pairs = _pairs(points)
+    if points and not pairs:
+        raise InputFormatError(
+            f"no measured point has a metric of any tier ({_tier_metrics(TIERS)})",
+            file=points[0].file or None,
+        )
+    for tier, point, metric in pairs:
         pred = predictions.get(point.case)
         if pred is None:
             continue
@@ -87,16 +115,29 @@ def tier_errors(points: Sequence[Point], predictions: dict[Case, ServingMetrics 
         label = f"{c.model} {c.num_gpus}x{c.gpu} {c.precision} {c.isl}/{c.osl} {c.mode}"
         label += f"@{c.rate_qps:g}" if c.rate_qps else ""
         by_tier.setdefault(tier, []).append((err, f"{label} {metric} {value:.4g} vs {point.measured[metric]:.4g}"))
+    if pairs and not by_tier:
+        raise _nothing_predictable(_points_of(pairs))
     return [
         TierError(tier, float(np.mean([e for e, _ in rows])), len(rows), max(rows)[1])
         for tier, rows in by_tier.items()
     ]
 
 
+def _tier_metrics(tiers: Sequence[str]) -> str:
+    return ", ".join(sorted({f"{mode} {metric}" for t in tiers for mode, metric in TIERS[t]}))
+
+
 def predict_points(
     points: Sequence[Point], profile: EngineProfile, catalog: Catalog | None = None
 ) -> dict[Case, ServingMetrics | None]:
+    """Predictions of every point (None where a configuration cannot be served).
+
+    Raises:
+        InputFormatError: a point names a model, GPU or precision the catalog does not know, or its
+            requests do not fit the model's context window.
+    """
     cat = catalog or load_catalog()
+    check_points(points, cat)
     return {p.case: predict_case(p.case, profile, cat)[0] for p in points}
 
 
@@ -130,7 +171,10 @@ def calibrate(
     Returns:
         The fitted profile, with ``fitted_on`` and the per-tier ``fit_error`` (MAPE) recorded.
     """
+    if isinstance(max_evals, bool) or not isinstance(max_evals, int) or max_evals < 1:
+        raise ConfigError(f"must be a whole number >= 1 (got {max_evals!r})", field="max_evals")
     cat = catalog or load_catalog()
+    check_points(points, cat)
     names = list(FITTED_BOUNDS)
     low = np.array([FITTED_BOUNDS[n][0] for n in names])
     high = np.array([FITTED_BOUNDS[n][1] for n in names])
@@ -149,7 +193,12 @@ def calibrate(
     all_points = points
     points = [p for p in points if any(p.case.mode == m for t in tiers for m, _ in TIERS[t])]
     if not _pairs(points, tiers):
-        raise SolverError("no measured points with a metric used for calibration")
+        raise SolverError(f"no measured points with a metric used for calibration ({_tier_metrics(tiers)})")
+    # Points that cannot be served (say, they do not fit in memory) add a constant residual and no
+    # information; when no point is left, refuse rather than write a profile fitted to nothing.
+    fit_points = _points_of(_pairs(points, tiers))
+    if not any(predict_case(p.case, start, cat)[0] is not None for p in fit_points):
+        raise _nothing_predictable(fit_points, predict_case(fit_points[0].case, start, cat)[1])
     # least_squares does not count finite-difference Jacobian calls in max_nfev: budget iterations so
     # that the objective runs about max_evals times in all.
     iterations = max(1, max_evals // (len(names) + 1))

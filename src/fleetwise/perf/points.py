@@ -8,15 +8,23 @@ columns are carried through untouched.
 from __future__ import annotations
 
 import csv
+import io
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from fleetwise.errors import InputFormatError
+from fleetwise.catalog import Catalog, Model, load_catalog
+from fleetwise.catalog.validation import PositiveInt, PositiveNumber, first_error, read_text
+from fleetwise.errors import InputFormatError, UnknownNameError
+from fleetwise.perf.predict import MAX_REQUESTS, MAX_TOKENS
 
 KEY_COLUMNS = ("engine", "model", "gpu", "num_gpus", "tp", "precision", "isl", "osl", "mode", "rate_qps", "batch")
 REQUIRED = ("model", "gpu", "num_gpus", "precision", "isl", "osl", "mode")
+Tokens = Annotated[PositiveInt, Field(le=MAX_TOKENS)]
+BatchSize = Annotated[PositiveInt, Field(le=MAX_REQUESTS)]
 
 # Metric names of the measured data -> ServingMetrics fields.
 METRIC_FIELDS = {
@@ -38,16 +46,14 @@ class _Row(BaseModel):
     engine: str | None = None
     model: str = Field(min_length=1)
     gpu: str = Field(min_length=1)
-    num_gpus: int = Field(ge=1)
-    tp: int | None = Field(default=None, ge=1)
+    num_gpus: PositiveInt
+    tp: PositiveInt | None = None
     precision: str = Field(min_length=1)
-    isl: int = Field(ge=1)
-    osl: int = Field(ge=1)
+    isl: Tokens
+    osl: Tokens
     mode: str
-    rate_qps: float | None = Field(default=None, gt=0)
-    batch: int | None = Field(default=None, ge=1)
-    metric: str | None = None
-    value: float | None = None
+    rate_qps: PositiveNumber | None = None
+    batch: BatchSize | None = None
 
     @field_validator("*", mode="before")
     @classmethod
@@ -59,6 +65,18 @@ class _Row(BaseModel):
     def _mode(cls, value: str) -> str:
         if value not in ("offline", "rate", "static", "concurrency"):
             raise ValueError("must be offline, rate, static or concurrency")
+        return value
+
+
+class _MeasuredRow(_Row):
+    metric: str = Field(min_length=1)
+    value: PositiveNumber  # every metric is a throughput or a latency
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value not in METRIC_FIELDS:
+            raise ValueError(f"unknown metric '{value}' (one of {', '.join(METRIC_FIELDS)})")
         return value
 
 
@@ -91,6 +109,7 @@ class Point:
     line: int
     extra: dict[str, str] = field(default_factory=dict)
     measured: dict[str, float] = field(default_factory=dict)
+    file: str = ""  # the points file, for errors about this point
 
 
 def _case(row: _Row) -> Case:
@@ -101,46 +120,101 @@ def _case(row: _Row) -> Case:
     )
 
 
-def read_points(path: str | Path, *, measured: bool = False) -> tuple[list[Point], list[str]]:
+def read_points(
+    path: str | Path, *, measured: bool = False, catalog: Catalog | None = None
+) -> tuple[list[Point], list[str]]:
     """Read a points CSV. With ``measured``, rows of the same case merge their metric/value pairs.
+
+    Measured points must name a model, GPU and precision of ``catalog`` (default: :func:`load_catalog`):
+    one that nothing can be predicted for would silently drop out of the errors and the fit. Plain points
+    may name anything; their predictions report what cannot be served.
 
     Returns:
         The points in file order and the header (for writing predictions back out).
     """
     path = Path(path)
+    where = str(path)
+    # strict: a quote left open is an error, not a cell that swallows the rest of the file
+    reader = csv.DictReader(io.StringIO(read_text(path, InputFormatError), newline=""), strict=True)
     try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise InputFormatError(f"cannot read ({exc.strerror})", file=str(path)) from None
-    with handle:
-        reader = csv.DictReader(handle)
         header = [h.strip() for h in (reader.fieldnames or [])]
-        missing = [c for c in REQUIRED + (("metric", "value") if measured else ()) if c not in header]
-        if missing:
-            raise InputFormatError(f"missing column '{missing[0]}'", file=str(path), line=1)
-        points: dict[Case, Point] = {}
-        ordered: list[Point] = []
+    except csv.Error as exc:
+        raise InputFormatError(f"not valid CSV ({exc})", file=where, line=1) from None
+    missing = [c for c in REQUIRED + (("metric", "value") if measured else ()) if c not in header]
+    if missing:
+        raise InputFormatError(f"missing column '{missing[0]}'", file=where, line=1)
+    twice = [h for i, h in enumerate(header) if h and h in header[:i]]
+    if twice:  # csv.DictReader would silently keep only the last of the two
+        raise InputFormatError("column appears twice in the header", file=where, line=1, field=twice[0])
+    points: dict[Case, Point] = {}
+    seen: dict[tuple[Case, str], int] = {}  # (case, metric) -> line it was measured on
+    ordered: list[Point] = []
+    row_model = _MeasuredRow if measured else _Row
+    line = 1
+    try:
         for raw in reader:
             line = reader.line_num  # the physical line, right after blank lines and multi-line fields
+            if any((v or "").strip() for v in raw.get(None, ())):  # type: ignore[call-overload]
+                raise InputFormatError(
+                    f"more cells than the {len(header)} columns of the header", file=where, line=line
+                )
             raw = {(k or "").strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+            if measured and not (raw.get("metric") and raw.get("value")):
+                raise InputFormatError("measured rows need metric and value", file=where, line=line)
             try:
-                row = _Row.model_validate(raw)
+                row = row_model.model_validate(raw)
             except ValidationError as exc:
-                err = exc.errors()[0]
-                name = str(err["loc"][0]) if err["loc"] else "?"
-                raise InputFormatError(err["msg"], file=str(path), line=line, field=name) from None
+                name, msg = first_error(exc)
+                raise InputFormatError(msg, file=where, line=line, field=name) from None
             case = _case(row)
-            if measured:
-                if row.metric is None or row.value is None:
-                    raise InputFormatError("measured rows need metric and value", file=str(path), line=line)
+            if isinstance(row, _MeasuredRow):
                 point = points.get(case)
                 if point is None:
-                    point = points[case] = Point(case, line)
+                    point = points[case] = Point(case, line, file=where)
                     ordered.append(point)
+                if row.metric in point.measured:
+                    first = seen[case, row.metric]
+                    raise InputFormatError(
+                        f"'{row.metric}' of this case is measured twice (line {first} and here)",
+                        file=where, line=line, field="metric",
+                    )
+                seen[case, row.metric] = line
                 point.measured[row.metric] = row.value
             else:
                 extra = {k: v for k, v in raw.items() if k not in KEY_COLUMNS}
-                ordered.append(Point(case, line, extra))
+                ordered.append(Point(case, line, extra, file=where))
+    except csv.Error as exc:  # reported at the row that starts after the last good one
+        raise InputFormatError(f"not valid CSV ({exc})", file=where, line=line + 1) from None
     if not ordered:
-        raise InputFormatError("no data rows", file=str(path))
+        raise InputFormatError("no data rows", file=where)
+    if measured:
+        check_points(ordered, catalog)
     return ordered, header
+
+
+def context_problem(case: Case, model: Model) -> str:
+    """Why a case's requests do not fit the model's context window, or '' when they do."""
+    tokens = case.isl + case.osl
+    if tokens > model.max_context:
+        return f"isl + osl = {tokens:,} tokens exceed the {model.max_context:,}-token context of {model.id}"
+    return ""
+
+
+def check_points(points: Sequence[Point], catalog: Catalog | None = None) -> None:
+    """Every point names a model, GPU and precision of the catalog and fits the model's context window,
+    else an InputFormatError naming file, line and field.
+
+    A measured point nothing can be predicted for would otherwise drop out of the errors and the fit
+    like a configuration that does not fit in memory, and the file would silently count for less.
+    """
+    cat = catalog or load_catalog()
+    for point in points:
+        where = {"file": point.file or None, "line": point.line}
+        for name, lookup in (("model", cat.model), ("gpu", cat.gpu), ("precision", cat.precision)):
+            try:
+                lookup(getattr(point.case, name))
+            except UnknownNameError as exc:
+                raise InputFormatError(exc.message, field=name, **where) from None
+        problem = context_problem(point.case, cat.model(point.case.model))
+        if problem:
+            raise InputFormatError(problem, field="isl", **where)

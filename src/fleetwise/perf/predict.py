@@ -24,6 +24,10 @@ MODES: tuple[str, ...] = ("offline", "rate", "concurrency", "static")
 # Requests per simulated run, by mode, unless the caller says otherwise. Rate mode replays 500
 # requests like TensorRT-LLM's online-serving table; offline runs long enough for steady state.
 DEFAULT_REQUESTS = {"offline": 1000, "rate": 500, "concurrency": 500}
+MAX_REQUESTS = 1_000_000
+"""Requests one prediction simulates at most: a million take seconds; far more would run for hours."""
+MAX_TOKENS = 100_000_000
+"""Longest request (input or output tokens): far beyond any model's context window, and within int64."""
 
 
 @dataclass(frozen=True)
@@ -142,6 +146,8 @@ def predict(
         raise ConfigError("per-request input and output lengths must have the same count")
     if mode == "static" and (not batch or batch < 1):
         raise ConfigError("static mode needs --batch >= 1")
+    if any(np.ndim(x) == 0 and x > MAX_TOKENS for x in (isl, osl)):  # (per-request arrays are int64 already)
+        raise ConfigError(f"input and output lengths must be at most {MAX_TOKENS:,} tokens")
     if given:  # per-request lengths: run exactly those requests (static: in batches of `batch`)
         n = given[0]
     elif mode == "static":
@@ -151,6 +157,8 @@ def predict(
         if mode == "offline":  # enough requests for several generations of a full batch
             fits = replica.memory.max_sequences(int(isl) + int(osl), replica.profile.kv_block_tokens)
             n = max(n, 3 * min(replica.max_batch, fits))
+    if n > MAX_REQUESTS:
+        raise ConfigError(f"{n:,} requests to simulate; at most {MAX_REQUESTS:,}")
     isl_arr = np.broadcast_to(np.asarray(isl, dtype=np.int64), (n,)) if np.ndim(isl) == 0 else np.asarray(isl)
     osl_arr = np.broadcast_to(np.asarray(osl, dtype=np.int64), (n,)) if np.ndim(osl) == 0 else np.asarray(osl)
     if np.any(isl_arr < 1) or np.any(osl_arr < 1):

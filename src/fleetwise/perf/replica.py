@@ -103,6 +103,11 @@ def build_replica(
         raise InfeasibleError(mem.reason)
     if max_batch is not None and max_batch < 1:
         raise ConfigError("max batch must be >= 1")
+    batch_cap = min(max_batch or profile.max_batch, profile.max_batch)
+    budget = profile.max_num_tokens if max_num_tokens is None else max_num_tokens
+    for name, value in (("max_batch", batch_cap), ("max_num_tokens", budget)):
+        if value < 1:  # a step that admits no sequence, or no token, never finishes a request
+            raise ConfigError(f"must be >= 1 (got {value})", field=name)
     pc = arch.param_counts(model)
     expert_bytes = pc.expert_ffn * precision.weight_bytes
     body_bytes = (pc.total - pc.embedding - pc.lm_head) * precision.weight_bytes
@@ -116,8 +121,8 @@ def build_replica(
         precision=precision,
         profile=profile,
         memory=mem,
-        max_batch=min(max_batch or profile.max_batch, profile.max_batch),
-        max_num_tokens=max_num_tokens or profile.max_num_tokens,
+        max_batch=batch_cap,
+        max_num_tokens=budget,
         linear_flops_per_token=arch.linear_flops_per_token(model) / tp,
         lm_head_flops_per_token=arch.lm_head_flops_per_token(model) / tp,
         dense_weight_bytes=(body_bytes - expert_bytes + lm_head_bytes) / tp,
