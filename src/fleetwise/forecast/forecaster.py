@@ -76,7 +76,8 @@ class QuantileForecaster:
     def fit(self, series: RateSeries) -> QuantileForecaster:
         finite = np.isfinite(series.values)
         if finite.sum() < 2:
-            raise ConfigError("the series has fewer than two known values; nothing to forecast from")
+            raise ConfigError("the series has fewer than two known values; nothing to forecast from",
+                              file=series.report.file)
         last = int(np.flatnonzero(finite)[-1]) + 1  # a missing tail is not history
         self._series = series.slice(0, last)
         return self

@@ -16,6 +16,8 @@ import numpy as np
 from fleetwise.forecast.calibration import lead_bucket, level_floor
 from fleetwise.traffic.records import steps_per_day, steps_per_hour, weekday
 
+UNUSABLE = 1 << 62  # min_history() of a model that cannot run at this bin length, however long the history
+
 
 class PointModel(Protocol):
     name: str
@@ -184,7 +186,8 @@ class ETS:
     FIT_DAYS = 28
 
     def min_history(self, steps_per_day: int) -> int:
-        return 2 * steps_per_day
+        # the seasonal component needs a daily cycle of two or more bins (statsmodels refuses a period of 1)
+        return 2 * steps_per_day if steps_per_day >= 2 else UNUSABLE
 
     def prepare(self, values, fit_end, period_s, start_s, epoch) -> None:
         from statsmodels.tsa.holtwinters import ExponentialSmoothing

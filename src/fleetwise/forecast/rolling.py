@@ -10,7 +10,7 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 from fleetwise.forecast.calibration import apply_offsets, level_floor, log_ratio, offsets_from_residuals
-from fleetwise.forecast.models import METHODS, Ensemble, PointModel, default_stride
+from fleetwise.forecast.models import METHODS, UNUSABLE, Ensemble, PointModel, default_stride
 from fleetwise.traffic.records import RateSeries, steps_in_days, steps_per_day, steps_per_hour
 
 # In auto, a single method replaces the ensemble only if its WAPE over the selection window is more than 3%
@@ -79,6 +79,9 @@ class Roller:
     def paths(self, name: str, origins: np.ndarray) -> Paths:
         """Calibrated paths at ``origins`` (all >= fit_end or the end of the data)."""
         first = make_model(name).min_history(self.day)
+        if first >= UNUSABLE:
+            raise ConfigError(f"method '{name}' needs bins of 12 h or shorter, for a daily cycle of two or more "
+                              f"(these are {self.clock[0]:g} s)")
         if self.fit_end < first:
             raise ConfigError(f"method '{name}' needs at least {first} steps of history (have {self.fit_end})")
         model = self.model(name)

@@ -24,9 +24,11 @@ from fleetwise.sim.results import SimulationResult
 from fleetwise.sim.rolling import Rolling
 from fleetwise.sim.run import simulate_fleet
 from fleetwise.sim.setup import FleetSpec, instances_for
+from fleetwise.traffic.tabular import csv_records, utf8_text
 
 STRATEGIES = ("static-peak", "static-spot", "reactive", "reactive-spot", "budget", "rolling")
 SIZING_WINDOW_S = 300.0  # rates over 5 minutes: short enough to see bursts, long enough to be more than noise
+MAX_SCHEDULE_INSTANCES = 10_000  # instances of one role a schedule may ask for at one time
 
 
 def window_rates(requests: SimRequests, window_s: float = SIZING_WINDOW_S) -> np.ndarray:
@@ -85,14 +87,22 @@ def _nonneg(value: str, where: str, field: str) -> float:
     try:
         n = float(value)
     except ValueError:
-        raise InputFormatError(f"{where}: {field} '{value}' is not a number") from None
-    if n < 0 or not math.isfinite(n):
-        raise InputFormatError(f"{where}: {field} must be >= 0 (got {value})")
+        raise InputFormatError(f"{where}: field '{field}': '{value}' is not a number") from None
+    if not 0 <= n < math.inf:
+        raise InputFormatError(f"{where}: field '{field}': must be a finite number >= 0 (got {value})")
     return n
 
 
 def _count(value: str, where: str, field: str) -> int:
-    return int(math.ceil(_nonneg(value, where, field) - 1e-9))
+    return _bounded(_nonneg(value, where, field), where, field)
+
+
+def _bounded(n: float, where: str, field: str) -> int:
+    """A count of instances, rounded up, within :data:`MAX_SCHEDULE_INSTANCES`."""
+    if n > MAX_SCHEDULE_INSTANCES:
+        raise InputFormatError(f"{where}: field '{field}': {n:,.6g} instances is more than the simulator runs "
+                               f"(at most {MAX_SCHEDULE_INSTANCES:,})")
+    return math.ceil(n - 1e-9)
 
 
 def read_preemptions(path: str | Path) -> tuple[float, ...]:
@@ -101,10 +111,11 @@ def read_preemptions(path: str | Path) -> tuple[float, ...]:
     if not path.is_file():
         raise InputFormatError(f"{path}: preemption file not found")
     times = []
-    for i, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), start=1):
-        cell = line.split("#")[0].strip().split(",")[0].strip()
-        if cell and cell.lower() not in ("t_s", "time_s", "time"):
-            times.append(_nonneg(cell, f"{path}: line {i}", "time"))
+    with utf8_text(path) as handle:
+        for i, line in enumerate(handle, start=1):
+            cell = line.split("#")[0].strip().split(",")[0].strip()
+            if cell and cell.lower() not in ("t_s", "time_s", "time"):
+                times.append(_nonneg(cell, f"{path}: line {i}", "time"))
     return tuple(sorted(times))
 
 
@@ -112,6 +123,9 @@ def read_schedule(path: str | Path, instance: tuple[str, int] | None = None) -> 
     """A static schedule from a CSV (``time_s`` + any of ``reserved``, ``on_demand``, ``spot`` instance counts)
     or from ``fleetwise optimize --json`` output (its instance counts summed over offers and read as instances
     of the simulated type; reservations held throughout).
+
+    Every row must have a cell for every column (an empty cell is 0 instances), and at most
+    :data:`MAX_SCHEDULE_INSTANCES` of a role.
 
     Args:
         instance: (GPU id, GPU count) of the simulated instance type. An optimize schedule's counts are then
@@ -122,19 +136,27 @@ def read_schedule(path: str | Path, instance: tuple[str, int] | None = None) -> 
         raise InputFormatError(f"{path}: schedule file not found")
     if path.suffix.lower() == ".json":
         return _schedule_from_optimize(path, instance)
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        rows = list(csv.DictReader(fh))
-    if not rows:
+    with utf8_text(path) as handle:
+        try:
+            records = list(csv_records(handle))
+        except csv.Error as exc:
+            raise InputFormatError(f"{path}: not a readable CSV file ({exc})") from None
+    if len(records) < 2:
         raise InputFormatError(f"{path}: no schedule rows")
-    header = [h.strip() for h in rows[0].keys() if h is not None]
+    header = [h.strip() for h in records[0][1]]
     if "time_s" not in header or not set(header) & set(ROLES):
         raise InputFormatError(f"{path}: needs a time_s column and at least one of {', '.join(ROLES)}")
+    twice = [h for h in dict.fromkeys(header) if h and header.count(h) > 1]
+    if twice:
+        raise InputFormatError(f"{path}: line 1: field '{twice[0]}': the header names it "
+                               f"{header.count(twice[0])} times")
     times, counts = [], []
-    for i, row in enumerate(rows, start=2):
-        where = f"{path}: line {i}"
-        if None in row:
-            raise InputFormatError(f"{where}: more cells than the header has columns")
-        row = {k.strip(): (v or "").strip() for k, v in row.items() if k}
+    for line, cells, _ in records[1:]:
+        where = f"{path}: line {line}"
+        if len(cells) != len(header):
+            more = "more" if len(cells) > len(header) else "fewer"
+            raise InputFormatError(f"{where}: {len(cells)} cells, {more} than the header's {len(header)} columns")
+        row = {k: v.strip() for k, v in zip(header, cells, strict=True) if k}
         times.append(_nonneg(row["time_s"], where, "time_s"))
         counts.append({r: _count(row[r] or "0", where, r) for r in ROLES if r in row})
     try:
@@ -209,9 +231,10 @@ def _schedule_from_optimize(path: Path, instance: tuple[str, int] | None) -> Sta
     extra = [oid for oid in reserved_ids if oid not in map(str, offer_ids)]
     by_id = dict(zip(map(str, offer_ids), weights)) | dict(zip(extra, _offer_weights(extra, path, instance)
                                                                if extra else []))
-    reserved = math.ceil(sum(n * by_id[oid] for oid, n in reservations if n > 0) - 1e-9)
+    reserved = _bounded(sum(n * by_id[oid] for oid, n in reservations if n > 0), str(path), "reservations")
     spot, od = weights @ raw_spot, weights @ raw_od
     times = [k * period_s for k in range(len(spot))]
-    counts = [{"reserved": reserved, "spot": math.ceil(s - 1e-9), "on_demand": math.ceil(d - 1e-9)}
-              for s, d in zip(spot, od)]
+    counts = [{"reserved": reserved, "spot": _bounded(s, f"{path}: period {k}", "spot"),
+               "on_demand": _bounded(d, f"{path}: period {k}", "on_demand")}
+              for k, (s, d) in enumerate(zip(spot, od))]
     return StaticSchedule(times, counts, "schedule")

@@ -1,10 +1,15 @@
 """Vectorized parsing of raw columns (Arrow arrays, usually strings) into numbers, flagging bad cells.
 
 Every parser returns ``(values, bad)``: a float64/int64 NumPy array and a boolean mask of cells that could not be
-parsed. Nulls count as bad; the caller decides what a bad row costs.
+parsed. Nulls count as bad; the caller decides what a bad row costs. So are numbers outside what the quantity can
+be: a token count above :data:`MAX_COUNT` (it would wrap around in int64, or stall a simulation) and a time more
+than :data:`MAX_TIME_S` from 0 (Unix seconds of the year 5138: a time in ms or ns read as seconds, or a corrupt
+cell); a cell that is a JSON object or list (nested JSONL) is bad like any other unparsable cell.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pyarrow as pa
@@ -18,6 +23,13 @@ _NAIVE = _DATE + r"\s*$"
 _ZONED = _DATE + r"(Z|[+-]\d\d:?\d\d)\s*$"
 
 TIME_UNITS = {"s": 1.0, "ms": 1e-3, "us": 1e-6, "ns": 1e-9}
+MAX_COUNT = 1_000_000_000  # tokens in one request: 100x the longest context window of any model
+MAX_TIME_S = 1e11  # seconds from 0 (Unix time of the year 5138)
+
+
+def bad_times(seconds: np.ndarray) -> np.ndarray:
+    """Times that are not finite or are more than :data:`MAX_TIME_S` from 0 (for every reader of times)."""
+    return ~(np.abs(seconds) <= MAX_TIME_S)
 
 
 def _null_unless(arr: pa.Array, ok: pa.Array) -> pa.Array:
@@ -29,13 +41,21 @@ def _to_numpy(arr: pa.Array, dtype) -> np.ndarray:
 
 
 def _strings(arr: pa.Array) -> pa.Array:
-    """The cells as trimmed strings (' 12' converts like '12')."""
-    s = arr if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type) else pc.cast(arr, pa.string())
+    """The cells as trimmed strings (' 12' converts like '12'); a nested cell (a JSON object or list) becomes its
+    JSON text, which no parser accepts."""
+    if pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type):
+        s = arr
+    else:
+        try:
+            s = pc.cast(arr, pa.string())
+        except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+            s = pa.array([None if v is None else json.dumps(v, default=str) for v in arr.to_pylist()], pa.string())
     return pc.utf8_trim_whitespace(s)
 
 
 def parse_count(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Non-negative integers (token counts); '12.0' is accepted, '-3', '1.5' and 'x' are bad."""
+    """Integers from 0 to :data:`MAX_COUNT` (token counts); '12.0' is accepted, '-3', '1.5', 'x' and 1e20 are
+    bad."""
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         vals = _to_numpy(pc.cast(arr, pa.float64()), np.float64)
         bad = ~np.isfinite(vals) | (vals < 0) | (vals != np.floor(vals))
@@ -44,6 +64,7 @@ def parse_count(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
         ok = pc.fill_null(pc.match_substring_regex(s, _INT), False)
         vals = _to_numpy(pc.cast(_null_unless(s, ok), pa.float64()), np.float64)
         bad = ~_to_numpy(ok, bool)
+    bad |= ~(vals <= MAX_COUNT)
     return np.where(bad, 0, vals).astype(np.int64), bad
 
 
@@ -65,21 +86,24 @@ def parse_float(arr: pa.Array, *, allow_missing: bool = False) -> tuple[np.ndarr
 def parse_time(arr: pa.Array, unit_s: float = 1.0) -> tuple[np.ndarray, np.ndarray, bool]:
     """Seconds from numbers (times ``unit_s``) or ISO-8601 date-times (Unix seconds; naive means UTC).
 
-    Returns (seconds, bad, is_epoch): is_epoch is true when the column held date-times.
+    Returns (seconds, bad, is_epoch): is_epoch is true when the column held date-times. A time more than
+    :data:`MAX_TIME_S` from 0 is bad.
     """
     if pa.types.is_timestamp(arr.type):
         ns = _to_numpy(pc.cast(pc.cast(arr, pa.timestamp("ns", tz=arr.type.tz)), pa.int64()), np.float64)
         return ns * 1e-9, np.isnan(ns), True
     if pa.types.is_integer(arr.type) or pa.types.is_floating(arr.type):
         vals, bad = parse_float(arr)
-        return vals * unit_s, bad, False
+        vals = vals * unit_s
+        return vals, bad | bad_times(vals), False
     s = _strings(arr)
     naive = pc.fill_null(pc.match_substring_regex(s, _NAIVE), False)
     zoned = pc.fill_null(pc.match_substring_regex(s, _ZONED), False)
     n_dates = pc.sum(pc.or_(naive, zoned)).as_py() or 0
     if n_dates == 0:
         vals, bad = parse_float(s)
-        return vals * unit_s, bad, False
+        vals = vals * unit_s
+        return vals, bad | bad_times(vals), False
     secs = np.full(len(s), np.nan)
     for mask, tz in ((naive, None), (zoned, "UTC")):
         if not pc.any(mask).as_py():

@@ -3,6 +3,7 @@ and replay scaling of real traces (time compression, rate multiplication)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 
 import numpy as np
@@ -11,6 +12,27 @@ from fleetwise.errors import ConfigError, InputFormatError
 from fleetwise.traffic.lengths import EmpiricalLengths, LengthDist, sample_lengths
 from fleetwise.traffic.records import LoadReport, RateSeries, RequestTrace
 
+MAX_BINS = 10_000_000  # bins in one grid (a 1-minute grid of 19 years); more would take gigabytes and hours
+MIN_PERIOD_S = 1e-3  # the shortest bin
+SPARSE_BINS = 1_000  # a longer grid of samples must have ...
+MIN_FILLED = 0.01  # ... at least this fraction of its bins holding one, or its bin length does not fit the data
+MAX_REQUESTS = 50_000_000  # requests a sampled or rate-multiplied trace may have
+
+
+def bin_count(first_s: float, last_s: float, period_s: float, file: str | None = None) -> int:
+    """Bins of ``period_s`` from the one holding ``first_s`` to the one holding ``last_s``: the one check of
+    every grid built from data (series, trace rates, profiles), refusing a bin shorter than
+    :data:`MIN_PERIOD_S` or a span that would need more than :data:`MAX_BINS` of them."""
+    if not period_s >= MIN_PERIOD_S:
+        raise ConfigError(f"a bin length of {period_s:g} s is below the minimum of {MIN_PERIOD_S:g} s", file=file)
+    bins = (last_s - first_s) / period_s + 1e-6
+    if not bins < MAX_BINS:
+        raise InputFormatError(
+            f"the data span {last_s - first_s:,.6g} s, which is {bins:,.0f} bins of {period_s:g} s (at most "
+            f"{MAX_BINS:,}); check the times or use longer bins", file=file,
+        )
+    return int(bins) + 1
+
 
 def grid_series(
     t: np.ndarray, v: np.ndarray, *, epoch: bool, period_s: float | None = None, counts: bool = False,
@@ -18,19 +40,31 @@ def grid_series(
 ) -> RateSeries:
     """Place (time, value) samples on a regular grid; the period defaults to the median spacing.
 
-    Samples sharing a bin are averaged (summed if they are counts); bins without a sample are NaN.
+    Samples sharing a bin are averaged (summed if they are counts); bins without a sample are NaN. A grid of
+    more than :data:`SPARSE_BINS` bins of which fewer than :data:`MIN_FILLED` hold a sample is refused: its bin
+    length does not fit the data (and the grid could be huge).
     """
-    if t.size == 0:
-        raise InputFormatError("the series has no rows", file=source or None)
     report = report or LoadReport()
+    file = report.file or source or None
+    if t.size == 0:
+        raise InputFormatError("the series has no rows", file=file)
     if t.size > 1 and np.any(np.diff(t) < 0):
         order = np.argsort(t, kind="stable")
         t, v = t[order], v[order]
         report = replace(report, sorted_rows=True)
+    inferred = period_s is None
     if period_s is None:
-        period_s = infer_period(t, source)
+        period_s = infer_period(t, file)
+    n = bin_count(t[0], t[-1], period_s, file)
     idx = np.floor((t - t[0]) / period_s + 1e-6).astype(np.int64)
-    n = int(idx[-1]) + 1
+    filled = np.count_nonzero(np.bincount(idx, minlength=n))
+    if n > SPARSE_BINS and filled < MIN_FILLED * n:
+        how = "the most common spacing of the samples" if inferred else "asked for"
+        raise InputFormatError(
+            f"only {filled:,} of {n:,} bins of {period_s:g} s ({how}) hold a sample: the times are too "
+            "irregular for a grid of that bin length (pass --freq with the bin length the data were collected at)",
+            file=file,
+        )
     ok = np.isfinite(v)
     total = np.bincount(idx[ok], weights=v[ok], minlength=n)
     hits = np.bincount(idx[ok], minlength=n)
@@ -40,31 +74,38 @@ def grid_series(
     return RateSeries(float(t[0]), float(period_s), values, epoch=epoch, source=source, report=report)
 
 
-def infer_period(t: np.ndarray, source: str = "") -> float:
+def infer_period(t: np.ndarray, source: str | None = "") -> float:
     """The bin length of sorted sample times, robust to missing samples (see below); the most common spacing
-    when no common spacing divides the others."""
+    when no common spacing divides the others. Spacings below :data:`MIN_PERIOD_S` (timing noise) do not
+    count."""
     steps = np.diff(np.unique(t))
     if steps.size == 0:
         raise InputFormatError("a series needs at least two distinct times to infer its period "
                                "(or pass --freq)", file=source or None)
     values, counts = np.unique(np.round(steps, 6), return_counts=True)
+    usable = values >= MIN_PERIOD_S
+    if not usable.any():
+        raise InputFormatError(f"the samples are at most {steps.max():.3g} s apart; a series needs bins of at "
+                               f"least {MIN_PERIOD_S:g} s (check the time unit)", file=source or None)
+    values, counts = values[usable], counts[usable]
     # The smallest spacing that is common (>= 10% of gaps) and divides >= 90% of all gaps: with samples
     # missing, 60 s data may show 120 s gaps more often than 60 s ones.
-    for step in values[(counts >= 0.1 * steps.size) & (values > 0)]:
+    for step in values[counts >= 0.1 * steps.size]:
         ratio = steps / step
         if np.mean(np.abs(ratio - np.round(ratio)) < 1e-6 * np.maximum(ratio, 1)) >= 0.9:
             return float(step)
-    return float(values[np.flatnonzero(counts == counts.max())[0]])
+    return float(values[np.argmax(counts)])
 
 
 def trace_to_series(trace: RequestTrace, period_s: float, start_s: float | None = None) -> RateSeries:
     """Arrivals per second in bins of ``period_s`` aligned to the clock (a partial first/last bin is scaled
     by the part the trace covers)."""
-    if period_s <= 0:
+    if not period_s > 0:
         raise ConfigError(f"bin length must be positive (got {period_s:g} s)")
     if len(trace) == 0:
-        raise ConfigError("the trace is empty")
+        raise ConfigError("the trace is empty", file=trace.report.file)
     t0 = np.floor(trace.start_s / period_s) * period_s if start_s is None else start_s
+    bin_count(t0, max(float(trace.arrival_s[-1]), t0), period_s, trace.report.file)
     idx = np.floor((trace.arrival_s - t0) / period_s).astype(np.int64)
     idx = idx[idx >= 0]
     n = int(idx.max()) + 1 if idx.size else 1
@@ -83,21 +124,22 @@ def trace_to_series(trace: RequestTrace, period_s: float, start_s: float | None 
 
 def series_to_trace(
     series: RateSeries, lengths: EmpiricalLengths | tuple[LengthDist, LengthDist], *, seed: int = 0,
-    cv: float = 1.0, max_requests: int = 50_000_000,
+    cv: float = 1.0, max_requests: int = MAX_REQUESTS,
 ) -> RequestTrace:
     """Sample a request trace whose rate follows the series (missing bins carry no requests).
 
     Arrivals are a renewal process with inter-arrival CV ``cv`` (1 = Poisson, >1 burstier) run in
     operational time: unit-rate gamma inter-arrivals mapped back through the cumulative rate.
     """
-    if cv <= 0:
+    if not 0 < cv < math.inf:
         raise ConfigError(f"inter-arrival CV must be positive (got {cv:g})")
     rng = np.random.default_rng(seed)
     rate = np.nan_to_num(series.values, nan=0.0)
     cum = np.concatenate([[0.0], np.cumsum(rate * series.period_s)])
     total = cum[-1]
-    if total > max_requests:
-        raise ConfigError(f"the series implies {total:,.0f} requests (limit {max_requests:,})")
+    if not total <= max_requests:
+        raise ConfigError(f"the series implies {total:,.0f} requests (limit {max_requests:,})",
+                          file=series.report.file)
     shape = 1.0 / (cv * cv)
     n_draw = int(total + 10 * np.sqrt(total + 1) * max(cv, 1.0) + 20)
     tau = np.cumsum(rng.gamma(shape, 1.0 / shape, n_draw))
@@ -112,8 +154,7 @@ def series_to_trace(
 
 def time_compress(trace: RequestTrace, factor: float) -> RequestTrace:
     """Replay ``factor`` times faster: inter-arrival gaps shrink, lengths and order stay (rate x factor)."""
-    if factor <= 0:
-        raise ConfigError(f"time-compression factor must be positive (got {factor:g})")
+    _check_factor(factor, "time-compression factor")
     t0 = trace.start_s
     return replace(trace, arrival_s=t0 + (trace.arrival_s - t0) / factor)
 
@@ -121,8 +162,7 @@ def time_compress(trace: RequestTrace, factor: float) -> RequestTrace:
 def series_time_compress(series: RateSeries, factor: float) -> RateSeries:
     """The series version of :func:`time_compress`: bins ``factor`` times shorter, rates ``factor`` times
     higher (requests per bin unchanged); the start stays where it was."""
-    if factor <= 0:
-        raise ConfigError(f"time-compression factor must be positive (got {factor:g})")
+    _check_factor(factor, "time-compression factor")
     return replace(series, period_s=series.period_s / factor, values=series.values * factor)
 
 
@@ -132,8 +172,10 @@ def rate_multiply(trace: RequestTrace, factor: float, *, seed: int = 0, jitter_s
     Each request is kept floor(factor) times plus once more with probability frac(factor); extra copies
     arrive within +-``jitter_s`` of the original, so the daily shape and lengths are preserved.
     """
-    if factor <= 0:
-        raise ConfigError(f"rate multiplier must be positive (got {factor:g})")
+    _check_factor(factor, "rate multiplier")
+    if not len(trace) * factor <= MAX_REQUESTS:
+        raise ConfigError(f"rate multiplier {factor:g} would make {len(trace) * factor:,.0f} requests "
+                          f"(limit {MAX_REQUESTS:,})")
     rng = np.random.default_rng(seed)
     copies = np.floor(factor).astype(np.int64) + (rng.random(len(trace)) < factor - np.floor(factor))
     index = np.repeat(np.arange(len(trace)), copies)
@@ -142,3 +184,8 @@ def rate_multiply(trace: RequestTrace, factor: float, *, seed: int = 0, jitter_s
     arrival = np.maximum(trace.arrival_s[index] + jitter, trace.start_s)
     order = np.argsort(arrival, kind="stable")
     return trace.take(index[order], arrival_s=arrival[order])
+
+
+def _check_factor(factor: float, what: str) -> None:
+    if not 0 < factor < math.inf:
+        raise ConfigError(f"{what} must be a positive finite number (got {factor:g})")

@@ -105,7 +105,11 @@ def detect(path: Path, prefer: str | None = None) -> str:
         return prefer
     if _pick(names, INPUT_ALIASES) and _pick(names, OUTPUT_ALIASES):
         return "trace"
-    if _pick(names, VALUE_ALIASES) or (kind == "csv" and len(names) == 2):
+    if _pick(names, VALUE_ALIASES):
+        return "series"
+    if _pick(names, INPUT_ALIASES) or _pick(names, OUTPUT_ALIASES):
+        return "trace"  # a token column: a trace missing the other one, which trace_columns names
+    if kind == "csv" and len(names) == 2:
         return "series"
     raise InputFormatError(
         f"cannot tell the format from the columns {', '.join(map(repr, names))}; pass --format "

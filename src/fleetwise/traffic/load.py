@@ -13,7 +13,7 @@ import pyarrow.compute as pc
 
 from fleetwise.errors import ConfigError, InputFormatError
 from fleetwise.traffic import formats
-from fleetwise.traffic.columns import parse_count, parse_float, parse_time
+from fleetwise.traffic.columns import MAX_TIME_S, bad_times, parse_count, parse_float, parse_time
 from fleetwise.traffic.convert import grid_series, trace_to_series
 from fleetwise.traffic.gaps import DEFAULT_MIN_EXPECTED, mask_gaps
 from fleetwise.traffic.records import LoadReport, RateSeries, RequestTrace, take_csr
@@ -33,7 +33,7 @@ def _batches(path: Path, columns: list[str], bad: BadRows, names: list[str] | No
 
 
 def _check_bad(bad: BadRows, rows: int, max_bad_rows: float) -> LoadReport:
-    if max_bad_rows < 0:
+    if not max_bad_rows >= 0:
         raise ConfigError(f"--max-bad-rows must be >= 0 (got {max_bad_rows:g})")
     total = rows + len(bad.rejected_lines)
     limit = max_bad_rows * total if max_bad_rows < 1 else max_bad_rows
@@ -45,7 +45,7 @@ def _check_bad(bad: BadRows, rows: int, max_bad_rows: float) -> LoadReport:
         )
     if total == bad.count:
         raise InputFormatError("no usable rows", file=str(bad.path))
-    return LoadReport(rows=total, bad_rows=bad.count, first_bad=first)
+    return LoadReport(rows=total, bad_rows=bad.count, first_bad=first, file=str(bad.path))
 
 
 def load_trace(
@@ -54,7 +54,8 @@ def load_trace(
 ) -> RequestTrace:
     """Read a request trace (Azure, BurstGPT, Mooncake or a generic CSV / Parquet / JSONL table).
 
-    Bad rows (unparsable time, negative or non-numeric tokens) are skipped and counted; more than
+    Bad rows (unparsable or out-of-range time, negative, non-integer or absurdly large token counts: see
+    :mod:`fleetwise.traffic.columns`) are skipped and counted; more than
     ``max_bad_rows`` (a fraction below 1, a count otherwise) fails the load naming the first few lines.
     Out-of-order rows are sorted.
     """
@@ -83,6 +84,7 @@ def load_trace(
         parts["o"].append(o[keep])
         if cols.prefix:
             lists = batch[cols.prefix]
+            _check_prefix_type(lists, path, cols.prefix)
             lens = _list_lengths(lists)
             parts["plen"].append(lens[keep])
             parts["pids"].append(_flat_ids(lists, keep))
@@ -91,6 +93,13 @@ def load_trace(
     report = _check_bad(bad, rows, max_bad_rows)
     arrays = {k: (np.concatenate(v) if v else np.empty(0)) for k, v in parts.items()}
     return _sorted_trace(arrays, epoch=epoch_flags == {True}, source=f"{fmt}:{path}", report=report)
+
+
+def _check_prefix_type(lists: pa.Array, path: Path, name: str) -> None:
+    is_list = pa.types.is_list(lists.type) or pa.types.is_large_list(lists.type)
+    if is_list and not (pa.types.is_integer(lists.type.value_type) or pa.types.is_null(lists.type.value_type)):
+        raise InputFormatError(f"prefix block ids must be lists of integers (got {lists.type})", file=str(path),
+                               field=name)
 
 
 def _list_lengths(lists: pa.Array) -> np.ndarray:
@@ -144,7 +153,9 @@ def load_series(
     inferred from the most common spacing; ``period_s`` coarser than that (a whole multiple) aggregates after
     gap detection, any other value is taken as the data's own bin length. Runs of zero amid clear traffic are
     collection gaps and become NaN (see :mod:`fleetwise.traffic.gaps`); by default this is on except for a
-    single ServeGen client file, whose zero windows are real (the client was idle).
+    single ServeGen client file, whose zero windows are real (the client was idle). A series without a single
+    known value, or whose samples are too sparse or too far apart for a grid (see
+    :func:`~fleetwise.traffic.convert.grid_series`), is an InputFormatError naming the file.
     """
     path = Path(path)
     if fmt == "auto":
@@ -159,6 +170,9 @@ def load_series(
         cols = formats.series_columns(path, time_col, value_col, time_unit_s)
         t, v, epoch, report = _read_pairs(path, cols, max_bad_rows)
         series = grid_series(t, v, epoch=epoch, counts=values_are_counts, source=f"series:{path}", report=report)
+    if not np.isfinite(series.values).any():
+        raise InputFormatError("the series has no known values (every value is missing: empty, NaN or null)",
+                               file=str(path))
     if detect_gaps is None:
         detect_gaps = not (fmt == "servegen" and path.is_file())
     return _regrid(_with_gaps(series, detect_gaps, gap_min_expected), period_s)
@@ -209,7 +223,7 @@ def _servegen(path: Path, max_bad_rows: float) -> RateSeries:
     keys, inverse = np.unique(np.concatenate(ts), return_inverse=True)
     total = np.bincount(inverse, weights=np.concatenate(vs), minlength=len(keys))
     name = f"servegen:{path}" + (f" ({len(files)} clients)" if len(files) > 1 else "")
-    report = LoadReport(rows=rows, bad_rows=bad, first_bad=tuple(first[:3]))
+    report = LoadReport(rows=rows, bad_rows=bad, first_bad=tuple(first[:3]), file=str(path))
     return grid_series(keys, total, epoch=False, counts=False, source=name, report=report)
 
 
@@ -235,6 +249,7 @@ def _prometheus(path: Path) -> RateSeries:
         except (TypeError, ValueError, IndexError):
             raise InputFormatError("values must be [time, \"number\"] pairs", file=str(path),
                                    entry=f"result[{k}]", field="values") from None
+        _check_points(arr, path, k)
         ts.append(arr[:, 0])
         vs.append(arr[:, 1])
     if not ts or not sum(len(t) for t in ts):
@@ -250,7 +265,19 @@ def _prometheus(path: Path) -> RateSeries:
         seen[idx[ok]] = True
     total[~seen] = np.nan
     return grid_series(t_all, total, epoch=True, source=f"prometheus:{path}",
-                       report=LoadReport(rows=int(sum(len(t) for t in ts))))
+                       report=LoadReport(rows=int(sum(len(t) for t in ts)), file=str(path)))
+
+
+def _check_points(points: np.ndarray, path: Path, k: int) -> None:
+    """Prometheus [time, value] points: Unix seconds within the range every reader accepts, values not negative
+    (NaN and infinite values are stale or missing samples and stay missing)."""
+    checks = ((0, bad_times(points[:, 0]), f"time {{:g}} is not a number of seconds within +-{MAX_TIME_S:g}"),
+              (1, points[:, 1] < 0, "value {:g} is negative (a rate cannot be)"))
+    for col, bad, problem in checks:
+        if bad.any():
+            j = int(np.flatnonzero(bad)[0])
+            raise InputFormatError(problem.format(points[j, col]), file=str(path), entry=f"result[{k}]",
+                                   field=f"values[{j}]")
 
 
 def load(path: str | Path, *, fmt: str = "auto", **options) -> RequestTrace | RateSeries:

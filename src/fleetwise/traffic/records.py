@@ -41,6 +41,7 @@ class LoadReport:
     sorted_rows: bool = False  # timestamps were out of order and have been sorted
     gap_bins: int = 0  # rate-series bins treated as missing (collection gaps)
     gaps: tuple[tuple[float, float], ...] = ()  # (start_s, end_s) of each detected gap
+    file: str | None = None  # the file loaded, for error messages about its data (None: made in memory)
 
     def warnings(self) -> list[str]:
         out = []

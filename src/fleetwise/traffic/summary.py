@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fleetwise.errors import ConfigError
-from fleetwise.traffic.convert import trace_to_series
+from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.traffic.convert import bin_count, trace_to_series
 from fleetwise.traffic.records import RateSeries, RequestTrace, steps_per_day, time_of_day_s, weekday
 
 PERCENTILES = (50, 90, 95, 99)
@@ -114,7 +114,10 @@ def summarize(obj: RequestTrace | RateSeries, *, bin_s: float | None = None, pro
 
 def _summarize_trace(trace: RequestTrace, bin_s: float, profile_bin_s: float) -> Summary:
     if len(trace) < 2:
-        raise ConfigError("a trace needs at least two requests to summarize")
+        raise InputFormatError("a trace needs at least two requests to summarize", file=trace.report.file)
+    if trace.duration_s <= 0:
+        raise InputFormatError(f"all {len(trace):,} requests arrive at the same time ({trace.start_s:g} s): a "
+                               "trace needs a time span to have a rate", file=trace.report.file)
     series = trace_to_series(trace, bin_s)
     rate = _rate_stats(series.values)
     gaps = np.diff(trace.arrival_s)
@@ -166,6 +169,7 @@ def trace_profile(trace: RequestTrace, bin_s: float = 300.0, sample_s: float = 6
     """P50/P75/P95 per (weekday, ``bin_s`` bin) of the per-minute rate and token throughput."""
     sample_s = min(sample_s, bin_s)
     t0 = np.floor(trace.start_s / sample_s) * sample_s
+    bin_count(t0, float(trace.arrival_s[-1]), sample_s, trace.report.file)
     idx = ((trace.arrival_s - t0) // sample_s).astype(np.int64)
     n = int(idx[-1]) + 1
     rate = np.bincount(idx, minlength=n) / sample_s

@@ -5,12 +5,13 @@ Used as the built-in default workload and in tests, where the true shape is know
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.traffic.convert import series_to_trace
+from fleetwise.traffic.convert import MAX_BINS, series_to_trace
 from fleetwise.traffic.lengths import CHAT_INPUT, CHAT_OUTPUT, EmpiricalLengths, LengthDist
 from fleetwise.traffic.records import (
     SECONDS_PER_DAY,
@@ -20,6 +21,8 @@ from fleetwise.traffic.records import (
     time_of_day_s,
     weekday,
 )
+
+MAX_BURSTS_PER_DAY = 1440  # one a minute: more is noise, not bursts (and each costs a pass over the series)
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,10 @@ class SyntheticSpec:
     epoch: bool = False
 
     def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name != "epoch" and not math.isfinite(value):
+                raise ConfigError(f"synthetic '{f.name}' must be a finite number (got {value})")
         for name in ("days", "period_s", "base_rps"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"synthetic '{name}' must be positive (got {getattr(self, name)})")
@@ -60,6 +67,10 @@ class SyntheticSpec:
             (self.burst_minutes >= 0, "burst_minutes must be >= 0"),
             (self.trend_per_day > -1, "trend_per_day must be > -1 (a fall of 100%/day or more is not a trend)"),
             (self.days * SECONDS_PER_DAY >= self.period_s, "the series must span at least one period"),
+            (self.days * SECONDS_PER_DAY / self.period_s <= MAX_BINS,
+             f"{self.days:g} days of {self.period_s:g} s bins is more than {MAX_BINS:,} bins"),
+            (self.bursts_per_day <= MAX_BURSTS_PER_DAY,
+             f"bursts_per_day must be <= {MAX_BURSTS_PER_DAY} (one a minute; got {self.bursts_per_day:g})"),
         )
         for ok, message in checks:
             if not ok:

@@ -8,9 +8,11 @@ if it has malformed lines) before its batches are yielded, so it needs memory fo
 
 from __future__ import annotations
 
+import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,8 @@ class BadRows:
     path: Path
     kind: str
     header: bool = True
+    columns: int = 0  # CSV: fields a row must have (a row with more or fewer is rejected, as the reader does)
+    delimiter: str = ","
     count: int = 0
     first: list[tuple[int, str, str]] = field(default_factory=list)
     rejected_lines: list[str] = field(default_factory=list)  # CSV lines with the wrong number of fields
@@ -62,48 +66,84 @@ class BadRows:
     def describe(self) -> tuple[str, ...]:
         """The first bad rows as 'line N: field F: value V', line numbers as a text editor shows them."""
         what = "not a JSON object" if self.kind == "jsonl" else "wrong number of fields"
-        out = [f"line {ln}: {what}: {text[:60]!r}" for ln, text in self._rejected_numbers()]
         rows = sorted(self.first)
-        for (row, name, value), line in zip(rows, self._line_numbers([r for r, _, _ in rows]), strict=True):
+        rejected, lines = self._locate([r for r, _, _ in rows])
+        out = [f"line {ln}: {what}: {text[:60]!r}" for ln, text in rejected]
+        for row, name, value in rows:
+            line = lines.get(row)
             where = f"line {line}" if line else f"row {row + 1}"
             out.append(f"{where}: field '{name}': bad value {value[:40]!r}")
         return tuple(sorted(out, key=_line_key)[:FIRST_BAD_SHOWN])
 
-    def _lines(self) -> Iterator[tuple[int, str]]:
-        with open_text(self.path) as handle:
+    def _locate(self, rows: list[int]) -> tuple[list[tuple[int, str]], dict[int, int]]:
+        """The first rejected lines as (line number, text), and the file line of each data row in ``rows``."""
+        shown = self.rejected_lines[:FIRST_BAD_SHOWN]
+        if self.kind not in ("csv", "jsonl") or not (rows or shown):
+            return [(0, t) for t in shown], {}
+        want, lines, rejected, row = set(rows), {}, [], -1
+        try:
+            with open_text(self.path) as handle:
+                for number, is_row, text in self._records(handle):
+                    if is_row:
+                        row += 1
+                        if row in want:
+                            lines[row] = number
+                    elif len(rejected) < len(shown):
+                        rejected.append((number, text))
+                    if len(lines) == len(want) and len(rejected) == len(shown):
+                        break
+        except (csv.Error, OSError):
+            pass  # what was not located is described by its row number
+        return rejected or [(0, t) for t in shown], lines
+
+    def _records(self, handle) -> Iterator[tuple[int, bool, str]]:
+        """(line number, is it a data row, text) of each non-blank record after the header; a CSV record whose
+        quoted cell spans lines is one record, numbered by its first line."""
+        if self.kind == "jsonl":
+            rejected = set(self.rejected_lines)
             for number, line in enumerate(handle, 1):
-                yield number, line.rstrip("\r\n")
+                text = line.rstrip("\r\n")
+                if text.strip():
+                    yield number, text not in rejected, text
+            return
+        records = csv_records(handle, self.delimiter)
+        head = next(records, None) if self.header else None
+        columns = self.columns or (len(head[1]) if head else 0)
+        for number, cells, text in records:
+            yield number, len(cells) == columns, text
 
-    def _rejected_numbers(self) -> list[tuple[int, str]]:
-        if not self.rejected_lines or self.kind not in ("csv", "jsonl"):
-            return [(0, t) for t in self.rejected_lines[:FIRST_BAD_SHOWN]]
-        wanted, found = set(self.rejected_lines[:FIRST_BAD_SHOWN]), []
-        for number, line in self._lines():
-            if line in wanted:
-                found.append((number, line))
-                wanted.discard(line)
-                if not wanted:
-                    break
-        return found
 
-    def _line_numbers(self, rows: list[int]) -> list[int | None]:
-        """Map data-row indices to file line numbers (skipping the header, blank and rejected lines)."""
-        if self.kind not in ("csv", "jsonl") or not rows:
-            return [None] * len(rows)
-        rejected, want, out, row = set(self.rejected_lines), sorted(set(rows)), {}, -1
-        skip_header = self.header and self.kind == "csv"
-        for number, line in self._lines():
-            if skip_header:
-                skip_header = False
-                continue
-            if not line.strip() or line in rejected:
-                continue
-            row += 1
-            if row == want[len(out)]:
-                out[row] = number
-                if len(out) == len(want):
-                    break
-        return [out.get(r) for r in rows]
+def csv_records(lines: Iterable[str], delimiter: str = ",") -> Iterator[tuple[int, list[str], str]]:
+    """(first line number, cells, text) of each CSV record in ``lines``, skipping blank and whitespace-only
+    lines; a quoted cell may span lines, so a record's number is the line it starts on."""
+    taken: list[str] = []
+
+    def feed() -> Iterator[str]:
+        for line in lines:
+            taken.append(line)
+            yield line
+
+    reader = csv.reader(feed(), delimiter=delimiter)
+    start = 1
+    for cells in reader:
+        text = "".join(taken).rstrip("\r\n")
+        taken.clear()
+        if cells and (len(cells) > 1 or cells[0].strip()):
+            yield start, cells, text
+        start = reader.line_num + 1
+
+
+@contextmanager
+def utf8_text(path: Path) -> Iterator[io.TextIOWrapper]:
+    """A strict UTF-8 reader over a (possibly compressed) text file: a binary file or a file that cannot be read
+    is an InputFormatError naming it, not a traceback."""
+    try:
+        with open_text(path, strict=True) as handle:
+            yield handle
+    except UnicodeDecodeError:
+        raise InputFormatError("not a UTF-8 text file", file=str(path)) from None
+    except OSError as exc:
+        raise InputFormatError(f"cannot read the file ({_first_line(exc)})", file=str(path)) from None
 
 
 def csv_batches(
@@ -119,6 +159,7 @@ def csv_batches(
 
     try:
         header = names or _csv_header(path, delimiter)
+        bad.columns, bad.delimiter = len(header), delimiter
         # Read with the cleaned header names (spaces, quotes and a byte-order mark stripped) and skip the
         # file's own header line, so ' input_tokens' and 'input_tokens' are the same column.
         read = pcsv.ReadOptions(block_size=BLOCK_BYTES, column_names=header, skip_rows=0 if names else 1,
@@ -130,6 +171,10 @@ def csv_batches(
                 f"missing column(s) {', '.join(map(repr, missing))}; the file has {', '.join(map(repr, header))}",
                 file=str(path), line=1,
             )
+        twice = [c for c in dict.fromkeys(columns) if header.count(c) > 1]
+        if twice:
+            raise InputFormatError(f"the header names the column {header.count(twice[0])} times; which one holds "
+                                   "the data is ambiguous", file=str(path), line=1, field=twice[0])
         convert = pcsv.ConvertOptions(include_columns=columns, column_types={c: pa.string() for c in columns})
         stream = pa.input_stream(str(path), compression="detect")
         reader = pcsv.open_csv(stream, read_options=read, parse_options=parse, convert_options=convert)
@@ -141,10 +186,11 @@ def csv_batches(
         raise InputFormatError(f"not a readable CSV file ({_first_line(exc)})", file=str(path)) from None
 
 
-def open_text(path: Path):
-    """A text reader over a possibly compressed (.gz/.bz2/.zst) file; a UTF-8 byte-order mark is dropped."""
+def open_text(path: Path, *, strict: bool = False):
+    """A text reader over a possibly compressed (.gz/.bz2/.zst) file; a UTF-8 byte-order mark is dropped.
+    Bytes that are not UTF-8 become U+FFFD unless ``strict`` (then reading raises UnicodeDecodeError)."""
     return io.TextIOWrapper(pa.input_stream(str(path), compression="detect"), encoding="utf-8-sig",
-                            errors="replace")
+                            errors="strict" if strict else "replace")
 
 
 def _csv_header(path: Path, delimiter: str) -> list[str]:
@@ -221,7 +267,7 @@ def _jsonl_slow(path: Path, bad: BadRows) -> pa.Table:
         raise InputFormatError("no JSON records found", file=str(path))
     try:
         return pa.Table.from_pylist(records)
-    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):  # OverflowError: an integer >= 2**64
         return _mixed_table(records)
 
 
@@ -233,7 +279,7 @@ def _mixed_table(records: list[dict]) -> pa.Table:
         values = [rec.get(key) for rec in records]
         try:
             columns[key] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError):
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             columns[key] = pa.array([None if v is None else json.dumps(v) if isinstance(v, list | dict) else str(v)
                                      for v in values])
     return pa.table(columns)
