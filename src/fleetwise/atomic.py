@@ -1,21 +1,49 @@
 """Atomic file output: write to a temporary file in the same directory, then rename over the target, so an
-interrupted run never leaves half a file."""
+interrupted run never leaves half a file.
+
+Inside :func:`output_batch` (the CLI runs every command in one) the renames wait until the batch ends: a run
+that fails part-way leaves none of its outputs behind, not just no half-written one."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from fleetwise.errors import ConfigError
 
+# (temporary file, target) pairs written inside the current output_batch; None outside one.
+_pending: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("fleetwise_pending_outputs", default=None)
 
-def check_output_path(path: str | Path) -> Path:
-    """Fail before any long work if an output file could not be written."""
+
+def check_output_path(path: str | Path, option: str | None = None) -> Path:
+    """Fail before any long work if an output file could not be written: an empty name, a directory, an
+    existing non-file (a device, a FIFO), or a directory that is missing or where no file can be created.
+    ``option`` (e.g. '--out') is named in the message."""
+
+    def error(message: str) -> ConfigError:
+        return ConfigError(message + (f" ({option})" if option else ""), file=str(path) or None)
+
+    if not str(path).strip():
+        raise error("the output file name is empty")
     path = Path(path)
-    directory = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise error("is a directory, not an output file")
+    if path.exists() and not stat.S_ISREG(path.stat().st_mode):
+        raise error("exists and is not a regular file")
+    directory = path.parent
     if not directory.is_dir():
-        raise ConfigError("output directory does not exist", file=str(path))
+        raise error(f"output directory {'is not a directory' if directory.exists() else 'does not exist'}")
+    try:  # what atomic_path will do; os.access() says yes to root even where nothing can be created (/proc)
+        fd, probe = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise error(f"cannot create a file in '{directory}' ({exc.strerror or exc})") from None
+    os.close(fd)
+    os.unlink(probe)
     return path
 
 
@@ -26,15 +54,27 @@ def _default_mode(tmp: str | Path) -> None:
     os.chmod(tmp, 0o666 & ~umask)
 
 
+def _replace(tmp: Path, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise ConfigError(f"cannot write the file ({exc.strerror or exc})", file=str(path)) from None
+
+
 class atomic_path:
-    """``with atomic_path(p) as tmp: writer(tmp)`` — the file appears at ``p`` only if the block succeeds;
-    the temporary file is removed whatever fails (the block, or giving it its mode and renaming it)."""
+    """``with atomic_path(p) as tmp: writer(tmp)`` — the file appears at ``p`` only if the block succeeds
+    (inside an :func:`output_batch`, only once the whole batch succeeds); the temporary file is removed
+    whatever fails (the block, or giving it its mode and renaming it)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = check_output_path(path)
 
     def __enter__(self) -> Path:
-        fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        except OSError as exc:
+            raise ConfigError(f"cannot create a file next to it ({exc.strerror or exc})",
+                              file=str(self.path)) from None
         os.close(fd)
         self.tmp = Path(tmp)
         return self.tmp
@@ -45,10 +85,43 @@ class atomic_path:
             return
         try:
             _default_mode(self.tmp)
-            os.replace(self.tmp, self.path)
+            pending = _pending.get()
+            if pending is not None:
+                pending.append((self.tmp, self.path))
+                return
+            _replace(self.tmp, self.path)
         except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
+
+
+@contextmanager
+def output_batch() -> Iterator[None]:
+    """Hold back the files written atomically inside the block: they all appear when it ends normally, and
+    none does if it raises (their temporary files are removed). Nested batches join the outermost one."""
+    if _pending.get() is not None:
+        yield
+        return
+    pending: list[tuple[Path, Path]] = []
+    token = _pending.set(pending)
+    try:
+        yield
+    except BaseException:
+        _discard(pending)
+        raise
+    finally:
+        _pending.reset(token)
+    for k, (tmp, path) in enumerate(pending):
+        try:
+            _replace(tmp, path)
+        except BaseException:
+            _discard(pending[k:])
+            raise
+
+
+def _discard(pending: list[tuple[Path, Path]]) -> None:
+    for tmp, _ in pending:
+        tmp.unlink(missing_ok=True)
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

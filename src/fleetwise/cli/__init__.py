@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from fleetwise.atomic import output_batch
 from fleetwise.errors import FleetwiseError
 
 app = typer.Typer(
@@ -41,13 +42,51 @@ def _register() -> None:
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: run one command; a failure is one line on stderr and a non-zero exit, and
+    leaves none of the command's output files behind (they are renamed into place only when it succeeds)."""
     _register()
     try:
-        app()
+        with output_batch():
+            code = app(standalone_mode=False)  # returns the exit code of --help, or of an interrupt (130)
+            if code:
+                raise _Failed(code)
+    except _Failed as failed:
+        _exit(failed.code, "fleetwise: interrupted" if failed.code == 130 else None)
     except FleetwiseError as exc:
-        print(f"fleetwise: error: {exc}", file=sys.stderr)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        print("fleetwise: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _exit(exc.exit_code, f"fleetwise: error: {exc}")
+    except typer.TyperException as exc:  # click's usage errors: an unknown option, a value of the wrong type, ...
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: typer has printed its help already
+            _exit(2)
+        _exit(getattr(exc, "exit_code", 2), f"fleetwise: error: {_usage_message(exc)}")
+    except (KeyboardInterrupt, typer.Abort):
+        _exit(130, "fleetwise: interrupted")
+    except OSError as exc:  # the environment, not the input: a full disk, a vanished directory, ...
+        where = f"{exc.filename}: " if exc.filename else ""
+        _exit(1, f"fleetwise: error: {where}{exc.strerror or exc}")
+
+
+class _Failed(Exception):
+    """A command ended with a non-zero exit code but no exception (an interrupt that typer caught)."""
+
+    def __init__(self, code: int) -> None:
+        super().__init__(code)
+        self.code = code
+
+
+def _exit(code: int, message: str | None = None) -> None:
+    if message:
+        print(message.replace("\n", " "), file=sys.stderr)
+    sys.exit(code)
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """One line for click's usage errors: the subcommand, the message and where help is."""
+    ctx = getattr(exc, "ctx", None)
+    names = []
+    while ctx is not None and ctx.parent is not None:
+        names.append(ctx.info_name)
+        ctx = ctx.parent
+    command = " ".join(reversed(names))
+    message = " ".join((exc.format_message() if hasattr(exc, "format_message") else str(exc)).split())
+    hint = f" (see '{exc.ctx.command_path} --help')" if getattr(exc, "ctx", None) is not None else ""
+    return f"{command + ': ' if command else ''}{message}{hint}"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,6 +10,7 @@ import typer
 from rich import box
 from rich.table import Table
 
+from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json, split_csv
 from fleetwise.cli.traffic import (
     Counts,
@@ -19,6 +19,7 @@ from fleetwise.cli.traffic import (
     MaxBad,
     NoGaps,
     OutputCol,
+    PlotOpt,
     TimeCol,
     TimeUnit,
     ValueCol,
@@ -28,7 +29,6 @@ from fleetwise.cli.traffic import (
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import METHODS, QuantileForecaster, backtest
 from fleetwise.traffic import RateSeries
-from fleetwise.traffic.durations import parse_duration
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 from fleetwise.traffic.records import SECONDS_PER_DAY
 from fleetwise.traffic.summary import hhmm
@@ -86,18 +86,21 @@ def forecast_cmd(
     series_file: Annotated[Optional[Path], typer.Argument(
         metavar="SERIES", help="Rate series or request trace (aggregated to --freq). Default: built-in synthetic.")
     ] = None,
-    horizon: Annotated[str, typer.Option(help="How far ahead: 5min, 1h, 1d, ...")] = "1d",
+    horizon: Annotated[str, typer.Option(help="How far ahead: 5min, 1h, 1d, ... (at most a year).",
+                                         callback=checks.horizon)] = "1d",
     freq: Annotated[Optional[str], typer.Option(
-        help="Bin length (a trace is aggregated to it, default 5min; a series is resampled).")] = None,
+        help="Bin length (a trace is aggregated to it, default 5min; a series is resampled).",
+        callback=checks.duration())] = None,
     quantiles: Annotated[str, typer.Option(help="Comma-separated quantile levels.")] = "0.5,0.9,0.95",
     method: Annotated[str, typer.Option(help=f"One of {', '.join(METHOD_CHOICES)}.")] = "auto",
     do_backtest: Annotated[bool, typer.Option(
         "--backtest", help="Also score every method by rolling-origin backtest at this horizon.")] = False,
-    folds: Annotated[Optional[int], typer.Option(help="Backtest origins (default: one per hour, or per step).")
-                     ] = None,
-    history_days: Annotated[float, typer.Option(help="Backtest warm-up: history before the first origin.")] = 7.0,
+    folds: Annotated[Optional[int], typer.Option(help="Backtest origins (default: one per hour, or per step).",
+                                                 callback=checks.at_least_one)] = None,
+    history_days: Annotated[float, typer.Option(help="Backtest warm-up: history before the first origin.",
+                                                callback=checks.non_negative)] = 7.0,
     json_: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a figure: .png, .svg, .pdf or .html.")] = None,
+    plot: PlotOpt = None,
     fmt: Fmt = "auto", time_col: TimeCol = None, value_col: ValueCol = None, input_col: InputCol = None,
     output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     counts: Counts = False, keep_zeros: NoGaps = False,
@@ -105,17 +108,11 @@ def forecast_cmd(
     """Forecast request rate as quantiles; --backtest measures every method's accuracy honestly first."""
     if method not in METHOD_CHOICES:
         raise ConfigError(f"--method must be one of {', '.join(METHOD_CHOICES)} (got '{method}')")
-    if folds is not None and folds < 1:
-        raise ConfigError(f"--folds must be at least 1 (got {folds})")
     qs = _quantiles(quantiles)
-    if plot:
-        from fleetwise.report.figures import check_plot_path
-
-        check_plot_path(plot)
     series = series_input(series_file, freq, what="SERIES", trace_bin_s=300.0, fmt=fmt, time_col=time_col, value_col=value_col, input_col=input_col,
                      output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
                      keep_zeros=keep_zeros)
-    horizon_steps = max(1, math.ceil(parse_duration(horizon, "--horizon") / series.period_s - 1e-9))
+    horizon_steps = checks.horizon_steps(horizon, series.period_s)
     scores, chosen = [], None
     if do_backtest:
         names = (*METHODS, "auto") if method == "auto" else (method,)

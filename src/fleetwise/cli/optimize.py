@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -11,11 +10,11 @@ import typer
 from rich import box
 from rich.table import Table
 
+from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json, split_csv
 from fleetwise.cli.traffic import Fmt, TimeCol, ValueCol, series_input
 from fleetwise.cost import HOURS_PER_MONTH
-from fleetwise.errors import ConfigError
-from fleetwise.traffic.durations import parse_duration
+from fleetwise.errors import ConfigError, InputFormatError
 
 
 def _scenario(json_out: bool) -> None:
@@ -52,9 +51,6 @@ def _offers(model: str, isl: float, osl: float, ttft: float, tpot: float, catalo
 
 def _caps(spot: int | None, on_demand: int | None, reserved: int | None) -> dict[str, int]:
     caps = {"spot": spot, "on_demand": on_demand, "reserved_1y": reserved, "reserved_3y": reserved}
-    for tier, value in caps.items():
-        if value is not None and value < 0:
-            raise ConfigError(f"instance caps must be >= 0 (got {value} for {tier})")
     return {k: v for k, v in caps.items() if v is not None}
 
 
@@ -84,12 +80,15 @@ def optimize_cmd(
                            ] = None,
     time_col: TimeCol = None, value_col: ValueCol = None, fmt: Fmt = "auto",
     freq: Annotated[Optional[str], typer.Option(
-        help="Period length (default: the series' own bins with --train-days, else 1h).")] = None,
+        help="Period length (default: the series' own bins with --train-days, else 1h).",
+        callback=checks.duration())] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to serve.")] = "llama-3.1-8b",
-    isl: Annotated[float, typer.Option(help="Mean input tokens.")] = 1155.0,
-    osl: Annotated[float, typer.Option(help="Mean output tokens.")] = 211.0,
-    ttft_ms: Annotated[float, typer.Option("--ttft-p95-ms", help="p95 TTFT target, ms.")] = 1000.0,
-    tpot_ms: Annotated[float, typer.Option("--tpot-p95-ms", help="p95 TPOT target, ms.")] = 50.0,
+    isl: Annotated[float, typer.Option(help="Mean input tokens.", callback=checks.positive)] = 1155.0,
+    osl: Annotated[float, typer.Option(help="Mean output tokens.", callback=checks.positive)] = 211.0,
+    ttft_ms: Annotated[float, typer.Option("--ttft-p95-ms", help="p95 TTFT target, ms.",
+                                           callback=checks.slo_target)] = 1000.0,
+    tpot_ms: Annotated[float, typer.Option("--tpot-p95-ms", help="p95 TPOT target, ms.",
+                                           callback=checks.slo_target)] = 50.0,
     catalog: Annotated[Optional[str], typer.Option(help="Catalog name or directory.")] = None,
     cloud: Annotated[Optional[list[str]], typer.Option(help="Only these clouds.")] = None,
     region: Annotated[Optional[list[str]], typer.Option(help="Only these regions.")] = None,
@@ -97,28 +96,37 @@ def optimize_cmd(
     offers_top: Annotated[int, typer.Option("--offers", help=(
         "How many of the cheapest offers (per req/s, best tier) to consider; if none of them is smaller than a "
         "quarter of the mean rate, the cheapest such offer per tier joins them so capacity can follow demand "
-        "in small steps."))] = 6,
-    quantile: Annotated[float, typer.Option(help="Demand quantile to provision for.")] = 0.95,
-    horizon: Annotated[str, typer.Option(help="Planning horizon (without --train-days).")] = "30d",
-    train_days: Annotated[Optional[float], typer.Option(help="Fit on this many days, then operate...")] = None,
-    eval_days: Annotated[Optional[float], typer.Option(help="...over this many days against the actual series.")
-                         ] = None,
-    max_spot_share: Annotated[float, typer.Option(help="Spot's largest share of capacity.")] = 0.7,
-    min_nonspot_share: Annotated[float, typer.Option(help="Share of demand reserved + on-demand must cover.")] = 0.3,
+        "in small steps."), callback=checks.at_least_one)] = 6,
+    quantile: Annotated[float, typer.Option(help="Demand quantile to provision for.",
+                                            callback=checks.number(gt=0, lt=1))] = 0.95,
+    horizon: Annotated[str, typer.Option(help="Planning horizon (without --train-days; at most a year).",
+                                         callback=checks.horizon)] = "30d",
+    train_days: Annotated[Optional[float], typer.Option(help="Fit on this many days, then operate...",
+                                                        callback=checks.days)] = None,
+    eval_days: Annotated[Optional[float], typer.Option(help="...over this many days against the actual series.",
+                                                       callback=checks.days)] = None,
+    max_spot_share: Annotated[float, typer.Option(help="Spot's largest share of capacity.", callback=checks.number(
+        ge=0, le=1, what="spot share cap"))] = 0.7,
+    min_nonspot_share: Annotated[float, typer.Option(help="Share of demand reserved + on-demand must cover.",
+                                                     callback=checks.number(ge=0, le=1, what="non-spot share floor"))
+                                 ] = 0.3,
     cold_start_s: Annotated[Optional[float], typer.Option(
         help="Instance boot + model load + engine start, seconds (default: 120 s boot + weights at 1 GB/s + "
-             "60 s engine start, for the model and precision chosen).")] = None,
-    up: Annotated[int, typer.Option(help="Rolling damping: most instances added per offer and step.")] = 2,
-    down: Annotated[int, typer.Option(help="Rolling damping: most instances removed per offer and step.")] = 1,
-    spot_cap: Annotated[Optional[int], typer.Option(help="Most spot instances of any one offer (pool size).")
-                        ] = None,
-    on_demand_cap: Annotated[Optional[int], typer.Option(help="Most on-demand instances of any one offer (quota).")
-                             ] = None,
-    reserved_cap: Annotated[Optional[int], typer.Option(help="Most reserved instances of any one offer and term.")
-                            ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the spot-interruption draws.")] = 0,
+             "60 s engine start, for the model and precision chosen).", callback=checks.cold_start)] = None,
+    up: Annotated[int, typer.Option(help="Rolling damping: most instances added per offer and step.",
+                                    callback=checks.non_negative)] = 2,
+    down: Annotated[int, typer.Option(help="Rolling damping: most instances removed per offer and step.",
+                                      callback=checks.non_negative)] = 1,
+    spot_cap: Annotated[Optional[int], typer.Option(help="Most spot instances of any one offer (pool size).",
+                                                    callback=checks.non_negative)] = None,
+    on_demand_cap: Annotated[Optional[int], typer.Option(help="Most on-demand instances of any one offer (quota).",
+                                                         callback=checks.non_negative)] = None,
+    reserved_cap: Annotated[Optional[int], typer.Option(help="Most reserved instances of any one offer and term.",
+                                                        callback=checks.non_negative)] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the spot-interruption draws.", callback=checks.seed)] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
-    report: Annotated[Optional[Path], typer.Option(help="Write an HTML report.")] = None,
+    report: Annotated[Optional[str], typer.Option(help="Write an HTML report.", metavar="<path>",
+                                                  callback=checks.output_file(".html"))] = None,
 ) -> None:
     """Reserved / spot / on-demand counts over time (MILP), reservations to buy, and savings vs baselines."""
     from fleetwise.allocate import Policy
@@ -129,25 +137,20 @@ def optimize_cmd(
             raise ConfigError(f"unknown scenario '{scenario}' (available: seed)")
         _scenario(json_out)
         return
-    if report:
-        from fleetwise.atomic import check_output_path
-
-        if check_output_path(report).suffix.lower() != ".html":
-            raise ConfigError("--report must be an .html file", file=str(report))
-    if not 0 < quantile < 1:
-        raise ConfigError(f"--quantile must lie in (0, 1) (got {quantile:g})")
     if (train_days is None) != (eval_days is None):
         raise ConfigError("--train-days and --eval-days go together")
-    Policy(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share)  # validate before any work
-    if cold_start_s is not None and cold_start_s < 0:
-        raise ConfigError(f"cold start (--cold-start-s) must be >= 0 (got {cold_start_s:g})")
     evaluate_mode = train_days is not None
     series = series_input(series_file, freq if (freq or evaluate_mode) else "1h", what="--series",
                           trace_bin_s=600.0, fmt=fmt, time_col=time_col, value_col=value_col)
-    if evaluate_mode:
+    if not np.isfinite(series.values).any():  # the mean rate below would be NaN
+        raise InputFormatError("no known demand values (every bin is missing)",
+                               file=str(series_file) if series_file else None)
+    if evaluate_mode:  # fail on a window that does not fit, or a horizon too long, before any work
         from fleetwise.allocate.compare import eval_window
 
-        eval_window(series, train_days, eval_days)  # fail on a window that does not fit before any work
+        eval_window(series, train_days, eval_days)
+    else:
+        steps = checks.horizon_steps(horizon, series.period_s)
     mean_rps = float(np.nanmean(series.values))
     with err_console.status("planning replica configurations and offers..."):
         offers = _offers(model, isl, osl, ttft_ms, tpot_ms, catalog, split_csv(cloud), split_csv(region),
@@ -170,7 +173,6 @@ def optimize_cmd(
         return
     from fleetwise.allocate.forecast_plan import plan_forward
 
-    steps = max(1, math.ceil(parse_duration(horizon, "--horizon") / series.period_s - 1e-9))
     with err_console.status("forecasting and allocating..."):
         fp = plan_forward(series, offers, steps, quantile=quantile, policy=policy)
     _emit_plan(fp, json_out, report)

@@ -11,8 +11,9 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from fleetwise.cli.output import check_output_path, console, err_console, print_json, write_atomic
-from fleetwise.errors import ConfigError
+from fleetwise.cli import checks
+from fleetwise.cli.output import console, err_console, print_json, write_atomic
+from fleetwise.errors import ConfigError, InputFormatError, UnknownNameError
 from fleetwise.perf.calibrate import FIT_TIERS, TIERS, calibrate, predict_case, predict_points, tier_errors
 from fleetwise.perf.points import KEY_COLUMNS, read_points
 from fleetwise.perf.predict import predict
@@ -24,33 +25,48 @@ PRED_COLUMNS = (
     "mean_e2e_ms",
 )
 GOALS = {"offline_throughput": 0.15, "rate_itl": 0.20, "rate_ttft": 0.30}
+# Request counts the event simulation runs through, and its arrival rate.
+SIM_SIZE = checks.number(ge=1, le=checks.MAX_SIMULATED_REQUESTS,
+                         why="the event simulation of more runs for minutes to hours")
+SIM_RATE = checks.number(ge=1e-6, why="slower is an idle replica (and near 1e-100 req/s the simulated clock "
+                                          "stops advancing)")
 
 
 def perf_command(
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model id, alias or Hugging Face id.")] = None,
     gpu: Annotated[Optional[str], typer.Option(help="GPU type (aliases resolve: H100, A100-SXM4-80GB, ...).")] = None,
-    gpus: Annotated[int, typer.Option("--gpus", help="GPUs in the replica (num_gpus/tp data-parallel groups).")] = 1,
-    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="GPUs in the replica (num_gpus/tp data-parallel groups).",
+                                      callback=checks.at_least_one)] = 1,
+    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).",
+                                              callback=checks.at_least_one)] = None,
     precision: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp4.")] = "bf16",
-    isl: Annotated[int, typer.Option(help="Input tokens per request.")] = 1000,
-    osl: Annotated[int, typer.Option(help="Output tokens per request.")] = 250,
-    rate: Annotated[Optional[float], typer.Option(help="Rate mode: arrivals per second.")] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Concurrency mode: requests kept outstanding.")] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Static mode: one batch of this size.")] = None,
+    isl: Annotated[int, typer.Option(help="Input tokens per request.",
+                                     callback=checks.number(ge=1, what="input length"))] = 1000,
+    osl: Annotated[int, typer.Option(help="Output tokens per request.",
+                                     callback=checks.number(ge=1, what="output length"))] = 250,
+    rate: Annotated[Optional[float], typer.Option(help="Rate mode: arrivals per second.",
+                                                  callback=SIM_RATE)] = None,
+    concurrency: Annotated[Optional[int], typer.Option(help="Concurrency mode: requests kept outstanding.",
+                                                       callback=SIM_SIZE)] = None,
+    batch: Annotated[Optional[int], typer.Option(help="Static mode: one batch of this size.", callback=SIM_SIZE)
+                     ] = None,
     arrival: Annotated[str, typer.Option(help="Rate-mode arrivals: poisson or constant.")] = "poisson",
-    requests: Annotated[Optional[int], typer.Option(help="Requests to simulate (default by mode).")] = None,
-    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Batch cap (default: the engine's).")] = None,
+    requests: Annotated[Optional[int], typer.Option(help="Requests to simulate (default by mode).",
+                                                    callback=SIM_SIZE)] = None,
+    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Batch cap (default: the engine's).",
+                                                     callback=checks.at_least_one)] = None,
     engine: Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang, or a .yaml profile.")] = "trtllm",
     points: Annotated[Optional[str], typer.Option(help="Predict every row of this POINTS.csv instead.")] = None,
-    out: Annotated[Optional[str], typer.Option(help="With --points: write predictions here (CSV).")] = None,
+    out: Annotated[Optional[str], typer.Option(help="With --points: write predictions here (CSV).",
+                                               callback=checks.output_file())] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Predict memory, throughput and latency of one replica (default mode: offline max throughput)."""
     if points:
-        if out:
-            check_output_path(out)
         _perf_points(points, out)
         return
+    if out:
+        raise ConfigError("--out writes the predictions of --points; without --points the result is printed")
     if not model or not gpu:
         raise ConfigError("perf needs --model and --gpu (or --points FILE)")
     modes = [m for m, v in (("rate", rate), ("concurrency", concurrency), ("static", batch)) if v is not None]
@@ -104,14 +120,19 @@ def _perf_points(path: str, out: str | None) -> None:
 def calibrate_command(
     points: Annotated[str, typer.Argument(help="Measured points CSV (engine,model,gpu,...,metric,value).")],
     engine: Annotated[str, typer.Option(help="Engine profile to start from: trtllm, vllm, sglang, or .yaml.")] = "trtllm",
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the fitted profile YAML.")] = "profile.yaml",
+    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the fitted profile YAML.",
+                                        callback=checks.output_file())] = "profile.yaml",
     name: Annotated[Optional[str], typer.Option(help="Name of the fitted profile (default: the engine's).")] = None,
-    max_evals: Annotated[int, typer.Option(help="Model evaluations the fit may use.")] = 150,
+    max_evals: Annotated[int, typer.Option(help="Model evaluations the fit may use.",
+                                           callback=checks.at_least_one)] = 150,
     tiers: Annotated[str, typer.Option(help=f"Tiers to fit, comma-separated, from {', '.join(TIERS)}.")] = ",".join(FIT_TIERS),
 ) -> None:
     """Fit an engine's efficiency factors to measured points by least squares; report the error per tier."""
-    check_output_path(output)
     pts, _ = read_points(points, measured=True)
+    engines = sorted({p.case.engine for p in pts})
+    if len(engines) > 1:  # one set of efficiency factors fitted to several engines fits none of them
+        raise InputFormatError(f"rows measure {len(engines)} engines ({', '.join(engines)}); calibrate fits one "
+                               "profile: keep one engine's rows", file=points, field="engine")
     chosen = [t.strip() for t in tiers.split(",") if t.strip()]
     unknown = [t for t in chosen if t not in TIERS]
     if unknown:
@@ -147,7 +168,13 @@ def validate_command(
         by_engine.setdefault(engine or p.case.engine, []).append(p)
     rows = []
     for eng, group in by_engine.items():
-        profile = get_profile(eng)
+        try:
+            profile = get_profile(eng)
+        except UnknownNameError as exc:
+            if engine:  # the option, not a row, named it
+                raise
+            first = group[0]
+            raise InputFormatError(exc.message, file=first.file or points, line=first.line, field="engine") from None
         for err in tier_errors(group, predict_points(group, profile)):
             rows.append({"engine": profile.name, "tier": err.tier, "mape": err.mape, "n": err.n,
                          "goal": GOALS.get(err.tier), "worst": err.worst})

@@ -11,7 +11,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from fleetwise.cli.output import check_output_path, console, err_console, print_json, split_csv, write_atomic
+from fleetwise.cli import checks
+from fleetwise.cli.output import console, err_console, print_json, split_csv, write_atomic
 from fleetwise.errors import ConfigError
 from fleetwise.plan.search import (
     DEFAULT_BATCH_CAPS,
@@ -137,15 +138,26 @@ def _ints(values: list[str], name: str) -> list[int]:
     return out
 
 
+def _check_tps(req: PlanRequest) -> None:
+    """Tensor-parallel degrees larger than every matching instance are skipped; fail if that leaves none."""
+    from fleetwise.catalog import load_catalog
+
+    offers = load_catalog(req.catalog).find_offers(clouds=req.clouds, regions=req.regions, gpus=req.gpus)
+    most = max((o.gpu_count for o in offers), default=0)
+    if offers and min(req.tps) > most:
+        raise ConfigError(f"--tp {','.join(map(str, req.tps))}: no matching instance has that many GPUs "
+                          f"(the largest has {most})")
+
+
 def plan_command(
     model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Candidate model(s): id, alias or Hugging Face id; repeat or comma-separate.")] = None,
     workload: Annotated[str, typer.Option(help=f"Built-in workload for length distributions and default rate: {', '.join(BUILTIN)}.")] = "chat",
-    rate: Annotated[Optional[float], typer.Option(help="Target request rate, requests/s (default: the workload's).")] = None,
-    isl: Annotated[Optional[float], typer.Option(help="Mean input tokens (keeps the workload's p95/mean shape).")] = None,
-    osl: Annotated[Optional[float], typer.Option(help="Mean output tokens (keeps the workload's p95/mean shape).")] = None,
+    rate: Annotated[Optional[float], typer.Option(help="Target request rate, requests/s (default: the workload's).", callback=checks.positive)] = None,
+    isl: Annotated[Optional[float], typer.Option(help="Mean input tokens (keeps the workload's p95/mean shape).", callback=checks.positive)] = None,
+    osl: Annotated[Optional[float], typer.Option(help="Mean output tokens (keeps the workload's p95/mean shape).", callback=checks.positive)] = None,
     fixed_lengths: Annotated[bool, typer.Option("--fixed-lengths", help="Every request exactly --isl/--osl tokens.")] = False,
-    ttft_ms: Annotated[float, typer.Option("--ttft-p95-ms", "--ttft-ms", help="TTFT target at the SLO percentile, ms.")] = 1000.0,
-    tpot_ms: Annotated[float, typer.Option("--tpot-p95-ms", "--tpot-ms", help="TPOT/ITL target at the SLO percentile, ms.")] = 50.0,
+    ttft_ms: Annotated[float, typer.Option("--ttft-p95-ms", "--ttft-ms", help="TTFT target at the SLO percentile, ms.", callback=checks.slo_target)] = 1000.0,
+    tpot_ms: Annotated[float, typer.Option("--tpot-p95-ms", "--tpot-ms", help="TPOT/ITL target at the SLO percentile, ms.", callback=checks.slo_target)] = 50.0,
     percentile: Annotated[int, typer.Option(help="SLO percentile: 95 or 99.")] = 95,
     tier: Annotated[str, typer.Option(help="Capacity tier: on_demand, reserved_1y, reserved_3y, spot.")] = "on_demand",
     cloud: Annotated[Optional[list[str]], typer.Option(help="Only these clouds (aws, gcp, azure, lambda).")] = None,
@@ -155,12 +167,12 @@ def plan_command(
     tp: Annotated[Optional[list[str]], typer.Option(help="Tensor-parallel degrees to try (default 1,2,4,8).")] = None,
     max_batch: Annotated[Optional[list[str]], typer.Option("--max-batch", help="Batch caps to try (default 16..1024).")] = None,
     engine: Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang, or a calibrated profile .yaml.")] = "trtllm",
-    overhead_pct: Annotated[float, typer.Option("--overhead-pct", help="Networking/storage overhead added to the monthly cost, %.")] = 0.0,
+    overhead_pct: Annotated[float, typer.Option("--overhead-pct", help="Networking/storage overhead added to the monthly cost, %.", callback=checks.non_negative)] = 0.0,
     catalog: Annotated[Optional[str], typer.Option(envvar="FLEETWISE_CATALOG_NAME", help="Catalog: 'seed-scenario' or a directory overlaying the default.")] = None,
     view: Annotated[str, typer.Option(help=f"What to show: {', '.join(VIEWS)}.")] = "ranking",
-    top: Annotated[int, typer.Option(help="Rows to show.")] = 10,
+    top: Annotated[int, typer.Option(help="Rows to show.", callback=checks.at_least_one)] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write every ranked candidate to this CSV file.")] = None,
+    csv_path: Annotated[Optional[str], typer.Option("--csv", help="Also write every ranked candidate to this CSV file.", callback=checks.output_file())] = None,
 ) -> None:
     """Find the cheapest replica configuration (GPU, count/TP, precision, batch cap, offer) meeting the SLO.
 
@@ -169,13 +181,6 @@ def plan_command(
     """
     if view not in VIEWS:
         raise ConfigError(f"unknown view '{view}' (one of {', '.join(VIEWS)})")
-    if top < 1:
-        raise ConfigError("--top must be >= 1")
-    if csv_path:
-        check_output_path(csv_path)
-    for flag, value in (("--isl", isl), ("--osl", osl), ("--rate", rate)):
-        if value is not None and not value > 0:
-            raise ConfigError(f"{flag} must be > 0 (got {value:g})")
     wl = get_workload(workload).with_overrides(isl=isl, osl=osl, rate_rps=rate)
     if fixed_lengths:
         wl = type(wl)(wl.name + " (fixed lengths)", LengthDist(wl.isl.mean), LengthDist(wl.osl.mean), wl.rate_rps, wl.source)
@@ -194,6 +199,8 @@ def plan_command(
         catalog=catalog,
         overhead_pct=overhead_pct,
     )
+    if tp:
+        _check_tps(req)
     if json_out:
         result = plan(req)
     else:

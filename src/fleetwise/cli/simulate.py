@@ -11,36 +11,56 @@ from rich import box
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json, split_csv
-from fleetwise.cli.traffic import Fmt, InputCol, MaxBad, OutputCol, TimeCol, TimeUnit, load_input
+from fleetwise.cli.traffic import (
+    Compress,
+    Fmt,
+    InputCol,
+    MaxBad,
+    Multiply,
+    OutputCol,
+    TimeCol,
+    TimeUnit,
+    load_input,
+)
 from fleetwise.errors import ConfigError, InputFormatError
-from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 from fleetwise.traffic.durations import parse_duration
+from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 
 TraceOpt = Annotated[Optional[Path], typer.Option(
     "--trace", help="Request trace (Azure, BurstGPT, Mooncake, CSV/Parquet/JSONL); default: 1 h synthetic.")]
 Model = Annotated[str, typer.Option("--model", "-m", help="Model to serve.")]
 Gpu = Annotated[str, typer.Option(help="GPU type of the replica.")]
-Gpus = Annotated[int, typer.Option("--gpus", help="GPUs per replica (num_gpus/tp data-parallel engines).")]
-Tp = Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).")]
+Gpus = Annotated[int, typer.Option("--gpus", help="GPUs per replica (num_gpus/tp data-parallel engines).",
+                                   callback=checks.at_least_one)]
+Tp = Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).",
+                                           callback=checks.at_least_one)]
 Prec = Annotated[str, typer.Option(help="Precision: bf16, fp8, int4, ...")]
 Engine = Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang.")]
 OfferOpt = Annotated[Optional[str], typer.Option("--offer", help="Instance offer id (default: cheapest per replica).")]
 Cloud = Annotated[Optional[list[str]], typer.Option(help="Only offers of these clouds.")]
 Region = Annotated[Optional[list[str]], typer.Option(help="Only offers in these regions.")]
-Ttft = Annotated[float, typer.Option("--ttft-p95-ms", help="TTFT target (interactive class), ms.")]
-Tpot = Annotated[float, typer.Option("--tpot-p95-ms", help="TPOT target (interactive class), ms.")]
-SpotFrac = Annotated[float, typer.Option(help="Share of instances (or of launches) on spot.")]
-Reserved = Annotated[int, typer.Option(help="Reserved instances held throughout (billed for the whole run).")]
+Ttft = Annotated[float, typer.Option("--ttft-p95-ms", help="TTFT target (interactive class), ms.",
+                                     callback=checks.slo_target)]
+Tpot = Annotated[float, typer.Option("--tpot-p95-ms", help="TPOT target (interactive class), ms.",
+                                     callback=checks.slo_target)]
+SPOT_FRACTION = checks.number(ge=0, le=1, what="spot fraction")
+SpotFrac = Annotated[float, typer.Option(help="Share of instances (or of launches) on spot.", callback=SPOT_FRACTION)]
+Reserved = Annotated[int, typer.Option(help="Reserved instances held throughout (billed for the whole run).",
+                                       callback=checks.fleet_size)]
 Hazard = Annotated[Optional[float], typer.Option(
-    "--preemption-rate-per-hour", help="Spot interruptions per instance-hour (default: the offer's).")]
+    "--preemption-rate-per-hour", help="Spot interruptions per instance-hour (default: the offer's).",
+    callback=checks.number(ge=0, what="preemption rate"))]
 Replay = Annotated[Optional[Path], typer.Option(
     "--preemptions", help="Replay notices at these times (one number of seconds per line) instead of sampling.")]
-SpotAvail = Annotated[float, typer.Option(help="Probability a spot launch is fulfilled (else on-demand).")]
+SpotAvail = Annotated[float, typer.Option(help="Probability a spot launch is fulfilled (else on-demand).",
+                                          callback=checks.number(ge=0, le=1, what="spot availability"))]
 Cold = Annotated[Optional[float], typer.Option(
     "--cold-start-s", help="Instance boot + model load + engine start (default: 120 s + weights at --load-gbps "
-    "+ 60 s).")]
-LoadBw = Annotated[float, typer.Option("--load-gbps", help="Model load bandwidth, GB/s (for the cold start).")]
+    "+ 60 s).", callback=checks.cold_start)]
+LoadBw = Annotated[float, typer.Option("--load-gbps", help="Model load bandwidth, GB/s (for the cold start).",
+                                       callback=checks.positive)]
 Prio = Annotated[Optional[str], typer.Option(
     "--priorities", help="Class shares, e.g. 'interactive=0.7,batch=0.3' (realtime, interactive, batch, "
     "background).")]
@@ -48,16 +68,18 @@ Router = Annotated[str, typer.Option(help="least-work, round-robin or p2c.")]
 DrainOpt = Annotated[str, typer.Option("--drain", help="On a spot notice: drain, migrate or requeue.")]
 KvNet = Annotated[float, typer.Option(
     "--kv-transfer-gbps", help="Move a migrating request's KV cache over the network at this many GB/s "
-    "(e.g. RDMA); 0: the target re-prefills prompt + output.")]
-Interval = Annotated[str, typer.Option("--control-interval", help="Policy period.")]
-Budget = Annotated[Optional[float], typer.Option(help="Budget policy: most USD per hour.")]
-Compress = Annotated[float, typer.Option("--time-compress", help="Replay the trace this many times faster.")]
-Multiply = Annotated[float, typer.Option("--rate-multiply", help="Thin or copy requests to scale the rate.")]
-Tail = Annotated[str, typer.Option(help="Keep running this long after the last arrival.")]
-Seed = Annotated[int, typer.Option(help="Seed (spot losses, fallbacks, classes, routing).")]
+    "(e.g. RDMA); 0: the target re-prefills prompt + output.", callback=checks.non_negative)]
+Interval = Annotated[str, typer.Option("--control-interval", help="Policy period.", callback=checks.duration())]
+Budget = Annotated[Optional[float], typer.Option(help="Budget policy: most USD per hour.",
+                                                 callback=checks.positive)]
+Tail = Annotated[str, typer.Option(help="Keep running this long after the last arrival.",
+                                   callback=checks.duration())]
+Seed = Annotated[int, typer.Option(help="Seed (spot losses, fallbacks, classes, routing).", callback=checks.seed)]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-Report = Annotated[Optional[Path], typer.Option(help="Write an HTML report with plots.")]
-TimelineOpt = Annotated[Optional[Path], typer.Option(help="Write the per-interval timeline as CSV.")]
+Report = Annotated[Optional[str], typer.Option(help="Write an HTML report with plots.", metavar="<path>",
+                                               callback=checks.output_file(".html"))]
+TimelineOpt = Annotated[Optional[str], typer.Option(help="Write the per-interval timeline as CSV.", metavar="<path>",
+                                                    callback=checks.output_file())]
 
 
 def _requests(trace: Path | None, compress: float, multiply: float, priorities: str | None, ttft: float, tpot: float,
@@ -108,6 +130,16 @@ def _shares(text: str) -> tuple[list[str], list[float]]:
     return names, [pairs[n] / total for n in names]
 
 
+def _check_steps(requests, config) -> None:
+    """Fail before simulating if the replay spans more control intervals than the simulator can step through."""
+    span = float(requests.arrival_s[-1] - requests.arrival_s[0])
+    steps = span / config.control_interval_s
+    if steps > checks.MAX_CONTROL_STEPS:
+        raise ConfigError(f"the replay spans {span:,.4g} s, {steps:,.4g} control intervals of "
+                          f"{config.control_interval_s:g} s; at most {checks.MAX_CONTROL_STEPS:,} (raise "
+                          "--control-interval or --time-compress)")
+
+
 def _replay(path: Path | None) -> tuple[float, ...] | None:
     from fleetwise.sim.strategies import read_preemptions
 
@@ -118,8 +150,6 @@ def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, regi
            hazard, want_spot):
     from fleetwise.sim.setup import fleet_spec
 
-    if cold is not None and cold < 0:
-        raise ConfigError(f"--cold-start-s must be >= 0 (got {cold:g})")
     return fleet_spec(model, gpu, gpus, tp, precision, engine=engine, offer=offer, clouds=split_csv(cloud),
                       regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, cold_start_s=cold,
                       load_gb_per_s=load_gbps, hazard_per_hour=hazard, want_spot=want_spot,
@@ -132,15 +162,6 @@ def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed, kv_
     return SimConfig(router=router, drain=drain, control_interval_s=parse_duration(interval, "--control-interval"),
                      spot_availability=spot_avail, hazard_per_hour=hazard, preemption_times_s=_replay(replay),
                      tail_s=parse_duration(tail, "--tail"), seed=seed, kv_transfer_gb_per_s=kv_gbps)
-
-
-def _check_out(report: Path | None, timeline: Path | None) -> None:
-    from fleetwise.atomic import check_output_path
-
-    if report and check_output_path(report).suffix.lower() != ".html":
-        raise ConfigError("--report must be an .html file", file=str(report))
-    if timeline:
-        check_output_path(timeline)
 
 
 def _progress() -> Progress:
@@ -179,7 +200,7 @@ def _table(results, title: str) -> Table:
     return t
 
 
-def _write_timeline(path: Path, result) -> None:
+def _write_timeline(path: str, result) -> None:
     import csv
     import io
 
@@ -197,7 +218,7 @@ def _write_timeline(path: Path, result) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def _emit(results, spec, json_out: bool, report: Path | None, timeline: Path | None, title: str,
+def _emit(results, spec, json_out: bool, report: str | None, timeline: str | None, title: str,
           many: bool = False) -> None:
     if timeline:
         _write_timeline(timeline, results[0])
@@ -230,13 +251,14 @@ def simulate_cmd(
     model: Model = "llama-3.1-70b", gpu: Gpu = "h100-sxm", gpus: Gpus = 4, tp: Tp = None, precision: Prec = "fp8",
     engine: Engine = "trtllm", offer: OfferOpt = None, cloud: Cloud = None, region: Region = None,
     replicas: Annotated[Optional[int], typer.Option(help="Fixed fleet of this many replicas (rounded up to whole "
-                                                         "instances).")] = None,
+                                                         "instances).", callback=checks.replicas)] = None,
     schedule: Annotated[Optional[Path], typer.Option(help="Static schedule: CSV time_s,reserved,on_demand,spot or "
                                                           "'fleetwise optimize --json' output.")] = None,
     policy: Annotated[Optional[str], typer.Option(help="static-peak, static-spot, reactive, reactive-spot, budget "
                                                        "or rolling.")] = None,
     spot_fraction: Annotated[Optional[float], typer.Option(
-        help="Share of instances (--replicas; default 0) or of launches (spot policies; default 0.5) on spot.")] = None,
+        help="Share of instances (--replicas; default 0) or of launches (spot policies; default 0.5) on spot.",
+        callback=SPOT_FRACTION)] = None,
     reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,
     spot_availability: SpotAvail = 0.9, cold_start_s: Cold = None, load_gbps: LoadBw = 1.0,
     ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, priorities: Prio = None, router: Router = "least-work",
@@ -264,13 +286,11 @@ def simulate_cmd(
     given = [n for n, v in (("--replicas", replicas), ("--schedule", schedule), ("--policy", policy)) if v is not None]
     if len(given) > 1:
         raise ConfigError(f"give one of --replicas, --schedule, --policy (got {' and '.join(given)})")
-    if replicas is not None and replicas < 1:
-        raise ConfigError(f"--replicas must be >= 1 (got {replicas})")
-    _check_out(report, timeline)
     config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed, kv_gbps)
     sched = read_schedule(schedule) if schedule is not None else None
     reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
                      input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
+    _check_steps(reqs, config)
     spot_wanted_by_schedule = sched is not None and any(row.get("spot", 0) for row in sched.counts)
     want_spot = bool(spot_fraction) or "spot" in (policy or "") or policy == "rolling" or preemptions is not None \
         or spot_wanted_by_schedule
@@ -325,10 +345,10 @@ def compare_cmd(
         raise ConfigError(f"unknown strategy '{bad[0]}' (one of {', '.join(STRATEGIES)})")
     if "budget" in names and budget_usd_per_hour is None:
         raise ConfigError("the budget strategy needs --budget-usd-per-hour")
-    _check_out(report, None)
     config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed, kv_gbps)
     reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
                      input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
+    _check_steps(reqs, config)
     want_spot = any("spot" in n or n == "rolling" for n in names)
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
                   cold_start_s, load_gbps, hazard, want_spot)

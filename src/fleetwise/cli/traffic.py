@@ -10,7 +10,8 @@ import typer
 from rich import box
 from rich.table import Table
 
-from fleetwise.cli.output import check_output_path, console, err_console, print_json
+from fleetwise.cli import checks
+from fleetwise.cli.output import console, err_console, print_json
 from fleetwise.errors import ConfigError
 from fleetwise.traffic import (
     FORMATS,
@@ -47,10 +48,23 @@ ValueCol = Annotated[Optional[str], typer.Option("--value-col", help="Series col
 TimeUnit = Annotated[Optional[str], typer.Option(
     "--time-unit", help="Unit of numeric times: s, ms, us, ns (default s; Mooncake: ms).")]
 MaxBad = Annotated[float, typer.Option(
-    "--max-bad-rows", help="Skip up to this many bad rows (a fraction if < 1) before failing.")]
+    "--max-bad-rows", help="Skip up to this many bad rows (a fraction if < 1) before failing.",
+    callback=checks.non_negative)]
 Counts = Annotated[bool, typer.Option("--counts", help="Series values are requests per period, not req/s.")]
 NoGaps = Annotated[bool, typer.Option(
     "--keep-zeros", help="Do not treat runs of zero amid traffic as collection gaps.")]
+Compress = Annotated[float, typer.Option("--time-compress", help="Replay the trace this many times faster.",
+                                         callback=checks.number(gt=0, what="time-compression factor"))]
+Multiply = Annotated[float, typer.Option("--rate-multiply", help="Thin or copy requests to scale the rate.",
+                                         callback=checks.number(gt=0, what="rate multiplier"))]
+OutCsv = Annotated[str, typer.Option("--out", "-o", help="Output CSV.", metavar="<path>",
+                                     callback=checks.output_file())]
+
+PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Write a figure: .png, .svg, .pdf or .html.",
+                                              metavar="<path>", callback=checks.plot_file)]
+
+PROFILE_BIN = checks.duration(min_s=60, max_s=SECONDS_PER_DAY, why="the profile samples the rate per minute "
+                              "within one day")
 
 
 def load_input(path: Path, *, fmt: str = "auto", time_col: str | None = None, input_col: str | None = None,
@@ -124,10 +138,12 @@ def _render_summary(s) -> None:
 
 def summarize_cmd(
     file: Annotated[Path, typer.Argument(help="Trace or rate-series file (or a ServeGen client directory).")],
-    bin_: Annotated[Optional[str], typer.Option("--bin", help="Rate bin for traces (default 1min).")] = None,
-    profile_bin: Annotated[str, typer.Option(help="Time-of-day bin of the weekday profile.")] = "5min",
+    bin_: Annotated[Optional[str], typer.Option("--bin", help="Rate bin for traces (default 1min).",
+                                                callback=checks.duration())] = None,
+    profile_bin: Annotated[str, typer.Option(help="Time-of-day bin of the weekday profile (1min to 1d).",
+                                             callback=PROFILE_BIN)] = "5min",
     json_: Annotated[bool, typer.Option("--json", help="Print JSON (with the full profile).")] = False,
-    plot: Annotated[Optional[Path], typer.Option(help="Write a figure: .png, .svg, .pdf or .html.")] = None,
+    plot: PlotOpt = None,
     fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
     value_col: ValueCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     counts: Counts = False, keep_zeros: NoGaps = False,
@@ -135,10 +151,6 @@ def summarize_cmd(
     """Rates, burstiness, token lengths and the weekday x time-of-day demand profile of a trace or series."""
     from fleetwise.traffic.summary import summarize
 
-    if plot:
-        from fleetwise.report.figures import check_plot_path
-
-        check_plot_path(plot)
     obj = load_input(file, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col,
                      value_col=value_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
                      keep_zeros=keep_zeros)
@@ -168,20 +180,20 @@ def _lengths(path: Path | None) -> EmpiricalLengths | tuple[LengthDist, LengthDi
 
 def convert_cmd(
     file: Annotated[Path, typer.Argument(help="Trace or rate-series file.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
+    out: OutCsv,
     freq: Annotated[Optional[str], typer.Option(
-        help="Aggregate a trace to a rate series with this bin (e.g. 5min), or resample a series.")] = None,
-    compress: Annotated[float, typer.Option("--time-compress", help="Replay a trace this many times faster.")] = 1.0,
-    multiply: Annotated[float, typer.Option("--rate-multiply", help="Thin or copy requests to scale the rate.")] = 1.0,
+        help="Aggregate a trace to a rate series with this bin (e.g. 5min), or resample a series.",
+        callback=checks.duration())] = None,
+    compress: Compress = 1.0,
+    multiply: Multiply = 1.0,
     lengths_from: Annotated[Optional[Path], typer.Option(
         help="Series -> trace: resample (input, output) pairs from this trace (default: chat lognormals).")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for sampling.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for sampling.", callback=checks.seed)] = 0,
     fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
     value_col: ValueCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     counts: Counts = False, keep_zeros: NoGaps = False,
 ) -> None:
     """Trace -> rate series (--freq), series -> sampled trace, or a scaled replay of a trace (CSV out)."""
-    check_output_path(out)
     obj = load_input(file, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col,
                      value_col=value_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
                      keep_zeros=keep_zeros)
@@ -204,9 +216,9 @@ def convert_cmd(
 
 
 def synth_cmd(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output CSV.")],
+    out: OutCsv,
     days: Annotated[float, typer.Option(help="Length of the series.")] = 14.0,
-    period: Annotated[str, typer.Option(help="Bin length.")] = "5min",
+    period: Annotated[str, typer.Option(help="Bin length.", callback=checks.duration())] = "5min",
     base_rps: Annotated[float, typer.Option(help="Mean weekday rate (req/s).")] = 20.0,
     daily_amplitude: Annotated[float, typer.Option(help="Daily swing: rate x (1 + a cos(...)).")] = 0.5,
     peak_hour: Annotated[float, typer.Option(help="Hour of the daily peak.")] = 14.0,
@@ -219,10 +231,11 @@ def synth_cmd(
                      ] = False,
     lengths_from: Annotated[Optional[Path], typer.Option(
         help="With --trace: resample lengths from this trace (default: chat lognormals).")] = None,
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Random seed.", callback=checks.seed)] = 0,
 ) -> None:
-    """A seeded synthetic workload (daily/weekly seasonality, trend, noise, bursts) as a series or a trace."""
-    check_output_path(out)
+    """A seeded synthetic workload (daily/weekly seasonality, trend, noise, bursts) as a series or a trace.
+
+    The spec's numbers are checked where it is built (SyntheticSpec): finite, in range, a bounded size."""
     spec = SyntheticSpec(days=days, period_s=parse_duration(period, "--period"), base_rps=base_rps,
                          daily_amplitude=daily_amplitude, peak_hour=peak_hour, weekend_factor=weekend_factor,
                          trend_per_day=trend_per_day, noise_cv=noise_cv, bursts_per_day=bursts_per_day,
