@@ -11,6 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from fleetwise.allocate import model
 from fleetwise.allocate.model import Damping, Policy, allocation_cost, plan_allocation, solve
 from fleetwise.allocate.offers import spot_availability
 from fleetwise.errors import ConfigError, InfeasibleError
@@ -286,8 +287,17 @@ def test_plan_allocation_bound_and_gap():
     assert alloc.total_usd <= no_res.total_usd * (1 + 1e-9)
 
 
+@pytest.fixture(params=["every-set", "two-stage+milp"])
+def planner_path(request, monkeypatch):
+    """Run plan_allocation both ways: trying every reservation set (small problems), and the two-stage search
+    plus the full MILP (what larger problems get)."""
+    if request.param != "every-set":
+        monkeypatch.setattr(model, "MAX_EXHAUSTIVE_SETS", 0)
+    return request.param
+
+
 @pytest.mark.parametrize("demand", [[30.0] * 8, [30.0, 30.0, 50.0, 30.0, 30.0, 30.0], [5.0, 25.0, 12.0]])
-def test_plan_allocation_matches_brute_force_on_tiny_problems(demand):
+def test_plan_allocation_matches_brute_force_on_tiny_problems(demand, planner_path):
     offers = [offer("a", 10, od=1.0, spot=0.4, r1=0.6)]
     policy = replace(CLEAN, max_spot_share=0.5, reserved_terms=("reserved_1y",))
     alloc = plan_allocation(offers, np.array(demand), 1.0, policy)
@@ -327,9 +337,18 @@ def test_plan_allocation_more_demand_never_costs_less():
     assert high.total_usd >= low.total_usd * (1 - policy.mip_rel_gap)
 
 
+@pytest.mark.parametrize("max_sets", [model.MAX_EXHAUSTIVE_SETS, 0], ids=["every-set", "two-stage+milp"])
 @HYP
-@given(_problems())
-def test_plan_allocation_matches_brute_force(problem):
+@given(problem=_problems())
+def test_plan_allocation_matches_brute_force(problem, max_sets):
+    model.MAX_EXHAUSTIVE_SETS, saved = max_sets, model.MAX_EXHAUSTIVE_SETS  # hypothesis: no function fixtures
+    try:
+        _matches_brute_force(problem)
+    finally:
+        model.MAX_EXHAUSTIVE_SETS = saved
+
+
+def _matches_brute_force(problem):
     specs, demand, _, policy = problem
     offers = [offer(**s) for s in specs]
     alloc = plan_allocation(offers, demand, 1.0, policy)
