@@ -167,3 +167,22 @@ def test_small_demand_next_to_a_big_instance_is_covered_not_left_short():
                            lead_steps=1)
     opt.step(np.full(8, 3.0))
     assert opt.committed_od[-1][0] == 1
+
+
+def test_a_step_without_a_plan_in_time_holds_the_running_fleet(monkeypatch):
+    import fleetwise.allocate.rolling as rolling
+    from fleetwise.errors import SolverError
+
+    opt = RollingOptimizer(OFFERS, RESERVED, 1.0, Policy(), CONFIG, lead_steps=1)
+    opt.step(np.full(8, 150.0))  # decides a fleet for step 1
+    decided = (opt.committed_spot[-1].copy(), opt.committed_od[-1].copy())
+    assert decided[0].sum() + decided[1].sum() > 0
+
+    def no_plan(*args, **kwargs):
+        raise SolverError("HiGHS found no allocation: Time limit reached")
+
+    monkeypatch.setattr(rolling, "solve", no_plan)
+    _, _, actions = opt.step(np.full(8, 400.0))
+    assert actions == [] and opt.held_steps == 1
+    assert np.array_equal(opt.committed_spot[-1], decided[0])
+    assert np.array_equal(opt.committed_od[-1], decided[1])
