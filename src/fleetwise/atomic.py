@@ -96,16 +96,18 @@ class atomic_path:
 
 
 @contextmanager
-def output_batch() -> Iterator[None]:
+def output_batch() -> Iterator[list[tuple[Path, Path]]]:
     """Hold back the files written atomically inside the block: they all appear when it ends normally, and
-    none does if it raises (their temporary files are removed). Nested batches join the outermost one."""
-    if _pending.get() is not None:
-        yield
+    none does if it raises (their temporary files are removed). Yields the (temporary file, target) pairs held
+    so far, so a caller can say which outputs a failure withdrew. Nested batches join the outermost one."""
+    outer = _pending.get()
+    if outer is not None:
+        yield outer
         return
     pending: list[tuple[Path, Path]] = []
     token = _pending.set(pending)
     try:
-        yield
+        yield pending
     except BaseException:
         _discard(pending)
         raise
@@ -115,7 +117,8 @@ def output_batch() -> Iterator[None]:
         try:
             _replace(tmp, path)
         except BaseException:
-            _discard(pending[k:])
+            del pending[:k]  # those are in place; the rest are withdrawn
+            _discard(pending)
             raise
 
 

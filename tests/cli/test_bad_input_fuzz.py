@@ -328,6 +328,13 @@ def test_calibrate_refuses_rows_of_several_engines(cli, user_error, f):
     assert not (f / "fit.yaml").exists()
 
 
+def test_calibrate_with_nothing_predictable_prints_one_line(cli, user_error, f):
+    (f / "m_oom.csv").write_text(MEASURED_HEADER + "\ntrtllm,llama-3.1-70b,l4,1,1,fp16,128,128,offline,,,"
+                                 "output_throughput,2000\n")
+    user_error(cli("calibrate", "m_oom.csv", "-o", "fit.yaml"), "m_oom.csv", "line 2", "exceed")
+    assert not (f / "fit.yaml").exists()
+
+
 @pytest.mark.parametrize("evals", ["0", "-5"])
 def test_calibrate_max_evals_must_be_positive(cli, user_error, f, evals):
     user_error(cli("calibrate", "m_good.csv", "--max-evals", evals, "-o", "fit.yaml"), "max-evals")

@@ -145,13 +145,14 @@ def test_interrupt_prints_one_line_and_leaves_the_old_output(cli, monkeypatch, t
     monkeypatch.setattr(traffic.console, "print", interrupt)
     res = cli("traffic", "synth", "--days", "1", "-o", str(out))
     assert res.code == 130
-    assert res.err_lines == ["fleetwise: interrupted"]
+    assert res.err_lines == [f"fleetwise: interrupted (not written: {out})"]
     assert out.read_text(encoding="utf-8") == "old\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]
 
 
 def test_error_after_one_output_leaves_none(cli, monkeypatch, tmp_path):
-    """plan writes --csv, then fails while rendering: the CSV of the failed run is not left behind."""
+    """plan writes --csv (and says so), then fails while rendering: the CSV of the failed run is not left
+    behind, and the error line says so."""
     from fleetwise.cli import plan
 
     def fail(*args, **kwargs):
@@ -160,7 +161,8 @@ def test_error_after_one_output_leaves_none(cli, monkeypatch, tmp_path):
     monkeypatch.setattr(plan, "print_json", fail)
     res = cli("plan", "--gpu", "h100", "--cloud", "aws", "--precision", "fp8", "--tp", "4", "--json",
               "--csv", "cands.csv")
-    assert res.code == 2 and res.err_lines[-1] == "fleetwise: error: rendering failed", res.err
+    assert res.err_lines[0].startswith("wrote ") and res.err_lines[0].endswith(" to cands.csv")
+    assert res.code == 2 and res.err_lines[-1] == "fleetwise: error: rendering failed (not written: cands.csv)"
     assert list(tmp_path.iterdir()) == []
 
 
@@ -184,3 +186,4 @@ def test_output_batch_commits_all_or_nothing(tmp_path):
     assert a.read_text() == "A" and b.read_text() == "B"
     write_atomic(a, "A2")  # outside a batch: at once
     assert a.read_text() == "A2"
+

@@ -45,24 +45,30 @@ def main() -> None:
     """Console-script entry point: run one command; a failure is one line on stderr and a non-zero exit, and
     leaves none of the command's output files behind (they are renamed into place only when it succeeds)."""
     _register()
+    held: list = []  # outputs written before a failure: announced already, withdrawn by the failure
     try:
-        with output_batch():
+        with output_batch() as held:
             code = app(standalone_mode=False)  # returns the exit code of --help, or of an interrupt (130)
             if code:
                 raise _Failed(code)
     except _Failed as failed:
-        _exit(failed.code, "fleetwise: interrupted" if failed.code == 130 else None)
+        _exit(failed.code, "fleetwise: interrupted" + _withdrawn(held) if failed.code == 130 else None)
     except FleetwiseError as exc:
-        _exit(exc.exit_code, f"fleetwise: error: {exc}")
+        _exit(exc.exit_code, f"fleetwise: error: {exc}{_withdrawn(held)}")
     except typer.TyperException as exc:  # click's usage errors: an unknown option, a value of the wrong type, ...
         if type(exc).__name__ == "NoArgsIsHelpError":  # a bare group: typer has printed its help already
             _exit(2)
         _exit(getattr(exc, "exit_code", 2), f"fleetwise: error: {_usage_message(exc)}")
     except (KeyboardInterrupt, typer.Abort):
-        _exit(130, "fleetwise: interrupted")
+        _exit(130, "fleetwise: interrupted" + _withdrawn(held))
     except OSError as exc:  # the environment, not the input: a full disk, a vanished directory, ...
         where = f"{exc.filename}: " if exc.filename else ""
-        _exit(1, f"fleetwise: error: {where}{exc.strerror or exc}")
+        _exit(1, f"fleetwise: error: {where}{exc.strerror or exc}{_withdrawn(held)}")
+
+
+def _withdrawn(held: list) -> str:
+    """' (not written: a.csv, b.html)' when a failure withdrew outputs that may already have been announced."""
+    return f" (not written: {', '.join(str(target) for _, target in held)})" if held else ""
 
 
 class _Failed(Exception):

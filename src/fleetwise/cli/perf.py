@@ -141,11 +141,21 @@ def calibrate_command(
     if name:
         start = start.with_params(name=name)
     t0 = time.perf_counter()
-    with Progress(TextColumn("fitting"), BarColumn(), TextColumn("{task.completed}/{task.total} evals, cost {task.fields[cost]:.4f}"),
-                  TimeElapsedColumn(), console=err_console, transient=True) as bar:
-        task = bar.add_task("fit", total=max_evals, cost=float("nan"))
-        fitted = calibrate(pts, start, dataset=points, max_evals=max_evals, tiers=chosen,
-                           progress=lambda i, cost: bar.update(task, completed=min(i, max_evals), cost=cost))
+    bar = Progress(TextColumn("fitting"), BarColumn(),
+                   TextColumn("{task.completed}/{task.total} evals, cost {task.fields[cost]:.4f}"),
+                   TimeElapsedColumn(), console=err_console, transient=True)
+    task = bar.add_task("fit", total=max_evals, cost=float("nan"))
+
+    def progress(i: int, cost: float) -> None:
+        if not bar.live.is_started:  # shown from the first evaluation: checks that fail before leave no trace
+            bar.start()
+        bar.update(task, completed=min(i, max_evals), cost=cost)
+
+    try:
+        fitted = calibrate(pts, start, dataset=points, max_evals=max_evals, tiers=chosen, progress=progress)
+    finally:
+        if bar.live.is_started:  # Progress.stop() prints a newline on a non-terminal even if never started
+            bar.stop()
     write_atomic(output, fitted.to_yaml())
     table = Table(title=f"Fit of '{fitted.name}' on {points} ({time.perf_counter() - t0:.0f} s)")
     table.add_column("tier")
