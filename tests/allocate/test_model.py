@@ -492,3 +492,28 @@ def test_solve_prints_nothing_to_stdout(capfd):
     solve([o], np.array([1.0, 28.0, 21.0, 18.0]), 1.0, policy, relax_counts=True)
     out, _ = capfd.readouterr()
     assert out == ""
+
+
+def test_two_stage_search_walks_to_the_right_reservation_count(monkeypatch):
+    """Spot that comes only in huge nodes makes the relaxation (fractional nodes) reserve too little; when the full
+    MILP gives no answer, the local search around the stage-2 candidates still finds the optimum."""
+    offers = [offer("node", 80, od=6.9, r3=3.0), offer("huge", 600, od=50, spot=6.0, hazard=0.05)]
+    rng = np.random.default_rng(0)
+    demand = np.maximum(200 + 60 * np.sin(np.arange(168) / 24 * 2 * np.pi) + rng.normal(0, 15, 168), 0)
+    policy = replace(Policy(), reserved_terms=("reserved_3y",))
+    optimum = solve(offers, demand, 1.0, policy)
+    assert optimum.reserved == {("node", "reserved_3y"): 3}
+    full_solve = model.solve
+
+    def no_full_milp(*args, **kwargs):
+        if not kwargs:  # the full MILP (the others fix reservations or relax counts)
+            raise model.SolverError("time limit reached without a solution")
+        return full_solve(*args, **kwargs)
+
+    monkeypatch.setattr(model, "MAX_EXHAUSTIVE_SETS", 0)
+    monkeypatch.setattr(model, "solve", no_full_milp)
+    relaxed = solve(offers, demand, 1.0, policy, relax_counts=True)
+    assert optimum.reserved not in model._reservation_trials(offers, demand, policy, relaxed.reserved)
+    alloc = plan_allocation(offers, demand, 1.0, policy)
+    assert alloc.reserved == optimum.reserved
+    assert alloc.total_usd == pytest.approx(optimum.total_usd, rel=1e-9)

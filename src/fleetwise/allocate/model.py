@@ -280,15 +280,25 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
     if every is not None:
         return _best_of(offers, demand_rps, period_h, policy, every)
     relaxed = solve(offers, demand_rps, period_h, policy, relax_counts=True)
-    best, spent = None, relaxed.solve_s
-    for reserved in _reservation_trials(offers, np.asarray(demand_rps, dtype=float), policy, relaxed.reserved):
-        try:
-            alloc = solve(offers, demand_rps, period_h, policy, reserved_fixed=reserved)
-        except InfeasibleError:  # this candidate cannot cover the peak under the caps; others may
-            continue
-        spent += alloc.solve_s
-        if best is None or alloc.total_usd < best.total_usd:
-            best = alloc
+    spent = relaxed.solve_s
+    tried: dict[frozenset, Allocation | None] = {}
+
+    def fixed(reserved: dict) -> Allocation | None:
+        nonlocal spent
+        key = frozenset((k, n) for k, n in reserved.items() if n > 0)
+        if key not in tried:
+            try:
+                tried[key] = solve(offers, demand_rps, period_h, policy, reserved_fixed=dict(key))
+                spent += tried[key].solve_s
+            except InfeasibleError:  # this candidate cannot cover the peak under the caps; others may
+                tried[key] = None
+        return tried[key]
+
+    demand = np.asarray(demand_rps, dtype=float)
+    found = [a for a in map(fixed, _reservation_trials(offers, demand, policy, relaxed.reserved)) if a is not None]
+    best = min(found, key=lambda a: a.total_usd, default=None)
+    if best is not None:
+        best = _descend(best, fixed, _cheapest_reservations(offers, policy, 1), offers, policy)
     bound = relaxed.lower_bound_usd
     try:
         full = solve(offers, demand_rps, period_h, policy)
@@ -347,6 +357,40 @@ def _best_of(offers, demand_rps, period_h: float, policy: Policy, candidates: li
     return best
 
 
+MAX_DESCENT_SOLVES = 12
+"""Fixed-reservation solves the local search may spend (~0.15 s each for 30 days hourly)."""
+
+
+def _cheapest_reservations(offers, policy: Policy, n: int) -> list[tuple[CapacityOffer, str]]:
+    """The ``n`` reservable (offer, term) pairs with the lowest price per req/s."""
+    options = sorted(((o.price(t) / o.capacity_rps, k, o, t) for k, o in enumerate(offers)
+                      for t in policy.reserved_terms if o.price(t) is not None), key=lambda x: x[:2])
+    return [(o, t) for _, _, o, t in options[:n]]
+
+
+def _descend(best: Allocation, fixed, cheapest, offers, policy: Policy) -> Allocation:
+    """Local search from the best stage-2 answer: one reservation more or fewer of any held (offer, term), or of
+    the cheapest per req/s, while that lowers the cost. The relaxation's rounding can miss by several big
+    instances (on ServeGen-shaped months its answer is 1 where the optimum is 3), and the full MILP, which
+    would find it, may stop at its time limit."""
+    by_id = {o.id: o for o in offers}
+    budget = MAX_DESCENT_SOLVES
+    improved = True
+    while improved and budget > 0:
+        improved = False
+        keys = list(dict.fromkeys([*best.reserved, *((o.id, t) for o, t in cheapest)]))
+        for key, step in ((k, d) for k in keys for d in (1, -1)):
+            count = best.reserved.get(key, 0) + step
+            if count < 0 or count > by_id[key[0]].cap(key[1]) or budget <= 0:
+                continue
+            budget -= 1
+            alloc = fixed({**best.reserved, key: count})
+            if alloc is not None and alloc.total_usd < best.total_usd * (1 - 1e-9):
+                best, improved = alloc, True
+                break
+    return best
+
+
 def _reservation_trials(offers, demand: np.ndarray, policy: Policy, relaxed: dict) -> list[dict]:
     """Candidate reservation sets for stage 2: the relaxation's answer and its neighbours, none at all, and
     the cheapest reservations per req/s sized on low percentiles of demand (with large instances the
@@ -356,9 +400,7 @@ def _reservation_trials(offers, demand: np.ndarray, policy: Policy, relaxed: dic
     if base:
         key = max(base, key=base.get)
         trials += [{**base, key: base[key] + 1}, {k: v for k, v in {**base, key: base[key] - 1}.items() if v > 0}]
-    options = sorted(((o.price(t) / o.capacity_rps, o, t) for o in offers for t in policy.reserved_terms
-                      if o.price(t) is not None), key=lambda x: x[0])[:2]
-    for _, o, term in options:
+    for o, term in _cheapest_reservations(offers, policy, 2):
         for pct in (0, 25, 50):
             n = int(np.floor(np.percentile(demand, pct) / o.capacity_rps))
             if n > 0:
