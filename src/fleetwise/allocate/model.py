@@ -276,32 +276,25 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
     instances), stage 2 runs on every one of them instead: that is exact, and much faster than the full MILP,
     which takes ~8 s to close the gap on the single-offer seed scenario.
     """
-    every = _every_reservation_set(offers, np.asarray(demand_rps, dtype=float), policy)
-    if every is not None:
-        return _best_of(offers, demand_rps, period_h, policy, every)
-    relaxed = solve(offers, demand_rps, period_h, policy, relax_counts=True)
-    spent = relaxed.solve_s
-    tried: dict[frozenset, Allocation | None] = {}
-
-    def fixed(reserved: dict) -> Allocation | None:
-        nonlocal spent
-        key = frozenset((k, n) for k, n in reserved.items() if n > 0)
-        if key not in tried:
-            try:
-                tried[key] = solve(offers, demand_rps, period_h, policy, reserved_fixed=dict(key))
-                spent += tried[key].solve_s
-            except InfeasibleError:  # this candidate cannot cover the peak under the caps; others may
-                tried[key] = None
-        return tried[key]
-
     demand = np.asarray(demand_rps, dtype=float)
-    found = [a for a in map(fixed, _reservation_trials(offers, demand, policy, relaxed.reserved)) if a is not None]
-    best = min(found, key=lambda a: a.total_usd, default=None)
+    fixed = _FixedSolves(offers, demand, period_h, policy)
+    every = _every_reservation_set(offers, demand, policy)
+    if every is not None:
+        for reserved in every:
+            fixed(reserved)
+        best = fixed.best()
+        if best is None:
+            raise fixed.error or InfeasibleError("no reservation set can cover the demand")
+        return _with_bound(best, min(a.lower_bound_usd for a in fixed.solved()), fixed.spent)
+    relaxed = solve(offers, demand, period_h, policy, relax_counts=True)
+    for reserved in _reservation_trials(offers, demand, policy, relaxed.reserved):
+        fixed(reserved)
+    best = fixed.best()
     if best is not None:
-        best = _descend(best, fixed, _cheapest_reservations(offers, policy, 1), offers, policy)
-    bound = relaxed.lower_bound_usd
+        best = _descend(best, fixed, _cheapest_reservations(offers, policy, 1), offers)
+    bound, spent = relaxed.lower_bound_usd, relaxed.solve_s + fixed.spent
     try:
-        full = solve(offers, demand_rps, period_h, policy)
+        full = solve(offers, demand, period_h, policy)
     except (InfeasibleError, SolverError):
         if best is None:
             raise
@@ -311,10 +304,44 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
         bound = max(bound, full.lower_bound_usd) if np.isfinite(full.lower_bound_usd) else bound
         if best is None or full.total_usd < best.total_usd:
             best = full
+    return _with_bound(best, bound, spent)
+
+
+def _with_bound(best: Allocation, bound: float, spent_s: float) -> Allocation:
+    """``best`` with the proven lower bound, the gap to it and the solver time of the whole search."""
     best.lower_bound_usd = bound
     best.gap = max(0.0, (best.total_usd - bound) / best.total_usd) if best.total_usd > 0 else 0.0
-    best.solve_s = spent
+    best.solve_s = spent_s
     return best
+
+
+class _FixedSolves:
+    """Stage 2: ``fixed(reserved)`` solves with those reservations fixed (integer counts per period), once per
+    reservation set; None when the set cannot cover the peak under the caps (others may)."""
+
+    def __init__(self, offers, demand: np.ndarray, period_h: float, policy: Policy) -> None:
+        self.args = (offers, demand, period_h, policy)
+        self.done: dict[frozenset, Allocation | None] = {}
+        self.spent = 0.0
+        self.error: InfeasibleError | None = None
+
+    def __call__(self, reserved: dict) -> Allocation | None:
+        key = frozenset((k, n) for k, n in reserved.items() if n > 0)
+        if key not in self.done:
+            try:
+                alloc = solve(*self.args, reserved_fixed=dict(key))
+                self.spent += alloc.solve_s
+            except InfeasibleError as exc:
+                alloc, self.error = None, exc
+            self.done[key] = alloc
+        return self.done[key]
+
+    def solved(self) -> list[Allocation]:
+        return [a for a in self.done.values() if a is not None]
+
+    def best(self) -> Allocation | None:
+        """The cheapest so far (the first of equals)."""
+        return min(self.solved(), key=lambda a: a.total_usd, default=None)
 
 
 MAX_EXHAUSTIVE_SETS = 16
@@ -336,27 +363,6 @@ def _every_reservation_set(offers, demand: np.ndarray, policy: Policy) -> list[d
             for combo in itertools.product(*(range(c) for c in counts))]
 
 
-def _best_of(offers, demand_rps, period_h: float, policy: Policy, candidates: list[dict]) -> Allocation:
-    """The cheapest allocation over all ``candidates`` reservation sets; its bound is the lowest of theirs."""
-    best, spent, bound, last_error = None, 0.0, np.inf, None
-    for reserved in candidates:
-        try:
-            alloc = solve(offers, demand_rps, period_h, policy, reserved_fixed=reserved)
-        except InfeasibleError as exc:  # this set cannot cover the peak under the caps
-            last_error = exc
-            continue
-        spent += alloc.solve_s
-        bound = min(bound, alloc.lower_bound_usd)
-        if best is None or alloc.total_usd < best.total_usd:
-            best = alloc
-    if best is None:
-        raise last_error or InfeasibleError("no reservation set can cover the demand")
-    best.lower_bound_usd = bound
-    best.gap = max(0.0, (best.total_usd - bound) / best.total_usd) if best.total_usd > 0 else 0.0
-    best.solve_s = spent
-    return best
-
-
 MAX_DESCENT_SOLVES = 12
 """Fixed-reservation solves the local search may spend (~0.15 s each for 30 days hourly)."""
 
@@ -368,7 +374,7 @@ def _cheapest_reservations(offers, policy: Policy, n: int) -> list[tuple[Capacit
     return [(o, t) for _, _, o, t in options[:n]]
 
 
-def _descend(best: Allocation, fixed, cheapest, offers, policy: Policy) -> Allocation:
+def _descend(best: Allocation, fixed: _FixedSolves, cheapest, offers) -> Allocation:
     """Local search from the best stage-2 answer: one reservation more or fewer of any held (offer, term), or of
     the cheapest per req/s, while that lowers the cost. The relaxation's rounding can miss by several big
     instances (on ServeGen-shaped months its answer is 1 where the optimum is 3), and the full MILP, which
