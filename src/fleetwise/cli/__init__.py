@@ -39,6 +39,9 @@ def _register() -> None:
     optimize.register(app)
     simulate.register(app)
     catalog.register(app)
+    from fleetwise.cli import emulate
+
+    emulate.register(app)
 
 
 def main() -> None:

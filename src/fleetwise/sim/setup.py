@@ -21,7 +21,6 @@ from fleetwise.sim.core import EngineSpec
 from fleetwise.sim.fleet import InstanceType
 from fleetwise.traffic.lengths import EmpiricalLengths, LengthDist
 
-
 # Requests per simulation when the capacity is measured on the trace's lengths: five times plan's 400, because
 # a trace's heavy tail needs more draws for a stable p95 (each simulation still takes well under a second).
 GOODPUT_SAMPLE = 2000
@@ -93,6 +92,19 @@ def slo_batch(sm: StepModel, max_batch: int, max_num_tokens: int, kv_tokens: int
     return lo
 
 
+def engine_spec(replica: Replica, *, mean_isl: float = 1000.0, mean_osl: float = 250.0,
+                tpot_ms: float = 50.0) -> EngineSpec:
+    """What each engine of a replica is - step model, batch and KV limits, context window, frontend latency -
+    for the simulator and the emulated workers alike (one engine definition, one step model)."""
+    sm = StepModel(replica)
+    kv = replica.memory.kv_capacity_tokens
+    return EngineSpec(sm, replica.max_batch, replica.max_num_tokens, kv, replica.profile.kv_block_tokens,
+                      slo_batch(sm, replica.max_batch, replica.max_num_tokens, kv, mean_isl, mean_osl, tpot_ms),
+                      frontend_s=replica.profile.frontend_latency_ms * 1e-3,
+                      kv_bytes_per_token=replica.memory.kv_bytes_per_token,
+                      max_context=replica.model.max_context)
+
+
 def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, precision: str = "bf16", *,
                engine: str = "trtllm", offer: str | None = None, clouds=(), regions=(),
                ttft_ms: float = 1000.0, tpot_ms: float = 50.0, mean_isl: float = 1000.0, mean_osl: float = 250.0,
@@ -131,14 +143,7 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
         raise ConfigError(f"preemption rate must be >= 0 per hour (got {hazard_per_hour:g})")
     hazard = hazard_per_hour if hazard_per_hour is not None else (chosen.hazard_per_hour or 0.0)
     itype = InstanceType(chosen.id, per_instance * replica.dp, prices, hazard, cold_start_s)
-    sm = StepModel(replica)
-    espec = EngineSpec(sm, replica.max_batch, replica.max_num_tokens, replica.memory.kv_capacity_tokens,
-                       replica.profile.kv_block_tokens,
-                       slo_batch(sm, replica.max_batch, replica.max_num_tokens, replica.memory.kv_capacity_tokens,
-                                 mean_isl, mean_osl, tpot_ms),
-                       frontend_s=replica.profile.frontend_latency_ms * 1e-3,
-                       kv_bytes_per_token=replica.memory.kv_bytes_per_token,
-                       max_context=replica.model.max_context)
+    espec = engine_spec(replica, mean_isl=mean_isl, mean_osl=mean_osl, tpot_ms=tpot_ms)
     slo = SLO(ttft_ms, tpot_ms)
     good = screen_goodput(replica, Workload("trace", LengthDist(mean_isl), LengthDist(mean_osl), 1.0), slo)
     if lengths is not None and good.rps > 0:

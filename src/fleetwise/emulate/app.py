@@ -1,0 +1,342 @@
+"""The HTTP face of an emulated worker: vLLM's OpenAI-compatible API, /metrics, /health, cloud metadata paths.
+
+Errors follow the OpenAI error object (``{"error": {"message", "type", "param", "code"}}``) with vLLM's statuses:
+400 for malformed JSON, invalid parameters and prompts beyond the context window; 404 for an unknown model or
+path; 413 for a body over the size limit; 503 while the worker is cold-starting. A failing request never
+stops the server.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from fleetwise.emulate.engine import EmuRequest, EngineStopped
+from fleetwise.emulate.tokens import chat_tokens, text_tokens, token_text
+from fleetwise.emulate.worker import Worker
+from fleetwise.errors import ConfigError
+
+MAX_BODY_BYTES = 16 << 20  # 16 MiB: a 1M-token prompt as ids fits; anything larger is refused, not parsed
+SSE_DONE = b"data: [DONE]\n\n"
+
+
+class APIError(Exception):
+    """An OpenAI-style error answer."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error", param: str | None = None):
+        super().__init__(message)
+        self.status, self.message, self.kind, self.param = status, message, kind, param
+
+
+def error_response(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
+                   headers: dict | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
+                        status_code=status, headers=headers)
+
+
+class _Common(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    model: str | None = None
+    max_tokens: int | None = Field(None, ge=1)
+    min_tokens: int = Field(0, ge=0)
+    ignore_eos: bool = False
+    stream: bool = False
+    stream_options: dict[str, Any] | None = None
+    n: int = Field(1, ge=1, le=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+
+
+class CompletionBody(_Common):
+    prompt: str | list[int] | list[str] | list[list[int]]
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    role: str
+    content: str | list[dict[str, Any]] | None = None
+
+
+class ChatBody(_Common):
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+
+
+def _validation_message(exc: ValidationError) -> tuple[str, str | None]:
+    err = exc.errors()[0]
+    loc = ".".join(str(p) for p in err.get("loc", ()))
+    if err.get("type") == "json_invalid":
+        return f"request body is not valid JSON: {err.get('msg', '')}", None
+    return f"invalid value for '{loc}': {err.get('msg', 'invalid')}", loc or None
+
+
+def _prompt_tokens(body: CompletionBody) -> int:
+    p = body.prompt
+    if isinstance(p, str):
+        return text_tokens(p)
+    if not p:
+        raise APIError(400, "prompt must not be empty", param="prompt")
+    if isinstance(p[0], int):
+        return len(p)
+    if len(p) != 1:
+        raise APIError(400, "the emulator serves one prompt per request (send a batch as separate requests)",
+                       param="prompt")
+    one = p[0]
+    return text_tokens(one) if isinstance(one, str) else len(one)
+
+
+class _Stream:
+    """Renders one request's tokens as vLLM's SSE chunks, pre-formatting the constant parts of each event."""
+
+    def __init__(self, req: EmuRequest, rid: str, model: str, chat: bool, usage: bool) -> None:
+        self.req, self.chat, self.usage = req, chat, usage
+        created = int(time.time())
+        if chat:
+            self.head = (f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{created},'
+                         f'"model":{json.dumps(model)},"choices":[{{"index":0,"delta":{{')
+            self.first = '"role":"assistant","content":'
+        else:
+            self.head = (f'data: {{"id":"{rid}","object":"text_completion","created":{created},'
+                         f'"model":{json.dumps(model)},"choices":[{{"index":0,"text":')
+            self.first = ""
+        self.tail_open = ',"logprobs":null,"finish_reason":null}]}\n\n' if not chat else \
+            '},"logprobs":null,"finish_reason":null}]}\n\n'
+        self.rid, self.model, self.created = rid, model, created
+
+    def tokens(self, start: int, stop: int) -> bytes:
+        parts = []
+        for i in range(start, stop):
+            text = json.dumps(token_text(i))
+            lead = (self.first if i == 0 else '"content":') if self.chat else ""
+            parts.append(self.head + lead + text + self.tail_open)
+        return "".join(parts).encode()
+
+    def end(self) -> bytes:
+        r = self.req
+        obj = "chat.completion.chunk" if self.chat else "text_completion"
+        choice = ({"index": 0, "delta": {}, "logprobs": None, "finish_reason": r.reason} if self.chat else
+                  {"index": 0, "text": "", "logprobs": None, "finish_reason": r.reason})
+        out = [_event({"id": self.rid, "object": obj, "created": self.created, "model": self.model,
+                       "choices": [choice]})]
+        if self.usage:
+            out.append(_event({"id": self.rid, "object": obj, "created": self.created, "model": self.model,
+                               "choices": [], "usage": _usage(r)}))
+        out.append(SSE_DONE)
+        return b"".join(out)
+
+
+def _event(obj: dict) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+def _usage(r: EmuRequest) -> dict:
+    return {"prompt_tokens": r.prompt_tokens, "completion_tokens": r.generated,
+            "total_tokens": r.prompt_tokens + r.generated}
+
+
+def create_app(worker: Worker) -> FastAPI:
+    """The FastAPI application of one worker (the worker is started and stopped with the app)."""
+    from contextlib import asynccontextmanager
+
+    @asynccontextmanager
+    async def lifespan(_app):
+        if not worker.engine._task:
+            worker.start()
+        yield
+        await worker.stop()
+
+    app = FastAPI(title="fleetwise emulated worker", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.state.worker = worker
+
+    @app.exception_handler(APIError)
+    async def _api_error(_r, exc: APIError):
+        headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
+        return error_response(exc.status, exc.message, exc.kind, exc.param, headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_r, exc: StarletteHTTPException):
+        kind = "not_found_error" if exc.status_code == 404 else "invalid_request_error"
+        return error_response(exc.status_code, str(exc.detail), kind)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_r, exc: Exception):  # a bug: still an error object, and the server keeps serving
+        return error_response(500, f"internal error: {type(exc).__name__}", "internal_server_error")
+
+    @app.get("/health")
+    async def health():
+        if worker.ready:
+            return Response(status_code=200)
+        return error_response(503, "worker is starting (cold start)", "service_unavailable")
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": [{
+            "id": worker.model_id, "object": "model", "created": int(time.time()), "owned_by": "fleetwise",
+            "root": worker.replica.model.hf_id, "parent": None, "max_model_len": worker.max_context}]}
+
+    @app.get("/metrics")
+    async def metrics():
+        return Response(worker.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = _parse(CompletionBody, await _read(request))
+        return await _serve(body, _prompt_tokens(body), chat=False)
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = _parse(ChatBody, await _read(request))
+        if body.max_completion_tokens is not None and body.max_tokens is None:
+            body.max_tokens = body.max_completion_tokens
+        return await _serve(body, chat_tokens([m.model_dump() for m in body.messages]), chat=True)
+
+    async def _serve(body: _Common, prompt_tokens: int, chat: bool):
+        if body.model is not None and body.model not in worker.model_names:
+            raise APIError(404, f"The model `{body.model}` does not exist.", "not_found_error", "model")
+        if not worker.ready:
+            raise APIError(503, "worker is starting (cold start)" if not worker.reclaimed else "worker reclaimed",
+                           "service_unavailable")
+        status = worker.injected_error()
+        if status is not None:
+            raise APIError(status, f"injected failure ({status})", "rate_limit_error" if status == 429 else
+                           "server_error")
+        room = worker.max_context - prompt_tokens
+        max_tokens = body.max_tokens if body.max_tokens is not None else room
+        if room < 1 or max_tokens > room:
+            raise APIError(400, f"This model's maximum context length is {worker.max_context} tokens. However, you "
+                                f"requested {prompt_tokens + max(max_tokens, 0)} tokens ({prompt_tokens} in the "
+                                f"prompt, {max(max_tokens, 0)} in the completion). Please reduce the length.",
+                           param="max_tokens" if room >= 1 else "prompt")
+        if body.min_tokens > max_tokens:
+            raise APIError(400, f"min_tokens ({body.min_tokens}) must be <= max_tokens ({max_tokens})",
+                           param="min_tokens")
+        req = worker.new_request(prompt_tokens, max_tokens, body.min_tokens, body.ignore_eos)
+        if req.kv_need > worker.limits.kv_capacity_tokens:
+            raise APIError(400, f"the request needs {req.kv_need} tokens of KV cache; the engine holds "
+                                f"{worker.limits.kv_capacity_tokens}", param="max_tokens")
+        try:
+            await worker.submit(req)
+        except EngineStopped:
+            raise APIError(503, "worker reclaimed", "service_unavailable") from None
+        rid = f"{'chatcmpl' if chat else 'cmpl'}-{worker.name}-{req.rid}"
+        model = body.model or worker.model_id
+        if body.stream:
+            usage = bool((body.stream_options or {}).get("include_usage"))
+            return StreamingResponse(_stream(req, _Stream(req, rid, model, chat, usage)),
+                                     media_type="text/event-stream")
+        try:
+            while not req.done:
+                await req.wait()
+        except BaseException:
+            worker.engine.abort(req)
+            raise
+        if req.state != "finished":
+            raise APIError(503, "worker reclaimed before the request finished", "service_unavailable")
+        text = "".join(token_text(i) for i in range(req.generated))
+        choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
+                   "finish_reason": req.reason} if chat else
+                  {"index": 0, "text": text, "logprobs": None, "finish_reason": req.reason})
+        return {"id": rid, "object": "chat.completion" if chat else "text_completion", "created": int(time.time()),
+                "model": model, "choices": [choice], "usage": _usage(req)}
+
+    async def _stream(req: EmuRequest, fmt: _Stream):
+        sent = 0
+        try:
+            while True:
+                n = req.generated
+                if n > sent:
+                    yield fmt.tokens(sent, n)
+                    sent = n
+                if req.done:
+                    break
+                await req.wait()
+            if req.state != "finished":  # reclaimed mid-stream: the connection drops, no [DONE]
+                raise EngineStopped("worker reclaimed")
+            yield fmt.end()
+        finally:
+            if not req.done:  # the client went away
+                worker.engine.abort(req)
+
+    # -- cloud metadata paths (served on the worker's own port) ---------------------------------------
+    @app.put("/latest/api/token")
+    async def aws_token():
+        return PlainTextResponse("fleetwise-emulated-imdsv2-token")
+
+    @app.get("/latest/meta-data/spot/instance-action")
+    async def aws_action():
+        action = worker.aws_instance_action()
+        if action is None:
+            return PlainTextResponse("Not Found", status_code=404)
+        return JSONResponse(action)
+
+    @app.get("/computeMetadata/v1/instance/preempted")
+    async def gcp_preempted(request: Request):
+        if request.headers.get("metadata-flavor") != "Google":
+            return PlainTextResponse("Missing required header: Metadata-Flavor: Google", status_code=403)
+        return PlainTextResponse(worker.gcp_preempted(), headers={"Metadata-Flavor": "Google"})
+
+    @app.get("/metadata/scheduledevents")
+    async def azure_events(request: Request):
+        if request.headers.get("metadata", "").lower() != "true":
+            return JSONResponse({"error": "Bad request. Required metadata header not specified"}, status_code=400)
+        return JSONResponse(worker.azure_scheduled_events())
+
+    # -- administration --------------------------------------------------------------------------------
+    @app.post("/admin/interrupt")
+    async def interrupt(request: Request):
+        raw = await _read(request)
+        data = _json_object(raw) if raw.strip() else {}
+        try:
+            notice = worker.interrupt(data.get("notice_s", 120.0), data.get("kind", "aws"))
+        except ConfigError as exc:
+            raise APIError(400, str(exc)) from None
+        return {"kind": notice.kind, "notice_s": notice.notice_s, "reclaim_at_unix": notice.reclaim_unix}
+
+    @app.post("/admin/config")
+    async def configure(request: Request):
+        data = _json_object(await _read(request))
+        try:
+            faults = worker.configure(**data)
+        except ConfigError as exc:
+            raise APIError(400, str(exc)) from None
+        return vars(faults)
+
+    return app
+
+
+async def _read(request: Request) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise APIError(413, f"request body of {int(length)} bytes is over the {MAX_BODY_BYTES} byte limit")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise APIError(413, f"request body is over the {MAX_BODY_BYTES} byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _parse(model: type[BaseModel], raw: bytes):
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        message, param = _validation_message(exc)
+        raise APIError(400, message, param=param) from None
+
+
+def _json_object(raw: bytes) -> dict:
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise APIError(400, "request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise APIError(400, "request body must be a JSON object")
+    return data
