@@ -155,11 +155,15 @@ class Worker:
             return f.error_status
         return None
 
-    async def submit(self, req: EmuRequest) -> None:
-        """Hand a request to the engine after the frontend's latency (and any injected slow start)."""
-        delay = self.frontend_s + self.faults.slow_start_s
+    async def submit(self, req: EmuRequest, received: float | None = None) -> None:
+        """Hand a request to the engine once the frontend's latency (and any injected slow start) has passed
+        since it was ``received`` (loop time): the real HTTP parsing and validation count as part of the
+        modelled frontend time, as they are part of a real server's."""
+        loop = asyncio.get_running_loop()
+        spent = loop.time() - received if received is not None else 0.0
+        delay = self.scaled(self.frontend_s + self.faults.slow_start_s) - spent
         if delay > 0:
-            await asyncio.sleep(self.scaled(delay))
+            await asyncio.sleep(delay)
         self.engine.submit(req)
 
     def _finished(self, req: EmuRequest) -> None:
