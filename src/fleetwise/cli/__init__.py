@@ -39,9 +39,10 @@ def _register() -> None:
     optimize.register(app)
     simulate.register(app)
     catalog.register(app)
-    from fleetwise.cli import emulate
+    from fleetwise.cli import emulate, replay
 
     emulate.register(app)
+    replay.register(app)
 
 
 def main() -> None:

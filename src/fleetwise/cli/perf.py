@@ -5,17 +5,19 @@ from __future__ import annotations
 import csv
 import io
 import time
-from typing import Annotated, Optional
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from fleetwise.catalog import load_catalog
 from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json, write_atomic
 from fleetwise.errors import ConfigError, InputFormatError, UnknownNameError
 from fleetwise.perf.calibrate import FIT_TIERS, TIERS, calibrate, predict_case, predict_points, tier_errors
-from fleetwise.perf.points import KEY_COLUMNS, read_points
+from fleetwise.perf.points import KEY_COLUMNS, check_points, read_points
 from fleetwise.perf.predict import predict
 from fleetwise.perf.profile import get_profile
 from fleetwise.perf.replica import replica_from_names
@@ -33,31 +35,31 @@ SIM_RATE = checks.number(ge=1e-6, why="slower is an idle replica (and near 1e-10
 
 
 def perf_command(
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model id, alias or Hugging Face id.")] = None,
-    gpu: Annotated[Optional[str], typer.Option(help="GPU type (aliases resolve: H100, A100-SXM4-80GB, ...).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model id, alias or Hugging Face id.")] = None,
+    gpu: Annotated[str | None, typer.Option(help="GPU type (aliases resolve: H100, A100-SXM4-80GB, ...).")] = None,
     gpus: Annotated[int, typer.Option("--gpus", help="GPUs in the replica (num_gpus/tp data-parallel groups).",
                                       callback=checks.at_least_one)] = 1,
-    tp: Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).",
+    tp: Annotated[int | None, typer.Option(help="Tensor-parallel degree (default: --gpus).",
                                               callback=checks.at_least_one)] = None,
     precision: Annotated[str, typer.Option(help="bf16, fp16, fp8, int8, int4, fp4.")] = "bf16",
     isl: Annotated[int, typer.Option(help="Input tokens per request.",
                                      callback=checks.number(ge=1, what="input length"))] = 1000,
     osl: Annotated[int, typer.Option(help="Output tokens per request.",
                                      callback=checks.number(ge=1, what="output length"))] = 250,
-    rate: Annotated[Optional[float], typer.Option(help="Rate mode: arrivals per second.",
+    rate: Annotated[float | None, typer.Option(help="Rate mode: arrivals per second.",
                                                   callback=SIM_RATE)] = None,
-    concurrency: Annotated[Optional[int], typer.Option(help="Concurrency mode: requests kept outstanding.",
+    concurrency: Annotated[int | None, typer.Option(help="Concurrency mode: requests kept outstanding.",
                                                        callback=SIM_SIZE)] = None,
-    batch: Annotated[Optional[int], typer.Option(help="Static mode: one batch of this size.", callback=SIM_SIZE)
+    batch: Annotated[int | None, typer.Option(help="Static mode: one batch of this size.", callback=SIM_SIZE)
                      ] = None,
     arrival: Annotated[str, typer.Option(help="Rate-mode arrivals: poisson or constant.")] = "poisson",
-    requests: Annotated[Optional[int], typer.Option(help="Requests to simulate (default by mode).",
+    requests: Annotated[int | None, typer.Option(help="Requests to simulate (default by mode).",
                                                     callback=SIM_SIZE)] = None,
-    max_batch: Annotated[Optional[int], typer.Option("--max-batch", help="Batch cap (default: the engine's).",
+    max_batch: Annotated[int | None, typer.Option("--max-batch", help="Batch cap (default: the engine's).",
                                                      callback=checks.at_least_one)] = None,
     engine: Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang, or a .yaml profile.")] = "trtllm",
-    points: Annotated[Optional[str], typer.Option(help="Predict every row of this POINTS.csv instead.")] = None,
-    out: Annotated[Optional[str], typer.Option(help="With --points: write predictions here (CSV).",
+    points: Annotated[str | None, typer.Option(help="Predict every row of this POINTS.csv instead.")] = None,
+    out: Annotated[str | None, typer.Option(help="With --points: write predictions here (CSV).",
                                                callback=checks.output_file())] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -122,13 +124,26 @@ def calibrate_command(
     engine: Annotated[str, typer.Option(help="Engine profile to start from: trtllm, vllm, sglang, or .yaml.")] = "trtllm",
     output: Annotated[str, typer.Option("--output", "-o", help="Where to write the fitted profile YAML.",
                                         callback=checks.output_file())] = "profile.yaml",
-    name: Annotated[Optional[str], typer.Option(help="Name of the fitted profile (default: the engine's).")] = None,
+    name: Annotated[str | None, typer.Option(help="Name of the fitted profile (default: the engine's).")] = None,
     max_evals: Annotated[int, typer.Option(help="Model evaluations the fit may use.",
                                            callback=checks.at_least_one)] = 150,
     tiers: Annotated[str, typer.Option(help=f"Tiers to fit, comma-separated, from {', '.join(TIERS)}.")] = ",".join(FIT_TIERS),
+    model: Annotated[str | None, typer.Option(
+        "--model", "-m", help="With a `fleetwise replay --out` file: the model the replayed server ran.")] = None,
+    gpu: Annotated[str | None, typer.Option(help="With a replay file: the server's GPU type.")] = None,
+    gpus: Annotated[int, typer.Option("--gpus", help="With a replay file: GPUs per replica (tensor parallel).",
+                                      callback=checks.at_least_one)] = 1,
+    precision: Annotated[str | None, typer.Option(help="With a replay file: the server's precision.")] = None,
+    replicas: Annotated[int, typer.Option(help="With a replay file: replicas the replay spread its requests over.",
+                                          callback=checks.at_least_one)] = 1,
 ) -> None:
-    """Fit an engine's efficiency factors to measured points by least squares; report the error per tier."""
-    pts, _ = read_points(points, measured=True)
+    """Fit an engine's efficiency factors to measured points by least squares; report the error per tier.
+
+    POINTS is a measured points CSV, or the per-request file of `fleetwise replay --out` (then give --model,
+    --gpu, --precision and, when the replay used several URLs, --replicas): its requests are cut into windows
+    of at least 200, each a rate-mode point at its mean lengths and rate.
+    """
+    pts = _measured_points(points, engine, model, gpu, gpus, precision, replicas)
     engines = sorted({p.case.engine for p in pts})
     if len(engines) > 1:  # one set of efficiency factors fitted to several engines fits none of them
         raise InputFormatError(f"rows measure {len(engines)} engines ({', '.join(engines)}); calibrate fits one "
@@ -166,9 +181,25 @@ def calibrate_command(
     console.print(f"wrote {output}")
 
 
+def _measured_points(path: str, engine: str, model, gpu, gpus: int, precision, replicas: int):
+    """Points of a measured points CSV, or of a replay's per-request file with the server named by options."""
+    from fleetwise.replay.points import is_replay_file, replay_points
+
+    if not is_replay_file(path):
+        return read_points(path, measured=True)[0]
+    missing = [flag for flag, v in (("--model", model), ("--gpu", gpu), ("--precision", precision)) if not v]
+    if missing:
+        raise ConfigError(f"{path} is a replay file: name the server it measured with {', '.join(missing)}")
+    cat = load_catalog()
+    pts = replay_points(path, model=cat.model(model).id, gpu=cat.gpu(gpu).id, gpus=gpus,
+                        precision=cat.precision(precision).id, engine=Path(engine).stem, replicas=replicas)
+    check_points(pts, cat)
+    return pts
+
+
 def validate_command(
     points: Annotated[str, typer.Argument(help="Measured points CSV (engine,model,gpu,...,metric,value).")],
-    engine: Annotated[Optional[str], typer.Option(help="Profile to validate (default: each row's engine).")] = None,
+    engine: Annotated[str | None, typer.Option(help="Profile to validate (default: each row's engine).")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Compare the model's predictions with measured points: error per tier (MAPE) and the worst point."""

@@ -1,0 +1,371 @@
+"""``fleetwise replay``: send a real request trace open loop to OpenAI-compatible endpoints; measure it."""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import numpy as np
+import typer
+from rich import box
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from fleetwise.cli import checks
+from fleetwise.cli.output import console, err_console, print_json
+from fleetwise.cli.traffic import Fmt, InputCol, MaxBad, OutputCol, TimeCol, TimeUnit, load_input
+from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.traffic.durations import parse_duration
+from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
+
+PLAIN_PROGRESS_EVERY_S = 5.0
+
+TraceArg = Annotated[Path, typer.Option(
+    "--trace", help="Request trace (Azure, BurstGPT, Mooncake, CSV/Parquet/JSONL).")]
+Urls = Annotated[list[str], typer.Option(
+    "--url", help="OpenAI-compatible base URL (http://host:port). Repeat to spread requests over several "
+    "endpoints by least outstanding tokens.")]
+ModelOpt = Annotated[str | None, typer.Option(
+    "--model", "-m", help="Model name to send (default: the first id from GET <first url>/v1/models).")]
+Compress = Annotated[float, typer.Option(
+    "--time-compress", help="Send X times faster than the trace and report latencies times X (in the trace's "
+    "time): pair with an emulator started with --time-scale X.",
+    callback=checks.number(gt=0, what="time-compression factor"))]
+Multiply = Annotated[float, typer.Option("--rate-multiply", help="Thin or copy requests to scale the rate.",
+                                         callback=checks.number(gt=0, what="rate multiplier"))]
+Limit = Annotated[int | None, typer.Option(
+    "--limit", help="Replay only the first N requests (of the window).", callback=checks.at_least_one)]
+Start = Annotated[str | None, typer.Option(
+    "--start", help="Skip this much of the trace first (e.g. 1h, 90s, 0).")]
+Duration = Annotated[str | None, typer.Option(
+    "--duration", help="Replay only this much of the trace (e.g. 10min).", callback=checks.duration())]
+Stream = Annotated[bool, typer.Option(
+    "--stream/--no-stream", help="Stream the answers (SSE); without it only E2E is measured (TTFT = E2E).")]
+InFlight = Annotated[int, typer.Option(
+    "--max-in-flight", help="At most this many requests open at once; more wait, and show as client lag.",
+    callback=checks.at_least_one)]
+Timeout = Annotated[float, typer.Option(
+    "--timeout-s", help="Fail a request unanswered after this many (wall-clock) seconds.",
+    callback=checks.positive)]
+Ttft = Annotated[float, typer.Option("--ttft-p95-ms", help="TTFT target of slo_attainment, ms.",
+                                     callback=checks.slo_target)]
+Tpot = Annotated[float, typer.Option("--tpot-p95-ms", help="TPOT target of slo_attainment, ms.",
+                                     callback=checks.slo_target)]
+Out = Annotated[str | None, typer.Option(
+    "--out", "-o", help="Write one CSV row per request.", metavar="<path>", callback=checks.output_file())]
+Json = Annotated[bool, typer.Option("--json", help="Print JSON (simulate's keys where they mean the same).")]
+Report = Annotated[str | None, typer.Option(
+    "--report", help="Write an HTML report with plots.", metavar="<path>",
+    callback=checks.output_file(".html"))]
+Api = Annotated[str, typer.Option(
+    "--api", help="completions (token-id prompts, exact lengths) or chat (text, about one word per token).")]
+HttpClient = Annotated[str, typer.Option("--http-client", help="fast (built-in HTTP/1.1 client) or httpx.")]
+ApiKey = Annotated[str | None, typer.Option("--api-key", help="Send 'Authorization: Bearer KEY'.")]
+Share = Annotated[bool, typer.Option(
+    "--share-prefixes/--no-share-prefixes",
+    help="Equal prefix-block ids of the trace (Mooncake hash_ids) get equal prompt tokens.")]
+Seed = Annotated[int, typer.Option("--seed", help="Seed of --rate-multiply.", callback=checks.seed)]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
+
+
+def _trace(path: Path, start: str | None, duration: str | None, multiply: float, limit: int | None, seed: int,
+           **load_opts):
+    """The requests to replay: the file's trace, windowed, rate-multiplied, then cut to --limit."""
+    from fleetwise.traffic.convert import rate_multiply
+    from fleetwise.traffic.records import RequestTrace
+
+    tr = load_input(path, **load_opts)
+    if not isinstance(tr, RequestTrace):
+        raise InputFormatError(f"{path}: is a rate series; replay needs requests (fleetwise traffic convert "
+                               "--freq none turns a series into a trace)")
+    if start is not None or duration is not None:
+        lo = tr.start_s + _offset(start)
+        hi = lo + parse_duration(duration, "--duration") if duration is not None else math.inf
+        tr = tr.window(lo, hi)
+    if multiply != 1.0 and len(tr):
+        tr = rate_multiply(tr, multiply, seed=seed)
+    if limit is not None and len(tr) > limit:
+        tr = tr.take(np.arange(limit))
+    if len(tr) == 0:
+        where = f" between --start {start or 0} and --duration {duration}" if start or duration else ""
+        raise ConfigError(f"{path}: no requests to replay{where}")
+    return tr
+
+
+def _offset(text: str | None) -> float:
+    if text is None or text.strip() in ("0", "0s", "0.0"):
+        return 0.0
+    return parse_duration(text, "--start")
+
+
+def _progress_printer(quiet: bool):
+    """(callback, context manager): a rich bar on a terminal, a plain line every few seconds otherwise."""
+    from contextlib import nullcontext
+
+    if quiet:
+        return None, nullcontext()
+    if err_console.is_terminal:
+        bar = Progress(TextColumn("replaying"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=err_console,
+                       transient=True)
+        task = bar.add_task("replay", total=None, info="")
+
+        def update(p) -> None:
+            bar.update(task, total=p.total, completed=p.sent, info=f"{p.send_rps:,.1f} req/s sent, "
+                       f"{p.in_flight:,} in flight, {p.failed:,} failed")
+
+        return update, bar
+    last = [time.monotonic()]
+
+    def plain(p) -> None:
+        now = time.monotonic()
+        if now - last[0] >= PLAIN_PROGRESS_EVERY_S or p.sent == p.total and p.in_flight == 0:
+            last[0] = now
+            err_console.print(f"fleetwise: replay: {p.sent:,}/{p.total:,} sent, {p.completed:,} completed, "
+                              f"{p.failed:,} failed, {p.in_flight:,} in flight, {p.send_rps:,.1f} req/s, "
+                              f"{p.elapsed_s:,.0f} s", highlight=False, soft_wrap=True)
+
+    return plain, nullcontext()
+
+
+class _Stopper:
+    """Ctrl-C or SIGTERM: stop sending and keep what was measured; a second Ctrl-C stops at once."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        self.old: dict = {}
+
+    def __enter__(self) -> threading.Event:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.old[sig] = signal.signal(sig, self._handle)
+        return self.event
+
+    def _handle(self, signum, frame) -> None:
+        if self.event.is_set() and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.event.set()
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self.old.items():
+            signal.signal(sig, handler)
+
+
+def _ms(p: dict) -> str:
+    return "/".join("-" if v is None or math.isnan(v) else f"{v:,.0f}" if v >= 100 else f"{v:.1f}"
+                    for v in p.values())
+
+
+def _rate(x: float) -> str:
+    return "-" if math.isnan(x) else f"{x:,.2f}"
+
+
+def _table(s: dict) -> Table:
+    compressed = s["time_compress"] != 1
+    title = "fleetwise replay" + (f" (trace time: wall x {s['time_compress']:g})" if compressed else "")
+    t = Table(title=title, box=box.SIMPLE_HEAD, show_header=False)
+    t.add_column("")
+    t.add_column("", justify="right")
+    failed = ", ".join(f"{n:,} {r}" for r, n in s["failed_by_reason"].items())
+    rows = [
+        ("requests / sent", f"{s['requests']:,} / {s['sent']:,}"),
+        ("completed", f"{s['completed']:,}"),
+        ("failed", f"{s['failed']:,}" + (f" ({failed})" if failed else "")),
+        ("cancelled / not sent", f"{s['cancelled']:,} / {s['not_sent']:,}"),
+        ("TTFT ms p50/95/99", _ms(s["ttft_ms"])),
+        ("TPOT ms p50/95/99", _ms(s["tpot_ms"])),
+        ("ITL ms p50/95/99", _ms(s["itl_ms"])),
+        ("E2E ms p50/95/99", _ms(s["e2e_ms"])),
+        (f"SLO met (TTFT <= {s['slo']['ttft_ms']:g} ms, TPOT <= {s['slo']['tpot_ms']:g} ms)",
+         "-" if math.isnan(s["slo_attainment"]) else f"{s['slo_attainment']:.1%}"),
+        ("achieved / trace req/s", f"{_rate(s['achieved_rps'])} / {_rate(s['trace_rps'])}"),
+        ("completed req/s, output tok/s", f"{_rate(s['throughput_rps'])}, {s['output_tokens_per_s']:,.0f}"),
+        ("client lag ms p50/99", _ms(s["client_lag_ms"])),
+        ("late sends (> 10 ms)", f"{s['late_sends']:,} ({s['late_share']:.1%})"),
+        ("duration", f"{s['duration_s']:,.1f} s" + (f" ({s['wall_s']:,.1f} s wall)" if compressed else "")),
+    ]
+    for label, value in rows:
+        t.add_row(label, value)
+    return t
+
+
+def _url_table(s: dict) -> Table:
+    t = Table(title="per endpoint", box=box.SIMPLE_HEAD)
+    for c in ("url", "sent", "completed", "failed", "tokens sent", "TTFT ms p50/95/99"):
+        t.add_column(c, justify="left" if c == "url" else "right")
+    for u in s["by_url"]:
+        t.add_row(u["url"], f"{u['sent']:,}", f"{u['completed']:,}", f"{u['failed']:,}", f"{u['tokens']:,}",
+                  _ms(u["ttft_ms"]))
+    return t
+
+
+def _warnings(s: dict) -> None:
+    def warn(text: str) -> None:
+        err_console.print(f"[yellow]fleetwise: warning:[/] {text}", highlight=False, soft_wrap=True)
+
+    if s["interrupted"]:
+        warn(f"interrupted: {s['sent']:,} of {s['requests']:,} requests sent, {s['cancelled']:,} in flight "
+             "cancelled; the results cover what was measured")
+    if s["late_warning"]:
+        why = (f"; {s['in_flight_waits']:,} waited for a free slot (raise --max-in-flight)"
+               if s["in_flight_waits"] else "; the client could not keep up (lower the rate)")
+        warn(f"{s['late_sends']:,} requests ({s['late_share']:.1%}) were sent more than 10 ms late "
+             f"(client lag p99 {s['client_lag_ms']['p99']:,.1f} ms){why}")
+    if s["short_outputs"]:
+        warn(f"{s['short_outputs']:,} answers had fewer tokens than asked for: does the server honour "
+             "ignore_eos / min_tokens?")
+    for reason, message in s["first_error_by_reason"].items():
+        warn(f"{s['failed_by_reason'][reason]:,} failed as {reason}; first: {message}")
+
+
+def replay_cmd(
+    trace: TraceArg, url: Urls, model: ModelOpt = None,
+    fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
+    time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
+    compress: Compress = 1.0, multiply: Multiply = 1.0, seed: Seed = 0, limit: Limit = None,
+    start: Start = None, duration: Duration = None, stream: Stream = True, max_in_flight: InFlight = 1024,
+    timeout_s: Timeout = 600.0, ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, api: Api = "completions",
+    http_client: HttpClient = "fast", api_key: ApiKey = None, share_prefixes: Share = True,
+    out: Out = None, json_out: Json = False, report: Report = None, quiet: Quiet = False,
+) -> None:
+    """Replay a request trace open loop against OpenAI-compatible endpoints; measure TTFT, TPOT, ITL, E2E.
+
+    Each request is sent at its trace arrival time (divided by --time-compress) whatever happened to earlier
+    ones, as token-id prompts of the trace's input length with max_tokens = min_tokens = its output length
+    and ignore_eos (vLLM/SGLang). Several --url share the load by least outstanding tokens (input + output
+    tokens sent and not finished; ties go to the first URL), the simulator's default router: e.g. the
+    workers of 'fleetwise emulate --workers 4 --port-base 8001'. Failures are counted by reason (http_<status>,
+    timeout, connection_lost, incomplete) and never stop the run; Ctrl-C or SIGTERM stops sending, cancels
+    what is in flight and still writes what was measured (exit code 0, 'interrupted' in --json).
+    slo_attainment uses simulate's default targets (1000 ms TTFT, 50 ms TPOT) unless given.
+    """
+    from fleetwise.replay import APIS, HTTP_CLIENTS, find_model, normalize_url, replay_trace
+
+    if api not in APIS:
+        raise ConfigError(f"--api must be one of {', '.join(APIS)} (got '{api}')")
+    if http_client not in HTTP_CLIENTS:
+        raise ConfigError(f"--http-client must be one of {', '.join(HTTP_CLIENTS)} (got '{http_client}')")
+    urls = [normalize_url(u) for u in url]
+    if start is not None:
+        _offset(start)  # a bad --start fails before the trace is read
+    tr = _trace(trace, start, duration, multiply, limit, seed, fmt=fmt, time_col=time_col,
+                input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
+    headers = {"authorization": f"Bearer {api_key}"} if api_key else None
+    if model is None:
+        model = find_model(urls[0], headers)
+    if not quiet:
+        span = tr.duration_s / compress
+        faster = f", {compress:g}x faster than the trace" if compress != 1 else ""
+        err_console.print(f"fleetwise: replaying {len(tr):,} requests of {model} over {span:,.1f} s "
+                          f"({len(tr) / max(span, 1e-9):,.1f} req/s{faster}) against {', '.join(urls)}",
+                          highlight=False, soft_wrap=True)
+    update, shown = _progress_printer(quiet)
+    with _Stopper() as stop, shown:
+        result = replay_trace(tr, urls, model=model, time_compress=compress, stream=stream,
+                              max_in_flight=max_in_flight, timeout_s=timeout_s, api=api, progress=update,
+                              stop_event=stop, share_prefixes=share_prefixes, headers=headers,
+                              http_client=http_client)
+    summary = result.summary(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+    if out:
+        result.write_csv(out)
+    if report:
+        _write_report(report, result, summary, str(trace))
+    _warnings(summary)
+    if json_out:
+        print_json({"trace": str(trace), **summary})
+        return
+    console.print(_table(summary))
+    if len(urls) > 1:
+        console.print(_url_table(summary))
+    for path in (out, report):
+        if path:
+            err_console.print(f"fleetwise: wrote {path}", highlight=False)
+
+
+# -- the HTML report -------------------------------------------------------------------------------------
+
+
+def _write_report(path: str, result, s: dict, trace: str) -> None:
+    """One self-contained page: the summary, failures, per-endpoint rows, latency CDFs, rate over time."""
+    from fleetwise.atomic import write_atomic
+    from fleetwise.report.figures import figure_png
+    from fleetwise.report.html import html_page, png_html, table_html
+
+    sections = [("Summary", table_html(["metric", "value"], _summary_rows(s)))]
+    if s["failed_by_reason"]:
+        sections.append(("Failures", table_html(["reason", "requests", "first message"], [
+            [r, n, s["first_error_by_reason"].get(r, "")] for r, n in s["failed_by_reason"].items()])))
+    if len(s["by_url"]) > 1:
+        headers = ["url", "sent", "completed", "failed", "tokens", "TTFT p95 ms"]
+        sections.append(("Endpoints", table_html(headers, [
+            [u["url"], u["sent"], u["completed"], u["failed"], u["tokens"], _cell(u["ttft_ms"]["p95"])]
+            for u in s["by_url"]])))
+    sections.append(("Latency", png_html(figure_png(_latency_figure(result)), "latency CDFs")))
+    sections.append(("Rate", png_html(figure_png(_rate_figure(result)), "achieved vs trace rate")))
+    streamed = ", streamed" if s["stream"] else ""
+    note = (f"{trace} against {', '.join(s['urls'])}, model {s['model']}, {s['api']} API{streamed}; "
+            f"times in the trace's time (wall x {s['time_compress']:g})")
+    write_atomic(path, html_page("fleetwise replay", sections, note=note))
+
+
+def _summary_rows(s: dict) -> list[list]:
+    latency = [(f"{m} {q} ms", _cell(s[f"{m.lower()}_ms"][q])) for m in ("TTFT", "TPOT", "ITL", "E2E")
+               for q in ("p50", "p95", "p99")]
+    return [[label, value] for label, value in (
+        ("requests", s["requests"]), ("sent", s["sent"]), ("completed", s["completed"]),
+        ("failed", s["failed"]), ("cancelled", s["cancelled"]), ("not sent", s["not_sent"]), *latency,
+        ("SLO attainment %", _cell(100 * s["slo_attainment"])), ("achieved req/s", _cell(s["achieved_rps"])),
+        ("trace req/s", _cell(s["trace_rps"])), ("completed req/s", _cell(s["throughput_rps"])),
+        ("output tokens/s", _cell(s["output_tokens_per_s"])),
+        ("client lag p50 ms (wall)", _cell(s["client_lag_ms"]["p50"])),
+        ("client lag p99 ms (wall)", _cell(s["client_lag_ms"]["p99"])), ("late sends", s["late_sends"]),
+        ("duration s", s["duration_s"]), ("time compress", s["time_compress"]))]
+
+
+def _cell(x: float) -> float | str:
+    return x if x is not None and math.isfinite(x) else "-"
+
+
+def _latency_figure(result):
+    from fleetwise.report.figures import _plt
+    from fleetwise.report.simulation import _cdf
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    ok = result.status_array == "ok"
+    panels = ((axes[0], "TTFT", result.ttft_s, True), (axes[1], "TPOT", result.tpot_s, False),
+              (axes[2], "E2E", result.e2e_s, True))
+    for ax, name, values, log in panels:
+        x, y = _cdf(np.where(ok, values, np.nan) * 1e3, len(result))
+        ax.plot(x, y, lw=1.0, drawstyle="steps-post")
+        ax.set(title=name, xlabel="ms (log)" if log else "ms", ylim=(0, 1.02))
+        if log and len(x) and x[0] > 0:
+            ax.set_xscale("log")
+    axes[0].set_ylabel("fraction of all requests")
+    fig.tight_layout()
+    return fig
+
+
+def _rate_figure(result):
+    from fleetwise.report.figures import _plt
+
+    plt = _plt()
+    starts, trace_rps, sent_rps = result.rate_over_time()
+    fig, axes = plt.subplots(2, 1, figsize=(12, 5.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
+    axes[0].step(starts, trace_rps, where="post", lw=2.5, color="0.75", label="trace")
+    axes[0].step(starts, sent_rps, where="post", lw=1.0, color="C0", label="sent")
+    axes[0].set(ylabel="req/s", title="Achieved vs trace rate")
+    axes[0].legend(loc="upper left", fontsize=8)
+    sent = np.isfinite(result.sent_s)
+    axes[1].plot(result.arrival_s[sent], result.client_lag_s[sent] * 1e3, ",", alpha=0.6)
+    axes[1].set(ylabel="client lag ms", xlabel="trace time s")
+    fig.tight_layout()
+    return fig
+
+
+def register(app: typer.Typer) -> None:
+    app.command("replay")(replay_cmd)

@@ -1,0 +1,924 @@
+"""Open-loop replay of a request trace against OpenAI-compatible endpoints, measuring TTFT, ITL, TPOT, E2E.
+
+One scheduler task sleeps until each request's arrival (``arrival / time_compress`` after the start, in
+absolute terms so errors do not accumulate) and spawns a task for it without waiting for earlier requests.
+At most ``max_in_flight`` requests are open at once; a request that finds no free slot waits, and the wait
+shows as client lag (``sent_s - scheduled``), never as server latency.
+
+HTTP goes over keep-alive HTTP/1.1 connections, one request at a time per connection, by one of two clients:
+``"fast"`` (the default), a small HTTP/1.1 client on an :class:`asyncio.Protocol` with an O(1) connection
+pool that timestamps response bytes as the event loop receives them; or ``"httpx"``, an
+``httpx.AsyncClient`` with its pool sized to ``max_in_flight``. They measure the same things; the fast one
+costs a fraction of the CPU per request (httpx's pool scans every connection on every request), which is
+what lets one Python process replay thousands of requests per second (``benchmarks/replay_speed.py``).
+
+Prompts are token-id arrays of the trace's input length (``"prompt": [ids]``, exact on any server that
+accepts token ids, as vLLM and SGLang do): the first two ids encode the request's index, so no two requests
+share a prefix, unless the trace carries prefix-block ids (Mooncake ``hash_ids``, 512-token blocks) and
+``share_prefixes`` is on, in which case equal block ids get equal tokens. The output length is forced with
+``max_tokens`` = ``min_tokens`` = the trace's output length and ``ignore_eos`` (vLLM/SGLang extensions;
+other servers ignore them, and ``short_outputs`` in the summary counts answers that came back shorter).
+With ``api="chat"`` the prompt is one user message of about one common English word per input token -
+approximate: a real tokenizer and the chat template add a few tokens (the instant endpoint counts words).
+
+Measurements (wall clock, from just before the request is handed to the HTTP client; the result reports
+them multiplied by ``time_compress``): TTFT is the arrival of the first SSE event carrying a non-empty token
+(``text``, ``content`` or ``reasoning_content``), ITL the gaps between such events, E2E the last byte, and
+TPOT = (E2E - TTFT) / (output tokens - 1) with the output tokens taken from the final ``usage`` when the
+server sends one, else the number of content events. Servers that pack several tokens into one event
+(SGLang, vLLM's ``--stream-interval``) show it in ITL, not in TPOT. Without streaming only the whole answer
+is seen: TTFT = E2E and TPOT is unknown.
+
+Several URLs share the load by least outstanding tokens (input + output tokens of the requests sent to an
+endpoint and not finished; ties go to the first listed), the fleet simulator's default ``least-work`` rule.
+
+Exceptions of the fast client::
+
+    Exception
+    ├── ConnectionLost   the server refused, reset or closed the connection before the answer was complete
+    └── BadResponse      bytes that are not HTTP/1.1 (a response head or chunk framing that cannot be read)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import re
+import ssl
+import time
+from array import array
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from fleetwise.errors import ConfigError
+from fleetwise.replay.results import CANCELLED, NOT_SENT, OK, ReplayResult
+from fleetwise.traffic.records import RequestTrace
+
+APIS = ("completions", "chat")
+HTTP_CLIENTS = ("fast", "httpx")
+DEFAULT_MAX_IN_FLIGHT = 1024
+DEFAULT_TIMEOUT_S = 600.0
+PREFIX_BLOCK_TOKENS = 512
+"""Tokens per prefix-block id (Mooncake's ``hash_ids`` are 512-token blocks)."""
+MAX_ITL_SAMPLES = 4_000_000
+"""ITL gaps kept (32 MB); past it every other one is dropped and half as many are kept from then on."""
+KEEPALIVE_S = 4.0
+"""Reuse an idle connection only this long: uvicorn (vLLM, SGLang) closes idle ones after 5 s, and a request
+written into a connection the server is closing fails for no fault of the server."""
+CONNECT_TIMEOUT_S = 30.0
+MODELS_TIMEOUT_S = 10.0
+PROGRESS_EVERY_S = 0.25
+STOP_POLL_S = 0.05
+MAX_HEAD_BYTES = 64 * 1024
+
+_CONTENT = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"(?!")')
+_ID_LO, _ID_SPAN = 1000, 28_000  # token ids in [1000, 29000): past byte/special tokens, inside any vocab
+_WORDS = ("the", "of", "and", "to", "in", "is", "that", "for", "it", "on", "with", "as", "was", "at", "by",
+          "be", "this", "are", "or", "from", "an", "have", "not", "they", "which", "one", "you", "had",
+          "her", "all", "she", "there", "would", "their", "we", "him", "been", "has", "when", "who",
+          "will", "more", "no", "if", "out", "so", "said", "what", "up", "its", "about", "into", "than",
+          "them", "can", "only", "other", "new", "some", "could", "time", "these", "two", "may", "then",
+          "do", "first", "any", "my", "now", "such", "like", "our", "over", "man", "me", "even", "most",
+          "made", "after", "also", "did", "many", "before", "must", "through", "back", "years", "where",
+          "much", "your", "way", "well", "down", "should", "because", "each", "just", "those", "people",
+          "how", "too", "little", "state", "good", "very", "make", "world", "still", "own", "see", "men",
+          "work", "long", "get", "here", "between", "both", "life", "being", "under", "never", "day",
+          "same", "another", "know", "while", "last", "might", "us", "great", "old", "year", "off", "come",
+          "since", "against", "go", "came", "right", "used", "take", "three")
+
+
+@dataclass(frozen=True)
+class ReplayProgress:
+    """A snapshot of a running replay (counts so far; ``elapsed_s`` is wall clock)."""
+
+    total: int
+    sent: int
+    completed: int
+    failed: int
+    in_flight: int
+    elapsed_s: float
+
+    @property
+    def send_rps(self) -> float:
+        """Requests sent per wall-clock second so far."""
+        return self.sent / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+def replay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = None,
+                 time_compress: float = 1.0, stream: bool = True, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
+                 timeout_s: float = DEFAULT_TIMEOUT_S, api: str = "completions",
+                 progress: Callable[[ReplayProgress], None] | None = None, stop_event=None,
+                 share_prefixes: bool = True, headers: dict[str, str] | None = None,
+                 http_client: str = "fast") -> ReplayResult:
+    """Replay ``trace`` open-loop against ``urls`` and measure every request (blocking; uvloop if installed).
+
+    See :func:`areplay_trace` for the arguments.
+    """
+    try:
+        import uvloop
+
+        run = uvloop.run
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        run = asyncio.run
+    return run(areplay_trace(trace, urls, model=model, time_compress=time_compress, stream=stream,
+                             max_in_flight=max_in_flight, timeout_s=timeout_s, api=api, progress=progress,
+                             stop_event=stop_event, share_prefixes=share_prefixes, headers=headers,
+                             http_client=http_client))
+
+
+async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = None,
+                        time_compress: float = 1.0, stream: bool = True,
+                        max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, timeout_s: float = DEFAULT_TIMEOUT_S,
+                        api: str = "completions", progress: Callable[[ReplayProgress], None] | None = None,
+                        stop_event=None, share_prefixes: bool = True, headers: dict[str, str] | None = None,
+                        http_client: str = "fast") -> ReplayResult:
+    """Replay ``trace`` open-loop against ``urls`` (OpenAI-compatible base URLs) and measure every request.
+
+    Args:
+        model: the model name to send; None: the first id that GET {urls[0]}/v1/models lists.
+        time_compress: send this many times faster than the trace; latencies are reported times this factor.
+        max_in_flight: at most this many requests open at once (and connections in the pool).
+        timeout_s: a request still unanswered after this long (wall clock) fails as ``timeout``.
+        api: ``completions`` (token-id prompts, exact lengths) or ``chat`` (text, approximate lengths).
+        progress: called with a :class:`ReplayProgress` about four times a second, on the event loop.
+        stop_event: anything with ``is_set()`` (``threading.Event``, ``asyncio.Event``): once set, sending
+            stops, requests in flight are cancelled, and what was measured is returned (``interrupted``).
+        share_prefixes: give equal prompt blocks to equal prefix-block ids of the trace, if it has them.
+        headers: extra HTTP headers for every request (e.g. ``{"authorization": "Bearer KEY"}``).
+        http_client: ``fast`` or ``httpx`` (see the module docstring).
+    """
+    endpoints = _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client)
+    _raise_fd_limit(max_in_flight + 64)
+    headers = dict(headers or {})
+    if model is None:
+        model = await discover_model(endpoints[0].base, headers)
+    http = _FastHttp(headers) if http_client == "fast" else _HttpxHttp(max_in_flight, timeout_s, headers)
+    try:
+        run = _Run(http, trace, endpoints, model, time_compress, stream, max_in_flight, timeout_s, api,
+                   share_prefixes)
+        await run.run(progress, stop_event)
+    finally:
+        await http.aclose()
+    return run.result()
+
+
+async def discover_model(base: str, headers: dict[str, str] | None = None) -> str:
+    """The first model id that GET {base}/v1/models lists; a ConfigError naming the URL if there is none."""
+    import httpx
+
+    where = f"{base}/v1/models"
+    try:
+        async with httpx.AsyncClient(trust_env=False, timeout=MODELS_TIMEOUT_S) as client:
+            resp = await client.get(where, headers=headers)
+    except httpx.HTTPError as exc:
+        why = ("cannot connect" if isinstance(exc, httpx.ConnectError)
+               else f"no answer in {MODELS_TIMEOUT_S:g} s" if isinstance(exc, httpx.TimeoutException)
+               else _describe(exc))
+        raise ConfigError(f"cannot reach {where} ({why}); is the server up? (or pass --model)") from None
+    if resp.status_code != 200:
+        raise ConfigError(f"GET {where} answered HTTP {resp.status_code}; pass --model") from None
+    try:
+        return str(resp.json()["data"][0]["id"])
+    except (ValueError, KeyError, IndexError, TypeError):
+        raise ConfigError(f"GET {where} listed no model; pass --model") from None
+
+
+def find_model(url: str, headers: dict[str, str] | None = None) -> str:
+    """The blocking form of :func:`discover_model`, for a base URL as users write it."""
+    return asyncio.run(discover_model(_Endpoint.parse(url).base, headers))
+
+
+def normalize_url(url: str) -> str:
+    """``url`` without a trailing slash or ``/v1``; a ConfigError unless it is an http(s) URL with a host."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"--url must be an http:// or https:// URL with a host (got '{url}')")
+    try:
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:
+        raise ConfigError(f"--url has a bad port (got '{url}')") from None
+    if parts.query or parts.fragment:
+        raise ConfigError(f"--url must not have a query or fragment (got '{url}')")
+    base = url.strip().rstrip("/")
+    return base.removesuffix("/v1")
+
+
+@dataclass(frozen=True)
+class _Endpoint:
+    """A base URL taken apart once, for the fast client."""
+
+    base: str
+    scheme: str
+    host: str
+    port: int
+    netloc: str
+    prefix: str  # path before /v1/...
+
+    @classmethod
+    def parse(cls, url: str) -> _Endpoint:
+        base = normalize_url(url)
+        p = urlsplit(base)
+        port = p.port or (443 if p.scheme == "https" else 80)
+        return cls(base, p.scheme, p.hostname or "", port, p.netloc.rpartition("@")[2], p.path.rstrip("/"))
+
+    @property
+    def key(self) -> tuple[str, str, int]:
+        return self.scheme, self.host, self.port
+
+
+def _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client) -> list[_Endpoint]:
+    if not urls:
+        raise ConfigError("give at least one --url")
+    if not (isinstance(time_compress, int | float) and 0 < time_compress < math.inf):
+        raise ConfigError("the time-compression factor must be a finite positive number "
+                          f"(got {time_compress})")
+    if max_in_flight < 1:
+        raise ConfigError(f"--max-in-flight must be at least 1 (got {max_in_flight})")
+    if not 0 < timeout_s < math.inf:
+        raise ConfigError(f"--timeout-s must be a finite positive number (got {timeout_s})")
+    if api not in APIS:
+        raise ConfigError(f"--api must be one of {', '.join(APIS)} (got '{api}')")
+    if http_client not in HTTP_CLIENTS:
+        raise ConfigError(f"--http-client must be one of {', '.join(HTTP_CLIENTS)} (got '{http_client}')")
+    if len(trace) == 0:
+        raise ConfigError("the trace has no requests to replay")
+    return [_Endpoint.parse(u) for u in urls]
+
+
+def _raise_fd_limit(needed: int) -> None:
+    """Each request in flight holds a socket: lift the soft open-file limit towards the hard one if short."""
+    try:
+        import resource
+    except ImportError:  # pragma: no cover - not on Windows
+        return
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        target = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError):
+            pass  # the run goes on; connections beyond the limit fail as connection_lost
+
+
+def _describe(exc: BaseException | str) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return " ".join(text.split())[:200]
+
+
+# -- the fast HTTP/1.1 client ----------------------------------------------------------------------------
+
+
+class ConnectionLost(Exception):
+    """The server refused, reset or closed the connection before its answer was complete."""
+
+
+class BadResponse(Exception):
+    """The server sent bytes that are not a readable HTTP/1.1 response."""
+
+
+_NONE, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)  # response body framing
+_SIZE, _DATA, _CRLF, _TRAILER = range(4)  # where a chunked body is
+
+
+class _Wire(asyncio.Protocol):
+    """One keep-alive HTTP/1.1 connection carrying one request at a time; parses the answer as bytes arrive
+    and timestamps each piece of body then (the consumer may run a little later)."""
+
+    def __init__(self, pool: _WirePool, ep: _Endpoint) -> None:
+        self.pool, self.ep = pool, ep
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.closed = self.busy = False
+        self.idle_since = 0.0
+        self.waiter: asyncio.Future | None = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.status = 0
+        self.head_done = self.done = self.got_bytes = False
+        self.keep = True
+        self.mode, self.cstate, self.left = _NONE, _SIZE, 0
+        self.pieces: list[tuple[float, bytes]] = []
+        self.error: Exception | None = None
+
+    # -- asyncio callbacks
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        if not self.busy or self.done:
+            self.keep = False  # bytes nobody asked for: the connection cannot be trusted with another request
+            self.transport.close()
+            return
+        self.got_bytes = True
+        self.buf += data
+        try:
+            self._parse(time.perf_counter())
+        except BadResponse as exc:
+            self.error, self.keep = exc, False
+            self.transport.close()
+        self._wake()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if self.busy and not self.done and self.error is None:
+            if self.head_done and self.mode == _UNTIL_CLOSE:
+                self.done = True
+            else:
+                where = "mid-answer" if self.head_done else "before answering"
+                detail = f" ({exc})" if exc else ""
+                self.error = ConnectionLost(f"the server closed the connection {where}{detail}")
+        self._wake()
+
+    def _wake(self) -> None:
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+    # -- parsing
+    def _parse(self, t: float) -> None:
+        buf = self.buf
+        while not self.head_done:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buf) > MAX_HEAD_BYTES:
+                    raise BadResponse("response head too large")
+                return
+            head = bytes(buf[:end])
+            del buf[:end + 4]
+            self._head(head)
+        if self.done:
+            self.keep = self.keep and not buf
+        elif self.mode == _LENGTH:
+            take = min(self.left, len(buf))
+            if take:
+                self.pieces.append((t, bytes(buf[:take])))
+                del buf[:take]
+                self.left -= take
+            if not self.left:
+                self._finish()
+        elif self.mode == _UNTIL_CLOSE:
+            if buf:
+                self.pieces.append((t, bytes(buf)))
+                buf.clear()
+        else:
+            self._chunked(t)
+
+    def _head(self, head: bytes) -> None:
+        lines = head.split(b"\r\n")
+        parts = lines[0].split(b" ", 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
+            raise BadResponse(f"not an HTTP response: {lines[0][:60]!r}")
+        status = int(parts[1])
+        if 100 <= status < 200:
+            return  # an interim answer (100 Continue); the real one follows
+        keep, length, chunked = parts[0] != b"HTTP/1.0", None, False
+        for line in lines[1:]:
+            name, _, value = line.partition(b":")
+            name = name.strip().lower()
+            if name == b"content-length":
+                if not value.strip().isdigit():
+                    raise BadResponse(f"bad content-length {value[:40]!r}")
+                length = int(value)
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"connection":
+                keep = b"keep-alive" in value.lower() if not keep else b"close" not in value.lower()
+        self.status, self.head_done, self.keep = status, True, keep
+        if status in (204, 304):
+            self._finish()
+        elif chunked:
+            self.mode, self.cstate = _CHUNKED, _SIZE
+        elif length is not None:
+            self.mode, self.left = _LENGTH, length
+            if not length:
+                self._finish()
+        else:
+            self.mode, self.keep = _UNTIL_CLOSE, False
+
+    def _chunked(self, t: float) -> None:
+        buf, out, pos = self.buf, [], 0
+        n = len(buf)
+        while True:
+            if self.cstate == _DATA:
+                take = min(self.left, n - pos)
+                if not take:
+                    break
+                out.append(buf[pos:pos + take])
+                pos += take
+                self.left -= take
+                if self.left:
+                    break
+                self.cstate = _CRLF
+            elif self.cstate == _CRLF:
+                if n - pos < 2:
+                    break
+                if buf[pos:pos + 2] != b"\r\n":
+                    raise BadResponse("a chunk does not end in CRLF")
+                pos += 2
+                self.cstate = _SIZE
+            else:
+                end = buf.find(b"\r\n", pos)
+                if end < 0:
+                    if n - pos > 4096:
+                        raise BadResponse("chunk-size line too long")
+                    break
+                line, pos = bytes(buf[pos:end]), end + 2
+                if self.cstate == _SIZE:
+                    try:
+                        size = int(line.split(b";", 1)[0].strip(), 16)
+                    except ValueError:
+                        raise BadResponse(f"bad chunk size {line[:40]!r}") from None
+                    self.cstate, self.left = (_DATA, size) if size else (_TRAILER, 0)
+                elif not line:  # the blank line after the (usually absent) trailers
+                    self._finish()
+                    break
+        if pos:
+            del buf[:pos]
+        if out:
+            self.pieces.append((t, b"".join(out)))
+        if self.done and buf:
+            self.keep = False
+
+    def _finish(self) -> None:
+        self.done = True
+
+    # -- the caller's side
+    def send(self, data: bytes) -> None:
+        self._reset()
+        self.busy = True
+        if self.closed or self.transport is None or self.transport.is_closing():
+            self.error = ConnectionLost("the connection was closed before the request went out")
+            return
+        self.transport.write(data)
+
+    async def _wait(self) -> None:
+        self.waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self.waiter
+        finally:
+            self.waiter = None
+
+    async def wait_head(self) -> int:
+        while not self.head_done:
+            if self.error is not None:
+                raise self.error
+            await self._wait()
+        return self.status
+
+    async def chunks(self) -> AsyncIterator[tuple[float, bytes]]:
+        """(receive time, bytes) of the body as it arrives; raises if the connection breaks first."""
+        while True:
+            if self.pieces:
+                pieces, self.pieces = self.pieces, []
+                for piece in pieces:
+                    yield piece
+            elif self.done:
+                return
+            elif self.error is not None:
+                raise self.error
+            else:
+                await self._wait()
+
+    async def aclose(self) -> None:
+        self.pool.release(self)
+
+
+class _WirePool:
+    """Idle connections per endpoint as stacks: the warmest is reused first, each in O(1)."""
+
+    def __init__(self) -> None:
+        self.idle: dict[tuple, list[_Wire]] = {}
+        self.wires: set[_Wire] = set()
+        self._ssl: ssl.SSLContext | None = None
+
+    async def acquire(self, ep: _Endpoint, reuse: bool = True) -> tuple[_Wire, bool]:
+        stack = self.idle.get(ep.key) if reuse else None
+        now = time.monotonic()
+        while stack:
+            wire = stack.pop()
+            if not wire.closed and now - wire.idle_since < KEEPALIVE_S:
+                return wire, True
+            self.discard(wire)
+        if ep.scheme == "https" and self._ssl is None:
+            self._ssl = ssl.create_default_context()
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                _, wire = await loop.create_connection(lambda: _Wire(self, ep), ep.host, ep.port,
+                                                       ssl=self._ssl if ep.scheme == "https" else None)
+        except OSError as exc:
+            raise ConnectionLost(f"cannot connect to {ep.netloc} ({exc.strerror or exc})") from None
+        self.wires.add(wire)
+        return wire, False
+
+    def release(self, wire: _Wire) -> None:
+        if wire.busy and wire.done and wire.keep and not wire.closed and not wire.buf:
+            wire.busy = False
+            wire.idle_since = time.monotonic()
+            self.idle.setdefault(wire.ep.key, []).append(wire)
+        else:
+            self.discard(wire)
+
+    def discard(self, wire: _Wire) -> None:
+        self.wires.discard(wire)
+        wire.busy = False
+        if wire.transport is not None:
+            wire.transport.close()
+
+    def close(self) -> None:
+        for wire in list(self.wires):
+            if wire.transport is not None:
+                wire.transport.abort()
+        self.wires.clear()
+        self.idle.clear()
+
+
+class _FastHttp:
+    """POSTs over the fast client: one write per request (head and body together)."""
+
+    def __init__(self, headers: dict[str, str]) -> None:
+        self.pool = _WirePool()
+        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        self.heads: dict[tuple[_Endpoint, str, bool], bytes] = {}
+
+    def _head(self, ep: _Endpoint, path: str, stream: bool) -> bytes:
+        key = (ep, path, stream)
+        if key not in self.heads:
+            accept = "text/event-stream" if stream else "application/json"
+            self.heads[key] = (f"POST {ep.prefix}{path} HTTP/1.1\r\nhost: {ep.netloc}\r\n"
+                               f"user-agent: fleetwise-replay\r\ncontent-type: application/json\r\n"
+                               f"accept: {accept}\r\n{self.extra}").encode()
+        return self.heads[key]
+
+    async def post(self, ep: _Endpoint, path: str, body: bytes, stream: bool) -> _Wire:
+        data = self._head(ep, path, stream) + b"content-length: %d\r\n\r\n" % len(body) + body
+        wire, reused = await self.pool.acquire(ep)
+        try:
+            wire.send(data)
+            try:
+                await wire.wait_head()
+            except ConnectionLost:
+                if not reused or wire.got_bytes:
+                    raise
+                # A reused connection the server closed as we wrote: it never saw the request. Once more,
+                # on a fresh connection.
+                self.pool.discard(wire)
+                wire, _ = await self.pool.acquire(ep, reuse=False)
+                wire.send(data)
+                await wire.wait_head()
+        except BaseException:
+            self.pool.discard(wire)
+            raise
+        return wire
+
+    async def aclose(self) -> None:
+        self.pool.close()
+
+
+class _HttpxAnswer:
+    """An httpx streaming response with the fast client's interface."""
+
+    def __init__(self, resp) -> None:
+        self.resp = resp
+        self.status = resp.status_code
+
+    async def chunks(self) -> AsyncIterator[tuple[float, bytes]]:
+        async for chunk in self.resp.aiter_raw():
+            yield time.perf_counter(), chunk
+
+    async def aclose(self) -> None:
+        await self.resp.aclose()
+
+
+class _HttpxHttp:
+    """POSTs over an ``httpx.AsyncClient`` with a keep-alive pool of ``max_in_flight`` connections."""
+
+    def __init__(self, max_in_flight: int, timeout_s: float, headers: dict[str, str]) -> None:
+        import httpx
+
+        limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight,
+                              keepalive_expiry=KEEPALIVE_S)
+        timeout = httpx.Timeout(connect=min(timeout_s, CONNECT_TIMEOUT_S), read=timeout_s, write=timeout_s,
+                                pool=None)
+        # trust_env=False: a load generator talks to the endpoint directly, never through an environment proxy
+        headers = {"user-agent": "fleetwise-replay", **headers}
+        self.client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False,
+                                        follow_redirects=False, headers=headers)
+
+    async def post(self, ep: _Endpoint, path: str, body: bytes, stream: bool) -> _HttpxAnswer:
+        accept = "text/event-stream" if stream else "application/json"
+        headers = {"content-type": "application/json", "accept": accept}
+        request = self.client.build_request("POST", ep.base + path, content=body, headers=headers)
+        return _HttpxAnswer(await self.client.send(request, stream=True))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+def _reason(exc: Exception) -> str:
+    """The failure reason of an exception raised by either HTTP client."""
+    import httpx
+
+    if isinstance(exc, TimeoutError | httpx.TimeoutException):
+        return "timeout"
+    if isinstance(exc, ConnectionLost | httpx.RemoteProtocolError | httpx.NetworkError | OSError):
+        return "connection_lost"
+    if isinstance(exc, BadResponse | httpx.HTTPError):
+        return "protocol_error"
+    return "client_error"
+
+
+# -- prompts ---------------------------------------------------------------------------------------------
+
+
+class _Prompts:
+    """Request bodies: prompt ids (or words) cut from one long pseudo-random sequence, made unique per request
+    by a head that encodes its index, or shared per prefix block."""
+
+    def __init__(self, trace: RequestTrace, api: str, model: str, stream: bool, share_prefixes: bool) -> None:
+        self.api = api
+        self.trace = trace
+        self.prefixed = share_prefixes and trace.prefix_offsets is not None and api == "completions"
+        longest = int(trace.input_tokens.max()) if len(trace) else 0
+        self.span = max(longest, 4 * PREFIX_BLOCK_TOKENS if self.prefixed else 0) + 1
+        rng = np.random.default_rng(0)
+        if api == "completions":
+            items = (_ID_LO + rng.integers(0, _ID_SPAN, self.span)).astype(str).tolist()
+            sep = ","
+        else:
+            items = [_WORDS[k] for k in rng.integers(0, len(_WORDS), self.span)]
+            sep = " "
+        self.text = sep.join(items) + sep
+        self.ends = np.concatenate([[0], np.cumsum([len(s) + 1 for s in items])]).tolist()
+        tail = ',"stream":true,"stream_options":{"include_usage":true}}' if stream else ',"stream":false}'
+        self.template = ('{"model":' + json.dumps(model) + (',"prompt":[%s]' if api == "completions" else
+                         ',"messages":[{"role":"user","content":"%s"}]') +
+                         ',"max_tokens":%d,"min_tokens":%d,"ignore_eos":true,"temperature":0' + tail)
+
+    def body(self, i: int, isl: int, osl: int) -> bytes:
+        osl = max(osl, 1)  # max_tokens=0 is an error on most servers
+        prompt = self._prefixed(i, max(isl, 1)) if self.prefixed else self._unique(i, max(isl, 1))
+        return (self.template % (prompt, osl, osl)).encode()
+
+    def _unique(self, i: int, n: int) -> str:
+        if self.api == "chat":
+            return f"r{i}" + (" " + self.text[:self.ends[n - 1] - 1] if n > 1 else "")
+        head = f"{_ID_LO + i % _ID_SPAN}" + (f",{_ID_LO + i // _ID_SPAN % _ID_SPAN}" if n > 1 else "")
+        return head + ("," + self.text[:self.ends[n - 2] - 1] if n > 2 else "")
+
+    def _prefixed(self, i: int, n: int) -> str:
+        parts, left = [], n
+        room = self.span - PREFIX_BLOCK_TOKENS
+        for h in self.trace.prefix(i).tolist():
+            if left <= 0:
+                break
+            k = min(left, PREFIX_BLOCK_TOKENS)
+            start = (h * 7919) % room
+            parts.append(self.text[self.ends[start]:self.ends[start + k]])
+            left -= k
+        if left > 0:
+            parts.append(self._unique(i, left) + ",")
+        return "".join(parts)[:-1]
+
+
+# -- the replay ------------------------------------------------------------------------------------------
+
+
+class _Run:
+    """The state of one replay: the per-request arrays its tasks fill in, and the routing counters."""
+
+    def __init__(self, http, trace: RequestTrace, endpoints: list[_Endpoint], model: str,
+                 time_compress: float, stream: bool, max_in_flight: int, timeout_s: float, api: str,
+                 share_prefixes: bool) -> None:
+        n = len(trace)
+        self.http, self.trace, self.endpoints, self.model = http, trace, endpoints, model
+        self.compress, self.stream, self.timeout_s, self.api = float(time_compress), stream, timeout_s, api
+        self.path = "/v1/completions" if api == "completions" else "/v1/chat/completions"
+        self.prompts = _Prompts(trace, api, model, stream, share_prefixes)
+        self.arrival = ((trace.arrival_s - trace.start_s) / self.compress).tolist()  # wall offsets from start
+        self.isl = trace.input_tokens.tolist()
+        self.osl = trace.output_tokens.tolist()
+        self.sent = np.full(n, np.nan)
+        self.ttft = np.full(n, np.nan)
+        self.e2e = np.full(n, np.nan)
+        self.n_out = np.zeros(n, dtype=np.int64)
+        self.url_index = np.full(n, -1, dtype=np.int16)
+        self.status = [NOT_SENT] * n
+        self.outstanding = [0] * len(endpoints)
+        self.itl = array("d")
+        self.itl_skip = 0  # keep one ITL gap in 2**itl_skip once the cap is reached
+        self.itl_seen = 0
+        self.sem = asyncio.Semaphore(max_in_flight)
+        self.tasks: set[asyncio.Task] = set()
+        self.sent_count = self.completed = self.failed = self.waits = 0
+        self.first_errors: dict[str, str] = {}
+        self.t0 = self.last_end = 0.0
+        self.interrupted = False
+
+    # -- running
+    async def run(self, progress, stop_event) -> None:
+        loop = asyncio.get_running_loop()
+        self.t0 = self.last_end = time.perf_counter()
+        scheduler = loop.create_task(self._schedule())
+        helpers = []
+        if stop_event is not None:
+            helpers.append(loop.create_task(self._watch(stop_event, scheduler)))
+        if progress is not None:
+            helpers.append(loop.create_task(self._report(progress)))
+        try:
+            await asyncio.wait([scheduler])
+            while self.tasks:
+                await asyncio.wait(list(self.tasks))
+        finally:
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            if progress is not None:
+                progress(self.snapshot())
+
+    async def _schedule(self) -> None:
+        """Spawn each request at its arrival time, measured from the start so sleeping late never drifts."""
+        loop = asyncio.get_running_loop()
+        arrival, n, i = self.arrival, len(self.arrival), 0
+        clock, t0, spawn, tasks = time.perf_counter, self.t0, self._one, self.tasks
+        while i < n:
+            now = clock() - t0
+            if arrival[i] > now:  # never early: timers may wake a little before their time, so look again
+                await asyncio.sleep(arrival[i] - now)
+                continue
+            while i < n and arrival[i] <= now:
+                task = loop.create_task(spawn(i))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+                i += 1
+            await asyncio.sleep(0)  # let the spawned requests go out before looking at the clock again
+
+    async def _watch(self, stop_event, scheduler: asyncio.Task) -> None:
+        while not stop_event.is_set():
+            await asyncio.sleep(STOP_POLL_S)
+        self.interrupted = True
+        scheduler.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+
+    async def _report(self, progress) -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY_S)
+            progress(self.snapshot())
+
+    def snapshot(self) -> ReplayProgress:
+        done = self.completed + self.failed
+        return ReplayProgress(len(self.arrival), self.sent_count, self.completed, self.failed,
+                              self.sent_count - done, time.perf_counter() - self.t0)
+
+    # -- one request
+    def _route(self) -> int:
+        out = self.outstanding
+        return 0 if len(out) == 1 else out.index(min(out))
+
+    async def _one(self, i: int) -> None:
+        if self.sem.locked():
+            self.waits += 1
+        async with self.sem:
+            u = self._route()
+            work = self.isl[i] + self.osl[i]
+            self.outstanding[u] += work
+            self.url_index[i] = u
+            status = CANCELLED
+            start = time.perf_counter()
+            self.sent[i] = start - self.t0
+            self.sent_count += 1
+            try:
+                async with asyncio.timeout(self.timeout_s):
+                    status = await self._request(i, u, start)
+            except asyncio.CancelledError:
+                if self.interrupted:
+                    return  # status stays "cancelled": the run was stopped, nothing failed
+                raise
+            except Exception as exc:  # noqa: BLE001 - one request's failure never stops the run
+                status = _reason(exc)
+                self.first_errors.setdefault(status, _describe(exc))
+            finally:
+                self.outstanding[u] -= work
+                self.status[i] = status
+                self.last_end = time.perf_counter()
+                if status == OK:
+                    self.completed += 1
+                elif status != CANCELLED:
+                    self.failed += 1
+
+    async def _request(self, i: int, u: int, start: float) -> str:
+        body = self.prompts.body(i, self.isl[i], self.osl[i])
+        answer = await self.http.post(self.endpoints[u], self.path, body, self.stream)
+        try:
+            if answer.status != 200:
+                text = b"".join([c async for _, c in answer.chunks()])
+                reason = f"http_{answer.status}"
+                self.first_errors.setdefault(reason, _describe(text.decode("utf-8", "replace")) or reason)
+                return reason
+            if self.stream:
+                return await self._read_stream(i, answer, start)
+            return await self._read_whole(i, answer, start)
+        finally:
+            await answer.aclose()
+
+    async def _read_whole(self, i: int, answer, start: float) -> str:
+        parts, end = [], start
+        async for end, chunk in answer.chunks():  # the last chunk's time is the answer's end
+            parts.append(chunk)
+        self.ttft[i] = self.e2e[i] = end - start
+        try:
+            self.n_out[i] = int(json.loads(b"".join(parts))["usage"]["completion_tokens"])
+        except (ValueError, KeyError, TypeError):
+            pass  # no usage: the output length stays unknown (0)
+        return OK
+
+    async def _read_stream(self, i: int, answer, start: float) -> str:
+        """Time the SSE events: split the raw bytes on blank lines; JSON-decode only a usage event."""
+        content = _CONTENT.search
+        pending = b""
+        last = end = start
+        events = usage = 0
+        done = error = False
+        async for end, chunk in answer.chunks():
+            if pending:
+                chunk = pending + chunk
+            if b"\r" in chunk:
+                chunk = chunk.replace(b"\r\n", b"\n")
+            parts = chunk.split(b"\n\n")
+            pending = parts.pop()
+            for event in parts:
+                data = event[5:] if event.startswith(b"data:") else _data_lines(event)
+                if content(data):
+                    if events:
+                        self._gap(end - last)
+                    else:
+                        self.ttft[i] = end - start  # now: kept if the stream breaks later
+                    last = end
+                    events += 1
+                    self.n_out[i] = events
+                elif data.strip() == b"[DONE]":
+                    done = True
+                    continue
+                elif b'"error"' in data:
+                    error = True
+                    self.first_errors.setdefault("stream_error", _describe(data.decode("utf-8", "replace")))
+                if b'"completion_tokens"' in data:
+                    usage = _usage(data) or usage
+        self.n_out[i] = usage or events
+        self.e2e[i] = end - start
+        if error:
+            return "stream_error"
+        if not done:
+            message = f"the stream ended after {events} events, without [DONE]"
+            self.first_errors.setdefault("incomplete", message)
+            return "incomplete"
+        return OK
+
+    def _gap(self, gap_s: float) -> None:
+        self.itl_seen += 1
+        if self.itl_skip and self.itl_seen & ((1 << self.itl_skip) - 1):
+            return
+        self.itl.append(gap_s)
+        if len(self.itl) >= MAX_ITL_SAMPLES:
+            del self.itl[1::2]
+            self.itl_skip += 1
+
+    # -- the result
+    def result(self) -> ReplayResult:
+        x = self.compress
+        ok = np.array([s == OK for s in self.status], dtype=bool)
+        ttft, e2e, n_out = self.ttft * x, self.e2e * x, self.n_out
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_token = (e2e - ttft) / np.maximum(n_out - 1, 1)
+            tpot = np.where(ok & (n_out > 1) & np.isfinite(ttft), per_token, np.nan)
+        if not self.stream:
+            tpot[:] = np.nan  # only the whole answer was seen
+        sent = np.isfinite(self.sent)
+        first_sent = float(np.nanmin(self.sent)) if sent.any() else 0.0
+        return ReplayResult(
+            urls=tuple(ep.base for ep in self.endpoints), model=self.model, api=self.api, stream=self.stream,
+            time_compress=x, arrival_s=np.asarray(self.arrival) * x, sent_s=self.sent * x,
+            input_tokens=np.asarray(self.trace.input_tokens, dtype=np.int64),
+            max_tokens=np.asarray(self.trace.output_tokens, dtype=np.int64), output_tokens=n_out,
+            ttft_s=ttft, tpot_s=tpot, e2e_s=np.where(ok, e2e, np.nan), status=tuple(self.status),
+            url_index=self.url_index, itl_s=np.frombuffer(self.itl, dtype=np.float64) * x,
+            wall_s=max(self.last_end - self.t0 - first_sent, 0.0), interrupted=self.interrupted,
+            in_flight_waits=self.waits, first_errors=dict(self.first_errors))
+
+
+def _data_lines(event: bytes) -> bytes:
+    """The data of an SSE event whose first line is not ``data:`` (``event:``/``id:`` lines, comments)."""
+    return b"\n".join(line[5:] for line in event.split(b"\n") if line.startswith(b"data:"))
+
+
+def _usage(data: bytes) -> int:
+    try:
+        obj = json.loads(data)
+        return int((obj.get("usage") or {}).get("completion_tokens") or 0)
+    except (ValueError, TypeError, AttributeError):
+        return 0
