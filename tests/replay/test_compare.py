@@ -72,3 +72,27 @@ def test_relative_gaps():
     gap = relative_gaps(measured, simulated)
     assert gap["ttft_ms"]["p50"] == pytest.approx(0.1) and gap["ttft_ms"]["p95"] == pytest.approx(-0.25)
     assert gap["ttft_ms"]["p99"] is None and gap["tpot_ms"]["p50"] is None and gap["tpot_ms"]["p95"] is None
+
+
+def test_a_worker_reclaimed_mid_stream_counts_as_connection_lost():
+    """A spot notice ends while replayed streams are open: replay counts them `connection_lost`, the rest of the
+    run (on the other worker) completes."""
+    import threading
+
+    from fleetwise.emulate import EmulatorConfig, WorkerThread
+
+    n = 40
+    trace = RequestTrace(np.linspace(0.0, 2.0, n), np.full(n, 200, dtype=np.int64), np.full(n, 3000, dtype=np.int64))
+    with WorkerThread(EmulatorConfig(time_scale=10.0), n=2) as fleet:
+        doomed = fleet.fleet.workers[0]
+        timer = threading.Timer(0.5, fleet.call, args=(doomed.interrupt, 2.0, "aws"))  # reclaimed at ~0.7 s
+        timer.start()
+        try:
+            result = replay_trace(trace, fleet.urls, time_compress=10.0, timeout_s=60)
+        finally:
+            timer.cancel()
+    summary = result.summary()
+    lost = summary["failed_by_reason"].get("connection_lost", 0)
+    assert lost >= 1
+    assert summary["completed"] + summary["failed"] == n
+    assert summary["by_url"][1]["failed"] == 0 and summary["by_url"][1]["completed"] >= 1
