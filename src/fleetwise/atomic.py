@@ -2,13 +2,18 @@
 interrupted run never leaves half a file.
 
 Inside :func:`output_batch` (the CLI runs every command in one) the renames wait until the batch ends: a run
-that fails part-way leaves none of its outputs behind, not just no half-written one."""
+that fails part-way leaves none of its outputs behind, not just no half-written one.
+
+Temporary files never outlive the process: each is registered before it is created and removed on every way
+out - an exception, KeyboardInterrupt (the CLI raises one on SIGTERM too), or an exit with some still held
+(:func:`remove_leftovers`, run at exit). Only a SIGKILL or a crash of the interpreter leaves one behind."""
 
 from __future__ import annotations
 
+import atexit
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,6 +23,43 @@ from fleetwise.errors import ConfigError
 
 # (temporary file, target) pairs written inside the current output_batch; None outside one.
 _pending: ContextVar[list[tuple[Path, Path]] | None] = ContextVar("fleetwise_pending_outputs", default=None)
+# Temporary files of this process not yet renamed into place or removed (some may not exist yet, or any more).
+_live: set[Path] = set()
+
+
+def _make_temp(path: Path) -> Path:
+    """Create an empty temporary file next to ``path`` (as mkstemp does: a new name, mode 0600), registered
+    before it exists so that an interrupt at any point of its creation leaves nothing behind."""
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        _live.add(tmp)
+        try:
+            os.close(os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o600))
+        except FileExistsError:  # someone else's: not ours to remove
+            _live.discard(tmp)
+            continue
+        except BaseException:
+            _remove(tmp)
+            raise
+        return tmp
+    raise FileExistsError(f"no free temporary file name next to '{path}'")
+
+
+def _remove(tmp: Path) -> None:
+    tmp.unlink(missing_ok=True)
+    _live.discard(tmp)
+
+
+def remove_leftovers() -> None:
+    """Remove every temporary file this process still holds (at exit; the normal paths remove them sooner)."""
+    for tmp in list(_live):
+        try:
+            _remove(tmp)
+        except OSError:  # a vanished directory: nothing left to remove
+            _live.discard(tmp)
+
+
+atexit.register(remove_leftovers)
 
 
 def check_output_path(path: str | Path, option: str | None = None) -> Path:
@@ -39,16 +81,15 @@ def check_output_path(path: str | Path, option: str | None = None) -> Path:
     if not directory.is_dir():
         raise error(f"output directory {'is not a directory' if directory.exists() else 'does not exist'}")
     try:  # what atomic_path will do; os.access() says yes to root even where nothing can be created (/proc)
-        fd, probe = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
+        probe = _make_temp(path)
     except OSError as exc:
         raise error(f"cannot create a file in '{directory}' ({exc.strerror or exc})") from None
-    os.close(fd)
-    os.unlink(probe)
+    _remove(probe)
     return path
 
 
 def _default_mode(tmp: str | Path) -> None:
-    """Give a temporary file the mode a plain open() would (mkstemp makes it 0600)."""
+    """Give a temporary file the mode a plain open() would (it is created 0600)."""
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
@@ -59,6 +100,7 @@ def _replace(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
     except OSError as exc:
         raise ConfigError(f"cannot write the file ({exc.strerror or exc})", file=str(path)) from None
+    _live.discard(tmp)
 
 
 class atomic_path:
@@ -71,17 +113,15 @@ class atomic_path:
 
     def __enter__(self) -> Path:
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+            self.tmp = _make_temp(self.path)
         except OSError as exc:
             raise ConfigError(f"cannot create a file next to it ({exc.strerror or exc})",
                               file=str(self.path)) from None
-        os.close(fd)
-        self.tmp = Path(tmp)
         return self.tmp
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
-            self.tmp.unlink(missing_ok=True)
+            _remove(self.tmp)
             return
         try:
             _default_mode(self.tmp)
@@ -91,7 +131,7 @@ class atomic_path:
                 return
             _replace(self.tmp, self.path)
         except BaseException:
-            self.tmp.unlink(missing_ok=True)
+            _remove(self.tmp)
             raise
 
 
@@ -124,7 +164,7 @@ def output_batch() -> Iterator[list[tuple[Path, Path]]]:
 
 def _discard(pending: list[tuple[Path, Path]]) -> None:
     for tmp, _ in pending:
-        tmp.unlink(missing_ok=True)
+        _remove(tmp)
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import csv
 import datetime as dt
+import itertools
 import json
 import math
 import re
@@ -281,6 +282,77 @@ def test_named_policies(cli, azure, policy):
 
 def test_budget_policy_needs_a_budget(cli, user_error, azure):
     user_error(simulate(cli, azure, "--policy", "budget"), "--budget-usd-per-hour")
+
+
+# ------------------------------------------------------------------------------------------------ budgets
+
+# Llama-3.1-70B (TP4, two engines per p5.48xlarge) at 20x the Azure trace, 40 req/s: reactive scaling starts
+# with two on-demand instances ($55.04/h each) and adds two more that boot too late to matter in 5 minutes.
+BIG = ("--model", "llama-3.1-70b", "--gpu", "h100-sxm", "--gpus", "4", "--precision", "fp8", "--offer", OFFER,
+       "--rate-multiply", "20")
+
+
+RATE_ABS = 2 * 1e-4 / 60 * 3600  # two roundings to $0.0001 over a 60 s control interval, in $/h
+
+
+def big_run(cli, azure, tmp_path, *args) -> tuple[dict, list[float]]:
+    """The run's JSON and its spend rate over every control interval (from the timeline's cost, written to
+    $0.0001: within RATE_ABS of the true rate)."""
+    timeline = tmp_path / "timeline.csv"
+    d = as_json(cli("simulate", "--trace", azure, *BIG, *args, "--json", "--timeline", timeline))
+    check_accounting(d)
+    _, rows = read_timeline(timeline)
+    rates = [(float(b["cost_usd"]) - float(a["cost_usd"])) / (float(b["t_s"]) - float(a["t_s"])) * 3600
+             for a, b in itertools.pairwise(rows)]
+    return d, rates
+
+
+def test_budget_holds_at_every_cap_and_binds_on_slo(cli, azure, tmp_path):
+    free, free_rates = big_run(cli, azure, tmp_path, "--policy", "reactive")
+    assert free["budget_usd_per_hour"] is None
+    assert free["usd_per_hour_peak"] >= max(free_rates) - RATE_ABS and free["usd_per_hour_peak"] > 3 * 55.04
+    # one on-demand instance, one reserved, two of the four on-demand reactive runs at its peak, above that
+    for cap, reserved in [(60.0, 0), (60.0, 1), (120.0, 0), (1000.0, 0)]:
+        d, rates = big_run(cli, azure, tmp_path, "--policy", "budget", "--budget-usd-per-hour", str(cap),
+                           "--reserved", str(reserved))
+        assert d["budget_usd_per_hour"] == cap
+        assert max(rates) <= cap + RATE_ABS and d["usd_per_hour_peak"] <= cap * (1 + 1e-9)
+        assert d["usd_per_hour_mean"] == pytest.approx(d["cost_usd"] / d["duration_s"] * 3600, rel=1e-4)
+        assert d["instances_launched"]["reserved"] == reserved
+        if cap < 2 * 55.04:  # less than the starting fleet sized for the first five minutes
+            assert d["slo_attainment"] < free["slo_attainment"] - 0.5
+        elif cap < free["usd_per_hour_peak"]:  # only the late additions are cut: they cost, but never served
+            assert d["cost_usd"] < free["cost_usd"] and d["slo_attainment"] == free["slo_attainment"]
+        else:  # a budget that never binds changes nothing
+            assert (d["slo_attainment"], d["cost_usd"]) == (free["slo_attainment"], free["cost_usd"])
+
+
+def test_budget_in_text_output(cli, azure):
+    res = cli("simulate", "--trace", azure, *BIG, "--policy", "budget", "--budget-usd-per-hour", "120")
+    assert res.code == 0, res.err
+    text = flat(res.out)
+    assert re.search(r"budget \$/h\s+\$120\.00", text) and re.search(r"\$/h mean/peak\s+\$110\.08 / \$110\.08", text)
+    assert "budget $120.00/h: spent $110.08/h on average, $110.08/h at the peak" in text
+
+
+@pytest.mark.parametrize(("argv", "code", "needles"), [
+    (("--budget-usd-per-hour", "0.01"), 3, ("--budget-usd-per-hour 0.01", "buys no instance", "$55.04/h")),
+    (("--budget-usd-per-hour", "30"), 3, ("buys no instance", "$55.04/h", "--reserved 1", "$23.78/h")),
+    (("--budget-usd-per-hour", "40", "--reserved", "2"), 2, ("--reserved 2", "$47.55/h", "--budget-usd-per-hour 40",
+                                                              "--reserved 1 fits")),
+], ids=["below-one-instance", "below-one-on-demand", "reserved-over-the-budget"])
+def test_a_budget_that_cannot_hold_is_one_line(cli, user_error, azure, argv, code, needles):
+    res = simulate(cli, azure, "--offer", OFFER, "--policy", "budget", *argv)
+    user_error(res, *needles)
+    assert res.code == code and res.out == ""
+
+
+def test_a_budget_for_another_policy_is_refused(cli, user_error, azure):
+    user_error(simulate(cli, azure, "--policy", "reactive", "--budget-usd-per-hour", "100"),
+               "--budget-usd-per-hour", "--policy budget")
+    user_error(simulate(cli, azure, "--budget-usd-per-hour", "100"), "--budget-usd-per-hour")
+    user_error(compare(cli, azure, "--strategies", "reactive", "--budget-usd-per-hour", "100"),
+               "--budget-usd-per-hour", "--strategies")
 
 
 def test_unknown_policy_lists_the_valid_ones(cli, user_error, azure):

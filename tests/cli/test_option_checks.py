@@ -1,16 +1,21 @@
 """Option values are checked up front, by one shared set of checks (fleetwise.cli.checks), and a failed or
-interrupted run leaves none of its outputs behind (fleetwise.atomic.output_batch around every command).
+interrupted run leaves none of its outputs behind (fleetwise.atomic.output_batch around every command), nor
+any temporary file - on SIGTERM as on Ctrl-C.
 
 Every case fails fast: the values that used to hang (NaN rates, huge sizes and horizons) are rejected before
 any work, so a regression shows up as a timeout-free failure rather than a stuck test run."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
-from fleetwise.atomic import output_batch, write_atomic
+from fleetwise.atomic import atomic_path, output_batch, remove_leftovers, write_atomic
 from fleetwise.cli.checks import check_number
 from fleetwise.errors import ConfigError
 
@@ -187,3 +192,80 @@ def test_output_batch_commits_all_or_nothing(tmp_path):
     write_atomic(a, "A2")  # outside a batch: at once
     assert a.read_text() == "A2"
 
+
+
+# ------------------------------------------------------------------------------------------------ SIGTERM
+
+
+def test_sigterm_in_process_is_an_interrupt_with_exit_143(cli, monkeypatch, tmp_path):
+    """SIGTERM after the CSV is written but before the command ends: as Ctrl-C, with the shell's 128 + 15."""
+    from fleetwise.cli import traffic
+
+    out = tmp_path / "s.csv"
+    out.write_text("old\n", encoding="utf-8")
+    monkeypatch.setattr(traffic.console, "print", lambda *a, **k: os.kill(os.getpid(), signal.SIGTERM))
+
+    def not_handled(signum, frame):  # were main() not to handle it, the default action would end pytest
+        raise AssertionError("SIGTERM reached the handler main() should have replaced")
+
+    previous = signal.signal(signal.SIGTERM, not_handled)
+    try:
+        res = cli("traffic", "synth", "--days", "1", "-o", str(out))
+        assert signal.getsignal(signal.SIGTERM) is not_handled  # main() put the previous handler back
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert res.code == 143
+    assert res.err_lines == [f"fleetwise: terminated (not written: {out})"]
+    assert out.read_text(encoding="utf-8") == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv"]
+
+
+def test_sigterm_mid_write_leaves_no_file(fleetwise_exe, tmp_path):
+    """The console script writing a ~140 MB CSV gets SIGTERM while the temporary file grows: exit 143, one
+    line, and neither the output nor the temporary file is left."""
+    proc = subprocess.Popen([fleetwise_exe, "traffic", "synth", "--days", "3", "--trace", "-o", "big.csv"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "NO_COLOR": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not any(p.name.endswith(".tmp") and p.stat().st_size > 0 for p in _entries(tmp_path)):
+            assert proc.poll() is None, "finished before it was signalled: make the output larger"
+            assert time.monotonic() < deadline, "no temporary file within 60 s"
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 143
+    assert err.splitlines() == ["fleetwise: terminated"]
+    assert list(tmp_path.iterdir()) == []
+
+
+def _entries(directory: Path) -> list[Path]:
+    """The directory's files, skipping one removed while it is listed."""
+    out = []
+    for entry in os.scandir(directory):
+        try:
+            entry.stat()
+        except FileNotFoundError:
+            continue
+        out.append(Path(entry.path))
+    return out
+
+
+def test_temporary_files_still_held_are_removed_at_exit(tmp_path):
+    """A temporary file whose block never ended (the process is leaving) is removed by the exit hook."""
+    block = atomic_path(tmp_path / "a.csv")
+    tmp = block.__enter__()
+    tmp.write_text("half", encoding="utf-8")
+    remove_leftovers()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_interrupt_inside_atomic_path_removes_its_temporary_file(tmp_path):
+    with pytest.raises(KeyboardInterrupt), atomic_path(tmp_path / "a.csv") as tmp:
+        tmp.write_text("half", encoding="utf-8")
+        raise KeyboardInterrupt
+    assert list(tmp_path.iterdir()) == []

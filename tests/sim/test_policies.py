@@ -3,16 +3,26 @@ scale-up and cooldown, budget caps)."""
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 
 import numpy as np
 import pytest
 
-from fleetwise.errors import ConfigError
+from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.sim.core import SimConfig
 from fleetwise.sim.fleet import InstanceType
-from fleetwise.sim.policies import Budget, Drain, FleetState, Launch, Reactive, StaticSchedule, to_target
+from fleetwise.sim.policies import (
+    Budget,
+    Drain,
+    FleetState,
+    Launch,
+    Reactive,
+    StaticSchedule,
+    fit_budget,
+    to_target,
+)
 from fleetwise.sim.run import simulate_fleet
 
 from .helpers import active_total, check_outcomes, poisson, requests
@@ -180,6 +190,50 @@ def test_budget_adds_no_capacity_beyond_its_budget():
     assert pol.decide(state(t=600.0, active={"on_demand": 3})) == [Drain("on_demand", 1)]
 
 
+def test_budget_drains_a_fleet_found_over_it():
+    pol = Budget(initial_instances=1, usd_per_hour=15.0)
+    # $30/h of on-demand against $15/h: two must go, even with a queue that asks for more
+    assert pol.decide(state(t=60.0, active={"on_demand": 3}, queued=10_000)) == [Drain("on_demand", 2)]
+    # on-demand first, then spot (each counted at the spot price: $4/h)
+    over = state(t=60.0, active={"on_demand": 1, "spot": 4})  # $26/h
+    assert pol.decide(over) == [Drain("on_demand", 1), Drain("spot", 1)]
+
+
+def test_budget_counts_drains_under_way_when_over_it():
+    pol = Budget(initial_instances=1, usd_per_hour=15.0)
+    # $30/h billed, $10/h of it an instance already draining: one more drain is enough, not two
+    drained = state(t=60.0, active={"on_demand": 2}, usd_per_hour=30.0)
+    assert pol.decide(FleetState(**{**vars(drained), "draining_usd_per_hour": 10.0})) == [Drain("on_demand", 1)]
+
+
+@pytest.mark.parametrize("usd_per_hour", [0.0, -1.0, math.nan])
+def test_budget_must_be_positive(usd_per_hour):
+    with pytest.raises(ConfigError, match="budget"):
+        Budget(usd_per_hour=usd_per_hour)
+
+
+@pytest.mark.parametrize("usd_per_hour,reserved,wanted,expected", [
+    (10.0, 0, 5, 1),  # one on-demand at $10/h
+    (35.0, 0, 5, 3),
+    (35.0, 0, 2, 2),  # within the budget, only what it wants
+    (35.0, 2, 5, 4),  # $12/h reserved + two on-demand
+    (12.0, 2, 5, 2),  # the reserved alone
+    (35.0, 3, 1, 3),  # the reserved are held whatever it wants
+])
+def test_fit_budget_sizes_the_starting_fleet(usd_per_hour, reserved, wanted, expected):
+    assert fit_budget(usd_per_hour, ITYPE, reserved, wanted) == expected
+
+
+def test_fit_budget_refuses_what_it_cannot_hold():
+    with pytest.raises(ConfigError, match=r"--reserved 3 costs \$18.00/h .*--budget-usd-per-hour 15.*--reserved 2"):
+        fit_budget(15.0, ITYPE, reserved=3)
+    with pytest.raises(InfeasibleError, match=r"--budget-usd-per-hour 9.5 buys no instance.*\$10.00/h.*--reserved 1"):
+        fit_budget(9.5, ITYPE)
+    with pytest.raises(InfeasibleError, match=r"buys no instance.*\$10.00/h") as info:
+        fit_budget(0.01, ITYPE)
+    assert "--reserved" not in str(info.value)  # not even a reserved instance fits
+
+
 # --- in the loop ---------------------------------------------------------------------------------------------
 
 
@@ -320,3 +374,100 @@ def test_rolling_forecast_is_capped_by_what_was_observed():
     assert np.all(fc <= 400.0 * 1.25 + 1e-9)
     assert np.all(fc >= 50.0)
     assert pol.forecast(6, queued=600)[0] == pytest.approx(fc[0] + 10.0)  # the queue cleared in one period
+
+
+# --- budgets at several caps -----------------------------------------------------------------------------------
+
+
+def interval_usd_per_hour(res) -> list[float]:
+    """Spend rate over each control interval, from the cost accrued between ticks."""
+    return [(b.cost_usd - a.cost_usd) / (b.t - a.t) * 3600 for a, b in itertools.pairwise(res.timeline)]
+
+
+def check_within(res, budget: float) -> None:
+    """A budget held: at every moment (per-second billing), so over every control interval too."""
+    assert res.budget_usd_per_hour == budget
+    assert res.usd_per_hour_peak <= budget * (1 + 1e-9)
+    assert max(interval_usd_per_hour(res)) <= budget * (1 + 1e-9)
+    assert res.usd_per_hour_mean <= res.usd_per_hour_peak * (1 + 1e-9)
+
+
+@pytest.fixture(scope="module")
+def steady(base_spec, make_spec):
+    """Five minutes at 3.5 instances' capacity at the SLO (one engine per instance, a one-minute cold start):
+    the first window sizes a fleet of four; reactive scaling takes it to about five."""
+    from fleetwise.sim.strategies import make_policy
+
+    per_instance = base_spec.capacity_rps_per_instance / base_spec.itype.engines
+    spec = dataclasses.replace(make_spec(cold_start_s=60.0), capacity_rps_per_instance=per_instance)
+    reqs = requests(poisson(int(3.5 * per_instance * 300), 3.5 * per_instance, seed=4))
+    cfg = SimConfig(control_interval_s=30.0, tail_s=600.0)
+
+    def run(name: str, **opts):
+        return simulate_fleet(reqs, spec, make_policy(name, reqs, spec, **opts), cfg)
+
+    return spec, reqs, run
+
+
+@pytest.mark.parametrize("instances", [0.5, 0.99])
+def test_a_budget_below_one_instance_is_refused(steady, instances):
+    from fleetwise.sim.strategies import make_policy
+
+    spec, reqs, _ = steady
+    price = spec.itype.price("on_demand")
+    with pytest.raises(InfeasibleError, match=rf"buys no instance.*\${price:,.2f}/h"):
+        make_policy("budget", reqs, spec, budget_usd_per_hour=instances * price)
+
+
+def test_reserved_over_the_budget_is_refused_up_front(steady):
+    from fleetwise.sim.strategies import make_policy
+
+    spec, reqs, _ = steady
+    with pytest.raises(ConfigError, match="--reserved 3.*--budget-usd-per-hour"):
+        make_policy("budget", reqs, spec, reserved=3, budget_usd_per_hour=2 * spec.itype.price("reserved"))
+
+
+@pytest.mark.parametrize("instances,reserved", [(1.0, 0), (2.5, 0), (2.5, 1)])
+def test_a_binding_budget_holds_and_costs_slo(steady, instances, reserved):
+    spec, _, run = steady
+    budget = instances * spec.itype.price("on_demand")
+    free = run("reactive", reserved=reserved)
+    res = run("budget", budget_usd_per_hour=budget, reserved=reserved)
+    check_outcomes(res)
+    check_within(res, budget)
+    assert free.usd_per_hour_peak > budget  # the cap binds ...
+    assert res.slo_attainment < free.slo_attainment - 0.1  # ... and the SLO pays for it
+    assert res.instances_launched["reserved"] == reserved
+
+
+def test_a_budget_above_the_unconstrained_spend_changes_nothing(steady):
+    _, _, run = steady
+    free = run("reactive")
+    budget = 2 * free.usd_per_hour_peak
+    res = run("budget", budget_usd_per_hour=budget)
+    check_within(res, budget)
+    assert (res.slo_attainment, res.cost_usd, res.instances_launched) == \
+        (free.slo_attainment, free.cost_usd, free.instances_launched)
+    assert free.budget_usd_per_hour is None
+
+
+def test_a_fleet_started_over_its_budget_is_drained_at_once(make_spec, capacity_rps):
+    spec = make_spec(cold_start_s=60.0)
+    price = spec.itype.price("on_demand")
+    pol = Budget(initial_instances=4, usd_per_hour=2 * price)  # sized by hand, past its own budget
+    res = simulate_fleet(requests(poisson(3000, 0.5 * capacity_rps)), spec, pol, SimConfig(control_interval_s=30.0))
+    check_outcomes(res)
+    check_within(res, 2 * price)  # the extra two were cancelled before they billed a second
+
+
+def test_budget_holds_through_spot_notices_and_fallbacks(make_spec, capacity_rps):
+    """Replacements of reclaimed spot instances and retries at spot launch outside the policy's ticks: they
+    wait when the budget has no room for them."""
+    spec = make_spec(cold_start_s=60.0, hazard_per_hour=30.0)
+    budget = 3 * spec.itype.price("on_demand")
+    pol = Budget(initial_instances=1, usd_per_hour=budget, spot_fraction=1.0)
+    cfg = SimConfig(spot_availability=0.5, control_interval_s=30.0, tail_s=600.0, seed=3)
+    res = simulate_fleet(requests(poisson(6000, 2.5 * capacity_rps)), spec, pol, cfg)
+    check_outcomes(res)
+    assert res.preemptions > 0 and res.spot_fallbacks > 0
+    check_within(res, budget)

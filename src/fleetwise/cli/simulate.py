@@ -70,8 +70,9 @@ KvNet = Annotated[float, typer.Option(
     "--kv-transfer-gbps", help="Move a migrating request's KV cache over the network at this many GB/s "
     "(e.g. RDMA); 0: the target re-prefills prompt + output.", callback=checks.non_negative)]
 Interval = Annotated[str, typer.Option("--control-interval", help="Policy period.", callback=checks.duration())]
-Budget = Annotated[Optional[float], typer.Option(help="Budget policy: most USD per hour.",
-                                                 callback=checks.positive)]
+Budget = Annotated[Optional[float], typer.Option(
+    help="Budget policy: the most the instances billed at once may cost, USD per hour (reserved ones included).",
+    callback=checks.positive)]
 Tail = Annotated[str, typer.Option(help="Keep running this long after the last arrival.",
                                    callback=checks.duration())]
 Seed = Annotated[int, typer.Option(help="Seed (spot losses, fallbacks, classes, routing).", callback=checks.seed)]
@@ -189,12 +190,16 @@ def _table(results, title: str) -> Table:
         ("SLO met", lambda r: f"{r.slo_attainment:.1%}"),
         ("cost", lambda r: f"${r.cost_usd:,.2f}"),
         ("  res/od/spot", lambda r: " / ".join(f"${v:,.0f}" for v in r.cost_by_tier.values())),
+        ("$/h mean/peak", lambda r: f"${r.usd_per_hour_mean:,.2f} / ${r.usd_per_hour_peak:,.2f}"),
         ("$/1M tokens", lambda r: f"${r.usd_per_1m_tokens:.3f}"),
         ("goodput req/s", lambda r: f"{r.goodput_rps:,.2f}"),
         ("GPU busy", lambda r: f"{r.gpu_busy_fraction:.0%}"),
         ("spot notices", lambda r: f"{r.preemptions:,}"),
         ("KV transfers", lambda r: f"{r.kv_transfers:,}"),
     ]
+    if any(r.budget_usd_per_hour is not None for r in results):
+        rows.insert(9, ("budget $/h", lambda r: "-" if r.budget_usd_per_hour is None
+                        else f"${r.budget_usd_per_hour:,.2f}"))
     for label, fmt in rows:
         t.add_row(label, *[fmt(r) for r in results])
     return t
@@ -237,6 +242,9 @@ def _emit(results, spec, json_out: bool, report: str | None, timeline: str | Non
         drops = "; dropped: " + ", ".join(f"{n} {why}" for why, n in r.dropped_by_reason.items()) if r.dropped else ""
         console.print(f"{r.strategy}: {launched} instances over {r.duration_s / 60:,.0f} min{extra}{drops}; "
                       f"{r.requests / max(r.wall_s, 1e-9):,.0f} simulated req/s", highlight=False)
+        if r.budget_usd_per_hour is not None:
+            console.print(f"  budget ${r.budget_usd_per_hour:,.2f}/h: spent ${r.usd_per_hour_mean:,.2f}/h on "
+                          f"average, ${r.usd_per_hour_peak:,.2f}/h at the peak", highlight=False)
         if len(r.by_class) > 1:
             for c in r.by_class:
                 console.print(f"  {c.name}: {c.requests:,} requests, TTFT p95 {c.ttft_ms['p95']:,.0f} ms, TPOT p95 "
@@ -283,6 +291,8 @@ def simulate_cmd(
         raise ConfigError(f"unknown --policy '{policy}' (one of {', '.join(STRATEGIES)})")
     if policy == "budget" and budget_usd_per_hour is None:
         raise ConfigError("--policy budget needs --budget-usd-per-hour")
+    if budget_usd_per_hour is not None and policy != "budget":  # silently unbudgeted is worse than an error
+        raise ConfigError("--budget-usd-per-hour applies to --policy budget only")
     given = [n for n, v in (("--replicas", replicas), ("--schedule", schedule), ("--policy", policy)) if v is not None]
     if len(given) > 1:
         raise ConfigError(f"give one of --replicas, --schedule, --policy (got {' and '.join(given)})")
@@ -345,6 +355,8 @@ def compare_cmd(
         raise ConfigError(f"unknown strategy '{bad[0]}' (one of {', '.join(STRATEGIES)})")
     if "budget" in names and budget_usd_per_hour is None:
         raise ConfigError("the budget strategy needs --budget-usd-per-hour")
+    if budget_usd_per_hour is not None and "budget" not in names:
+        raise ConfigError("--budget-usd-per-hour applies to the budget strategy only (add it to --strategies)")
     config = _config(router, drain, control_interval, spot_availability, hazard, preemptions, tail, seed, kv_gbps)
     reqs = _requests(trace, compress, multiply, priorities, ttft_ms, tpot_ms, seed, fmt=fmt, time_col=time_col,
                      input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)

@@ -21,7 +21,7 @@ from fleetwise.errors import ConfigError
 from fleetwise.perf.steps import StepModel
 from fleetwise.sim.engine import Engine
 from fleetwise.sim.fleet import DRAINING, PROVISIONING, ROLES, SERVING, TERMINATED, Instance, InstanceType
-from fleetwise.sim.policies import Drain, FleetState, Launch, Policy
+from fleetwise.sim.policies import Drain, FleetState, Launch, Policy, spend_cap
 from fleetwise.sim.requests import PriorityClass, SimRequests
 
 STEP, TICK, READY, NOTICE, KILL, REPLAY = range(6)
@@ -130,6 +130,7 @@ class Simulator:
                  progress: Callable[[float], None] | None = None) -> None:
         self.reqs = requests
         self.itype, self.spec, self.policy, self.cfg = itype, spec, policy, config
+        self.cap_usd_per_hour = spend_cap(policy)
         self.capacity_rps = capacity_rps_per_instance
         self.classes: Sequence[PriorityClass] = requests.classes
         self.multi = len(self.classes) > 1
@@ -430,6 +431,9 @@ class Simulator:
         for old in [i for i in self.live if i.role == "spot" and i.tier == "on_demand" and i.state == SERVING]:
             if any(i.replaces is old for i in self.live):
                 continue
+            # Both are billed while the spot instance boots: retry only if the budget has room for that.
+            if not self._affordable(self.itype.price("spot")):
+                continue
             if self.rng.random() < self.cfg.spot_availability:
                 new = self.launch("spot", t, tier="spot")
                 new.replaces = old
@@ -450,8 +454,19 @@ class Simulator:
             self._stop_serving(inst)
             self._apply_drain(inst, t, record)
             self._push(t + self.cfg.warning_s, KILL, inst)
-        if was_active and inst.replaces is None:  # a lost retry-on-spot leaves its fallback serving instead
+        # A lost retry-on-spot leaves its fallback serving instead. The notified instance is billed until it
+        # is reclaimed, so a replacement that would break the budget waits for the policy's next tick.
+        if was_active and inst.replaces is None and self._affordable(self.itype.price("on_demand")):
             self.launch(inst.role, t)
+
+    def usd_per_hour(self) -> float:
+        """What the instances billed now cost per hour, each at its tier."""
+        return sum(self.itype.price(i.tier) for i in self.live)
+
+    def _affordable(self, price_usd_per_hour: float) -> bool:
+        """Whether one more instance at this price keeps the fleet within the policy's spend cap."""
+        cap = self.cap_usd_per_hour
+        return cap == math.inf or self.usd_per_hour() + price_usd_per_hour <= cap * (1 + 1e-9)
 
     def _apply_drain(self, inst: Instance, t: float, record: dict) -> None:
         items = [(left, gen, rid, e) for e in inst.engines for rid, gen, left in e.progress(t)]
@@ -551,10 +566,12 @@ class Simulator:
         interval = self.cfg.control_interval_s
         active = dict.fromkeys(ROLES, 0)
         serving = dict.fromkeys(ROLES, 0)
-        usd = 0.0
+        usd = draining = 0.0
         in_flight = 0
         for inst in self.live:
             usd += self.itype.price(inst.tier)  # draining instances are billed too
+            if inst.state == DRAINING:
+                draining += self.itype.price(inst.tier)
             if inst.state in (SERVING, DRAINING):
                 in_flight += inst.in_flight()
             if inst.state == SERVING or (inst.state == PROVISIONING and inst.replaces is None):
@@ -567,7 +584,7 @@ class Simulator:
             ttft_p95_ms=_p95(self._tick_ttft, 1e3), usd_per_hour=usd, itype=self.itype,
             capacity_rps_per_instance=self.capacity_rps,
             ttft_slo_ratio_p95=_p95(self._tick_slo), urgent_queued=self._urgent_queued(t),
-            load=self._sensitive_load(interval) if self.multi else None,
+            load=self._sensitive_load(interval) if self.multi else None, draining_usd_per_hour=draining,
         )
 
     def _sensitive_load(self, interval: float) -> tuple[int, int, float]:

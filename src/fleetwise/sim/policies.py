@@ -4,7 +4,8 @@
   launches ahead by the cold start so capacity is serving when the schedule says.
 * :class:`Reactive` - scale up on an SLO violation, a queue or high utilization, down on low utilization,
   with a scale-down cooldown.
-* :class:`Budget` - reactive, but never adds capacity beyond a USD/hour budget.
+* :class:`Budget` - reactive within a USD/hour budget: the instances billed at any moment (reserved ones held
+  included) never cost more; a fleet found over it is drained back under.
 * :class:`Rolling` (in :mod:`fleetwise.sim.rolling`) - the rolling MILP of :mod:`fleetwise.allocate`.
 
 Utilization is the larger of (a) requests in the system over the fleet's *SLO slots* (the largest batch per
@@ -19,7 +20,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from fleetwise.errors import ConfigError
+from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.sim.fleet import ROLES, InstanceType
 
 
@@ -55,7 +56,7 @@ class FleetState:
     slo_slots: int  # engines serving x SLO batch per engine
     arrivals_rps: float  # over the last interval
     ttft_p95_ms: float  # of first tokens in the last interval (nan if none)
-    usd_per_hour: float  # instances active now, at their billed tiers
+    usd_per_hour: float  # instances billed now (draining ones included), at their billed tiers
     itype: InstanceType
     capacity_rps_per_instance: float
     ttft_slo_ratio_p95: float = math.nan  # p95 over the interval of TTFT / the target of each request's class
@@ -63,6 +64,8 @@ class FleetState:
     load: tuple[int, int, float] | None = None
     """(in flight, queued, arrivals req/s) of the latency-sensitive classes (TTFT target <= 1 min): the load a
     policy must size for - batch and background work fill idle capacity instead (None: all requests)."""
+    draining_usd_per_hour: float = 0.0
+    """The part of ``usd_per_hour`` spent on instances already draining (billed until their requests end)."""
 
     @property
     def sensitive(self) -> tuple[int, int, float]:
@@ -88,6 +91,9 @@ class FleetState:
 
 
 class Policy(Protocol):
+    """A scaling policy. One with a ``usd_per_hour`` attribute (see :func:`spend_cap`) caps the fleet's spend
+    rate, and the simulator's own launches (a spot instance's replacement, a retry at spot) respect it too."""
+
     name: str
 
     def initial(self) -> dict[str, int]:
@@ -97,6 +103,11 @@ class Policy(Protocol):
     def decide(self, state: FleetState) -> list[Action]:
         """Scaling actions at a control tick."""
         ...
+
+
+def spend_cap(policy: Policy) -> float:
+    """The most USD per hour the policy lets the fleet cost at once (inf: no cap)."""
+    return getattr(policy, "usd_per_hour", math.inf)
 
 
 def to_target(state: FleetState, target: dict[str, int]) -> list[Action]:
@@ -259,16 +270,69 @@ class Reactive:
 
 @dataclass
 class Budget(Reactive):
-    """Reactive autoscaling that stops adding capacity once the fleet costs ``usd_per_hour`` per hour."""
+    """Reactive autoscaling within ``usd_per_hour``: the instances billed at any moment, reserved ones held
+    included, never cost more.
+
+    Launches are priced at on-demand (a spot launch can fall back to it) and instances still draining count
+    until they end, so a launch never takes the spend rate over the budget. A fleet found over it (started too
+    big, or priced up) is drained back under, on-demand first; the drained instances finish their requests
+    first, so the spend rate is back under once those end. Size the starting fleet with :func:`fit_budget`.
+    """
 
     usd_per_hour: float = math.inf
     name: str = "budget"
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if not self.usd_per_hour > 0:
+            raise ConfigError(f"the budget must be > 0 USD per hour (got {self.usd_per_hour:g})")
+
     def decide(self, state: FleetState) -> list[Action]:
+        over = state.usd_per_hour - state.draining_usd_per_hour - self.usd_per_hour
+        if over > 1e-9 * self.usd_per_hour:
+            return self._shed(state, over)
         n, want = state.total_active, self._want(state)
-        if want > n:
+        if want > n and math.isfinite(self.usd_per_hour):
             # A spot launch can fall back to on-demand: budget every launch at the on-demand price.
             price = state.itype.price("on_demand")
             room = math.floor((self.usd_per_hour - state.usd_per_hour) / price + 1e-9)
             want = n + max(0, min(want - n, room))
         return self._actions(state, n, want)
+
+    def _shed(self, state: FleetState, over_usd_per_hour: float) -> list[Action]:
+        """Drains that take the spend rate under the budget: on-demand first (each saves the most); a spot
+        instance is counted at the spot price, though the simulator drains on-demand fallbacks first."""
+        self._last_change = state.t
+        actions: list[Action] = []
+        od = state.itype.price("on_demand")
+        for role, price in (("on_demand", od), ("spot", state.itype.usd_per_hour.get("spot", od))):
+            count = min(state.active.get(role, 0), math.ceil(over_usd_per_hour / price - 1e-9))
+            if count > 0:
+                actions.append(Drain(role, count))
+                over_usd_per_hour -= count * price
+            if over_usd_per_hour <= 1e-9 * self.usd_per_hour:
+                break
+        return actions
+
+
+def fit_budget(usd_per_hour: float, itype: InstanceType, reserved: int = 0, wanted: int = 1) -> int:
+    """Instances (reserved included) to start a budget policy with: up to ``wanted``, within the budget.
+
+    Raises:
+        ConfigError: the reserved instances alone cost more than the budget (they are billed all run).
+        InfeasibleError: the budget buys no instance at all.
+    """
+    res, od = itype.price("reserved"), itype.price("on_demand")
+    held = reserved * res
+    if held > usd_per_hour * (1 + 1e-9):
+        most = math.floor(usd_per_hour / res + 1e-9)
+        raise ConfigError(f"--reserved {reserved} costs ${held:,.2f}/h ({reserved} x ${res:,.2f}/h, billed for "
+                          f"the whole run), more than --budget-usd-per-hour {usd_per_hour:g}: hold fewer "
+                          f"(--reserved {most} fits) or raise the budget")
+    more = math.floor((usd_per_hour - held) / od + 1e-9)
+    if reserved + more < 1:
+        hint = f", or hold one reserved at ${res:,.2f}/h with --reserved 1" if res <= usd_per_hour else ""
+        raise InfeasibleError(f"--budget-usd-per-hour {usd_per_hour:g} buys no instance: the cheapest this policy "
+                              f"launches, one {itype.label} on demand, costs ${od:,.2f}/h (raise the budget{hint}, "
+                              "or pick a cheaper --offer or --gpu)")
+    return reserved + max(0, min(wanted - reserved, more))

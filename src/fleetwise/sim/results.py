@@ -64,18 +64,38 @@ class SimulationResult:
     ttft_s: np.ndarray = field(repr=False)
     tpot_s: np.ndarray = field(repr=False)
     wall_s: float = 0.0
+    budget_usd_per_hour: float | None = None  # the policy's spend cap, if it has one
+    usd_per_hour_mean: float = math.nan  # cost over the run's duration
+    usd_per_hour_peak: float = math.nan  # the most the instances billed at one moment cost (reservations included)
 
     def to_dict(self, timeline: bool = False) -> dict:
         out = {k: getattr(self, k) for k in (
             "strategy", "requests", "completed", "migrated", "requeued", "dropped", "dropped_by_reason", "unfinished",
             "ttft_ms", "tpot_ms", "slo_attainment", "cost_usd", "cost_by_tier", "usd_per_1m_tokens",
             "usd_per_1m_output_tokens", "goodput_rps", "goodput_tokens_per_s", "gpu_busy_fraction", "duration_s",
-            "instances_launched", "preemptions", "spot_fallbacks", "kv_transfers")}  # not wall_s: same seed, same JSON
+            "instances_launched", "preemptions", "spot_fallbacks", "kv_transfers", "budget_usd_per_hour",
+            "usd_per_hour_mean", "usd_per_hour_peak")}  # not wall_s: same seed, same JSON
         out["by_class"] = [vars(c) for c in self.by_class]
         if timeline:
             out["timeline"] = [vars(t) for t in self.timeline]
             out["preemption_events"] = self.preemption_events
         return out
+
+
+def peak_usd_per_hour(sim: Simulator, end_s: float) -> float:
+    """The highest spend rate of the run: the reservations held plus the other instances billed at the same
+    moment (per-second billing, so an instance cancelled at its launch time costs nothing)."""
+    events = []
+    for inst in sim.instances:
+        stop = min(inst.end_s if inst.end_s is not None else end_s, end_s)
+        if inst.tier != "reserved" and stop > inst.requested_s:
+            price = sim.itype.price(inst.tier)
+            events += [(inst.requested_s, 1, price), (stop, 0, -price)]  # at equal times, ends come first
+    rate = peak = 0.0
+    for _, _, change in sorted(events):
+        rate += change
+        peak = max(peak, rate)
+    return sim.reserved_peak * sim.itype.price("reserved") + peak
 
 
 def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -> SimulationResult:
@@ -135,5 +155,6 @@ def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -
         instances_launched=launched, preemptions=len(log.preemptions), spot_fallbacks=log.spot_fallbacks,
         kv_transfers=sim.kv_transfers,
         timeline=log.ticks, preemption_events=log.preemptions, arrival_s=arrival, ttft_s=ttft, tpot_s=tpot,
-        wall_s=wall_s,
+        wall_s=wall_s, budget_usd_per_hour=None if math.isinf(sim.cap_usd_per_hour) else sim.cap_usd_per_hour,
+        usd_per_hour_mean=cost / end * 3600.0 if end > 0 else 0.0, usd_per_hour_peak=peak_usd_per_hour(sim, end),
     )

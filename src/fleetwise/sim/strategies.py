@@ -18,7 +18,7 @@ import numpy as np
 from fleetwise.errors import ConfigError, InputFormatError
 from fleetwise.sim.core import SimConfig
 from fleetwise.sim.fleet import ROLES
-from fleetwise.sim.policies import Budget, Policy, Reactive, StaticSchedule
+from fleetwise.sim.policies import Budget, Policy, Reactive, StaticSchedule, fit_budget
 from fleetwise.sim.requests import SimRequests
 from fleetwise.sim.results import SimulationResult
 from fleetwise.sim.rolling import Rolling
@@ -65,7 +65,9 @@ def make_policy(name: str, requests: SimRequests, spec: FleetSpec, *, spot_fract
     if name == "budget":
         if budget_usd_per_hour is None:
             raise ConfigError("the budget strategy needs a USD/hour budget (--budget-usd-per-hour)")
-        return Budget(initial_instances=first, reserved=reserved, max_instances=max_instances,
+        # Within the budget from the start: what it would not buy later, it must not start with either.
+        start = fit_budget(budget_usd_per_hour, spec.itype, reserved, max(first, reserved))
+        return Budget(initial_instances=start, reserved=reserved, max_instances=max_instances,
                       usd_per_hour=budget_usd_per_hour, name=name)
     if name == "rolling":
         return Rolling(initial_instances=first, reserved=reserved)
