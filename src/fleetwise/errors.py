@@ -8,6 +8,7 @@ Exception tree::
     ├── InputFormatError           a user data file (POINTS.csv, a trace) is malformed
     ├── ConfigError                options that contradict each other or are out of range
     ├── InfeasibleError            nothing can meet the request (no config fits, SLO impossible)
+    │   └── NotApplicableError     a strategy needs a tier no offer prices (a comparison shows it as n/a)
     └── SolverError                a numerical solver failed
 
 The CLI turns any of them into a single line on stderr and a non-zero exit; everything else is a bug.
@@ -71,6 +72,15 @@ class InfeasibleError(FleetwiseError):
     """No configuration can satisfy the request; the message says why."""
 
     exit_code = 3
+
+
+class NotApplicableError(InfeasibleError):
+    """A strategy cannot be built from the offers given (it needs a tier none of them prices)."""
+
+    def __init__(self, strategy: str, reason: str) -> None:
+        super().__init__(f"{strategy}: {reason}")
+        self.strategy = strategy
+        self.reason = reason
 
 
 class SolverError(FleetwiseError):

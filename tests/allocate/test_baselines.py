@@ -10,8 +10,10 @@ from fleetwise.allocate.baselines import (
     all_reserved_peak,
     percentile_heuristic,
     reactive_on_demand,
+    score_baselines,
 )
-from fleetwise.errors import InfeasibleError
+from fleetwise.allocate.evaluate import Evaluation, evaluate
+from fleetwise.errors import InfeasibleError, NotApplicableError
 
 from .helpers import offer
 
@@ -42,9 +44,54 @@ def test_all_reserved_peak_uses_cheapest_reservation():
     assert "3y" in s3.name
 
 
-def test_no_on_demand_price_is_infeasible_error():
-    with pytest.raises(InfeasibleError, match="on_demand"):
-        all_on_demand_peak([offer("s", 10, od=None, spot=0.3)], 10.0, 2)
+def test_no_on_demand_price_is_not_applicable():
+    spot_only = [offer("s", 10, od=None, spot=0.3)]
+    for build in (lambda: all_on_demand_peak(spot_only, 10.0, 2),
+                  lambda: reactive_on_demand(spot_only, np.array([1.0, 2.0]), 1),
+                  lambda: percentile_heuristic(spot_only, HISTORY, 2)):
+        with pytest.raises(NotApplicableError, match="no offer has an on-demand price") as exc:
+            build()
+        assert isinstance(exc.value, InfeasibleError)  # callers catching the parent still see it
+        assert exc.value.reason == "no offer has an on-demand price"
+
+
+# GCP / Azure / Lambda offers: no reserved price at all.
+NO_RESERVED = [offer("g", 10, od=1.0, spot=0.3), offer("l", 30, od=2.4)]
+
+
+def test_all_reserved_peak_without_reserved_prices_is_not_applicable():
+    with pytest.raises(NotApplicableError) as exc:
+        all_reserved_peak(NO_RESERVED, 95.0, 5)
+    assert exc.value.strategy == "all reserved (peak)"
+    assert exc.value.reason == "no offer has a reserved price"
+    assert str(exc.value) == "all reserved (peak): no offer has a reserved price"
+
+
+def test_score_baselines_marks_what_the_offers_cannot_express():
+    demand = np.array([40.0, 60.0, 95.0])
+    rows, built = score_baselines([lambda: all_on_demand_peak(NO_RESERVED, 95.0, 3),
+                                   lambda: all_reserved_peak(NO_RESERVED, 95.0, 3),
+                                   lambda: percentile_heuristic(NO_RESERVED, HISTORY, 3)],
+                                  lambda s: evaluate(s, demand, 1.0, cold_start_s=0.0))
+    assert [r.name for r in rows] == ["all on-demand (peak)", "all reserved (peak)",
+                                      "percentile (P25 res / P75 spot / P99 OD)"]
+    assert [r.applicable for r in rows] == [True, False, True]
+    na = rows[1]
+    assert na.reason == "no offer has a reserved price" and np.isnan(na.cost_usd)
+    assert na.to_dict() == {"name": "all reserved (peak)", "applicable": False,
+                            "reason": "no offer has a reserved price", "cost_usd": None, "cost_by_tier": None,
+                            "unmet_demand_fraction": None, "spot_lost_instance_h": None}
+    assert [s.name for s in built] == [rows[0].name, rows[2].name]  # no schedule for the n/a row
+    assert rows[0].cost_usd == pytest.approx(4 * 2.4 * 3)  # ceil(95 / 30) x $2.40 x 3 h
+    assert rows[0].to_dict()["applicable"] is True and rows[0].to_dict()["reason"] is None
+
+
+def test_score_baselines_does_not_swallow_other_errors():
+    def broken():
+        raise InfeasibleError("something else")
+
+    with pytest.raises(InfeasibleError, match="something else"):
+        score_baselines([broken], lambda s: Evaluation.not_applicable(s.name, "unused"))
 
 
 @pytest.mark.parametrize("lead", [1, 2])
@@ -112,3 +159,18 @@ def test_percentile_heuristic_low_history_buys_no_reservation():
     assert s.reserved == {}
     assert s.spot.tolist() == [[0, 0]]
     assert s.on_demand.tolist() == [[2, 2]]  # P99 = 14.4 -> 2 instances
+
+
+def test_percentile_heuristic_without_reserved_prices_runs_its_base_on_demand():
+    # P25 = 25 -> 3 on-demand instances as the base; spot ceil((75 - 30) / 10) = 5; top-up ceil(19 / 10) = 2
+    o = offer("g", 10, od=1.0, spot=0.3)
+    s = percentile_heuristic([o], HISTORY, 4)
+    assert s.reserved == {}
+    assert s.spot.tolist() == [[5] * 4]
+    assert s.on_demand.tolist() == [[3 + 2] * 4]
+
+
+def test_percentile_heuristic_on_demand_only_offers():
+    s = percentile_heuristic([offer("l", 10, od=1.0)], HISTORY, 2)  # Lambda: on-demand only
+    assert s.reserved == {} and s.spot.sum() == 0
+    assert s.on_demand.tolist() == [[3 + 7] * 2]  # base ceil(25 / 10) + ceil((99 - 30) / 10)

@@ -9,6 +9,7 @@ from fleetwise.allocate.compare import compare
 from fleetwise.allocate.evaluate import evaluate, spot_uniforms
 from fleetwise.errors import ConfigError
 from fleetwise.traffic import SyntheticSpec, synthetic_series
+from fleetwise.traffic.records import RateSeries
 
 from .helpers import offer
 
@@ -98,3 +99,63 @@ def test_oracle_forecast_closes_the_forecast_gap(series, cmp):
     assert oracle.fleetwise.unmet_demand_fraction < 0.005
     fw = oracle.schedules[oracle.fleetwise.name]
     assert fw.spot.shape == (2, 48)
+
+
+# ------------------------------------------------------------------- offers without a reserved tier (GCP, Lambda)
+
+GCP_LIKE = [offer("big", 20, od=4.0, spot=1.6, hazard=0.05), offer("small", 6, od=1.5, spot=0.5, hazard=0.1)]
+LAMBDA_LIKE = [offer("big", 20, od=4.0), offer("small", 6, od=1.5)]
+RESERVED_NA = "no offer has a reserved price"
+
+
+@pytest.fixture(scope="module")
+def short_series():
+    return synthetic_series(SyntheticSpec(days=3, period_s=3600, base_rps=50), seed=1)
+
+
+@pytest.mark.parametrize("offers", [GCP_LIKE, LAMBDA_LIKE], ids=["spot+on-demand", "on-demand-only"])
+def test_offers_without_reserved_price_plan_spot_and_on_demand(short_series, offers):
+    cmp = compare(short_series, offers, train_days=2, eval_days=1)
+    assert cmp.reservation_plan.reserved == {} and cmp.hindsight_plan.reserved == {}
+    fw = cmp.schedules[cmp.fleetwise.name]
+    assert fw.reserved == {}
+    assert (fw.spot.sum() > 0) == (offers is GCP_LIKE)  # spot is used where it is priced
+    assert fw.on_demand.sum() > 0
+    assert cmp.fleetwise.unmet_demand_fraction < 0.05
+    assert cmp.hindsight.cost_usd > 0
+    names = [b.name for b in cmp.baselines]
+    assert names == ["all on-demand (peak)", "all reserved (peak)", "reactive on-demand",
+                     "percentile (P25 res / P75 spot / P99 OD)"]
+    na = cmp.baselines[1]
+    assert not na.applicable and na.reason == RESERVED_NA and np.isnan(na.cost_usd)
+    assert "all reserved (peak)" not in cmp.schedules
+    for b in (cmp.baselines[0], *cmp.baselines[2:]):
+        assert b.applicable and b.reason is None
+        assert b.cost_usd >= cmp.hindsight.cost_usd / 1.02, b.name  # no baseline beats hindsight
+
+
+def test_mixed_offers_reserve_only_where_a_price_exists(short_series):
+    # The no --cloud case: an AWS-like offer with reservations competes with ones without.
+    offers = [*GCP_LIKE, offer("aws", 10, od=2.2, spot=0.9, r1=1.0, hazard=0.05)]
+    cmp = compare(short_series, offers, train_days=2, eval_days=1)
+    assert {oid for oid, _ in cmp.hindsight_plan.reserved} <= {"aws"}
+    assert all(b.applicable for b in cmp.baselines)
+    assert cmp.baselines[1].name == "all reserved 1y (peak)"
+
+
+@pytest.mark.parametrize("offers", [GCP_LIKE, OFFERS], ids=["no-reserved", "reserved"])
+def test_all_zero_demand_costs_nothing(offers):
+    zeros = RateSeries(0.0, 3600.0, np.zeros(72))
+    cmp = compare(zeros, offers, train_days=2, eval_days=1)
+    assert cmp.hindsight.cost_usd == 0.0 and cmp.fleetwise.cost_usd == 0.0
+    assert np.isnan(cmp.ratio_to_hindsight)
+    for b in cmp.baselines:
+        if b.applicable:
+            assert b.cost_usd == 0.0 and b.unmet_demand_fraction == 0.0, b.name
+    assert [b.applicable for b in cmp.baselines] == [True, offers is OFFERS, True, True]
+
+
+def test_all_missing_window_is_a_one_line_config_error():
+    gaps = RateSeries(0.0, 3600.0, np.full(72, np.nan))
+    with pytest.raises(ConfigError, match="no known demand values"):
+        compare(gaps, GCP_LIKE, train_days=2, eval_days=1)

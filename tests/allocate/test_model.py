@@ -305,6 +305,18 @@ def test_plan_allocation_matches_brute_force_on_tiny_problems(demand, planner_pa
     assert alloc.gap >= 0 and alloc.lower_bound_usd <= alloc.total_usd + 1e-9
 
 
+@pytest.mark.parametrize("demand", [[30.0] * 6, [5.0, 25.0, 12.0, 40.0]])
+def test_plan_allocation_without_reserved_prices(demand, planner_path):
+    # GCP / Azure / Lambda offers have no reserved tier: the planner buys spot + on-demand only, optimally.
+    offers = [offer("g", 10, od=1.0, spot=0.4), offer("l", 25, od=2.0)]
+    policy = replace(CLEAN, max_spot_share=0.5)
+    alloc = plan_allocation(offers, np.array(demand), 1.0, policy)
+    assert alloc.reserved == {} and alloc.cost_usd["reserved"] == 0.0
+    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, policy), rel=1e-9)
+    assert alloc.spot.sum() > 0
+    assert np.all(alloc.capacity_rps() >= np.array(demand) - 1e-6)
+
+
 def test_plan_allocation_finds_a_single_reservation():
     # the continuous relaxation buys no reservation here; the optimum buys one
     policy = replace(Policy(), cold_start_s=0, switch_penalty_h=0, reserved_terms=("reserved_1y",), mip_rel_gap=0)

@@ -15,7 +15,9 @@ from fleetwise.traffic.records import RateSeries
 from fleetwise.traffic.write import write_series_csv
 
 STRATEGIES = ("All on-demand", "All reserved (1yr)", "Reserved + spot burst", "Hybrid optimized")
-BASELINE_KEYS = {"name", "cost_usd", "unmet_demand_fraction", "savings_fraction"}
+BASELINE_KEYS = {"name", "applicable", "reason", "cost_usd", "unmet_demand_fraction", "savings_fraction"}
+RESERVED_NA = {"name": "all reserved (peak)", "applicable": False, "reason": "no offer has a reserved price",
+               "cost_usd": None, "unmet_demand_fraction": None, "savings_fraction": None}
 
 
 @pytest.fixture
@@ -78,6 +80,7 @@ def test_evaluate_on_series_json_and_report(cli, series_csv, tmp_path):
     assert len(ev["baselines"]) == 4
     for b in ev["baselines"]:
         assert set(b) == BASELINE_KEYS
+        assert b["applicable"] is True and b["reason"] is None
         assert b["cost_usd"] >= ev["hindsight_cost_usd"] / 1.02
     assert ev["baselines"][0]["name"] == "all on-demand (peak)"
     for r in out["reservations"]:
@@ -88,6 +91,52 @@ def test_evaluate_on_series_json_and_report(cli, series_csv, tmp_path):
     assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html.lower()
     assert "<img" in html
     assert "hindsight optimum" in html
+
+
+# ------------------------------------------------------------------- every cloud, with or without reserved prices
+
+
+@pytest.mark.parametrize("cloud", ["gcp", "azure", "lambda"])
+def test_evaluate_on_clouds_without_reserved_prices_json(cli, series_csv, tmp_path, cloud):
+    report = tmp_path / "r.html"
+    extra = ("--report", report) if cloud == "gcp" else ()
+    out = as_json(cli("optimize", "--series", series_csv, "--train-days", "3", "--eval-days", "1", "--cloud", cloud,
+                      "--json", *extra))
+    assert all(o.startswith(f"{cloud}/") for o in out["schedule"]["offers"])
+    assert out["reservations"] == [] and out["cost"]["by_tier"]["reserved"] == 0.0
+    ev = out["evaluation"]
+    assert ev["cost_usd"] > 0 and ev["hindsight_cost_usd"] > 0
+    assert 0 <= ev["unmet_demand_fraction"] < 0.05
+    rows = ev["baselines"]
+    assert [b["name"] for b in rows] == ["all on-demand (peak)", "all reserved (peak)", "reactive on-demand",
+                                         "percentile (P25 res / P75 spot / P99 OD)"]
+    assert all(set(b) == BASELINE_KEYS for b in rows)
+    assert rows[1] == RESERVED_NA
+    for b in (rows[0], *rows[2:]):
+        assert b["applicable"] is True and b["reason"] is None and b["cost_usd"] > 0
+    if cloud != "lambda":  # Lambda sells on-demand only
+        assert np.sum(out["schedule"]["spot"]) > 0
+    if extra:
+        assert "hindsight optimum" in report.read_text()  # the report survives a not-applicable row
+
+
+def test_evaluate_without_reserved_prices_text(cli, series_csv):
+    res = cli("optimize", "--series", series_csv, "--train-days", "3", "--eval-days", "1", "--cloud", "lambda")
+    assert res.code == 0 and "Traceback" not in res.err, res.err
+    text = flat(res.out)
+    assert "all reserved (peak) n/a — no offer has a reserved price" in text
+    assert "No reservations: none of the offers has a reserved price" in text
+    assert "hindsight optimum" in text and "reactive on-demand" in text
+
+
+def test_evaluate_without_cloud_lets_every_cloud_compete(cli, series_csv):
+    out = as_json(cli("optimize", "--series", series_csv, "--train-days", "3", "--eval-days", "1", "--json"))
+    clouds = {o.split("/")[0] for o in out["schedule"]["offers"]}
+    assert len(clouds) > 1, clouds
+    rows = out["evaluation"]["baselines"]
+    assert len(rows) == 4 and all(set(b) == BASELINE_KEYS for b in rows)
+    for b in rows:  # applicable or not, a row never stops the command
+        assert (b["cost_usd"] is None) == (not b["applicable"]) == (b["reason"] is not None)
 
 
 # ------------------------------------------------------------------------------------------ series: forward plan
@@ -112,7 +161,7 @@ def test_forward_plan_json(cli, series_csv):
     assert len(names) == 3
     assert names[0] == "all on-demand (peak)" and names[1].startswith("all reserved")
     assert names[2].startswith("percentile")
-    assert all(b["cost_usd"] > 0 for b in out["baselines"])
+    assert all(b["cost_usd"] > 0 and b["applicable"] for b in out["baselines"])
 
 
 def test_forward_plan_text_and_report(cli, series_csv, tmp_path):
@@ -189,3 +238,41 @@ def test_forward_plan_without_demand_text(cli, tmp_path):
     res = cli("optimize", "--series", path, "--horizon", "1d", "--cloud", "aws")
     assert res.code == 0 and "Traceback" not in res.err, res.err
     assert "Planned on the forecast" in flat(res.out)
+
+
+def test_forward_plan_without_reserved_prices(cli, series_csv):
+    out = as_json(cli("optimize", "--series", series_csv, "--horizon", "1d", "--freq", "1h", "--cloud", "gcp",
+                      "--json"))
+    assert out["reservations"] == []
+    rows = out["baselines"]
+    assert [b["name"] for b in rows] == ["all on-demand (peak)", "all reserved (peak)",
+                                         "percentile (P25 res / P75 spot / P99 OD)"]
+    assert rows[1] == {k: v for k, v in RESERVED_NA.items() if k != "savings_fraction"}
+    assert rows[0]["applicable"] and rows[0]["cost_usd"] > 0
+    res = cli("optimize", "--series", series_csv, "--horizon", "1d", "--freq", "1h", "--cloud", "gcp")
+    assert res.code == 0 and "Traceback" not in res.err, res.err
+    assert "vs all reserved (peak): n/a — no offer has a reserved price" in flat(res.out)
+
+
+@pytest.fixture
+def zeros_csv(tmp_path):
+    path = tmp_path / "all-zero.csv"
+    write_series_csv(RateSeries(0.0, 1800.0, np.zeros(4 * 48)), path)
+    return path
+
+
+def test_all_zero_series_evaluation_provisions_nothing(cli, zeros_csv):
+    # An all-zero series is a valid answer, not an error: nothing to provision, $0 for every strategy.
+    out = as_json(cli("optimize", "--series", zeros_csv, "--train-days", "3", "--eval-days", "1", "--json"))
+    ev = out["evaluation"]
+    assert out["cost"]["total_usd"] == 0.0 and ev["hindsight_cost_usd"] == 0.0
+    assert ev["ratio_to_hindsight"] is None and out["reservations"] == []
+    assert np.sum(out["schedule"]["spot"]) == np.sum(out["schedule"]["on_demand"]) == 0
+    for b in ev["baselines"]:
+        assert set(b) == BASELINE_KEYS
+        assert b["cost_usd"] in (0.0, None) and b["savings_fraction"] is None
+    res = cli("optimize", "--series", zeros_csv, "--train-days", "3", "--eval-days", "1")
+    assert res.code == 0 and "Traceback" not in res.err, res.err
+    text = flat(res.out)
+    assert "nothing to provision" in text
+    assert "fleetwise (forecast + MILP + rolling) $0" in text and "hindsight optimum $0" in text

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetwise.allocate.baselines import (
-    all_on_demand_peak, all_reserved_peak, percentile_heuristic, reactive_on_demand,
+    all_on_demand_peak, all_reserved_peak, percentile_heuristic, reactive_on_demand, score_baselines,
 )
 from fleetwise.allocate.evaluate import Evaluation, Schedule, evaluate, spot_uniforms
 from fleetwise.allocate.model import Allocation, Policy, plan_allocation
@@ -33,7 +33,7 @@ class Comparison:
     fleetwise: Evaluation
     hindsight: Evaluation
     hindsight_plan: Allocation
-    baselines: list[Evaluation]
+    baselines: list[Evaluation]  # in a fixed order; one the offers cannot express is marked not applicable
     schedules: dict[str, Schedule] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
     step_ms: tuple[float, float] = (0.0, 0.0)  # median and max rolling-step time
@@ -135,16 +135,16 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
     hindsight = Schedule("hindsight optimum", offers, hindsight_plan.reserved, hindsight_plan.spot,
                          hindsight_plan.on_demand)
     peak = float(history.max())
-    baselines = [
-        all_on_demand_peak(offers, peak, n_eval),
-        all_reserved_peak(offers, peak, n_eval),
-        reactive_on_demand(offers, actual, lead, history_rps=history),
-        percentile_heuristic(offers, history, n_eval, policy.cold_start_s),
-    ]
+    baselines, built = score_baselines([
+        lambda: all_on_demand_peak(offers, peak, n_eval),
+        lambda: all_reserved_peak(offers, peak, n_eval),
+        lambda: reactive_on_demand(offers, actual, lead, history_rps=history),
+        lambda: percentile_heuristic(offers, history, n_eval, policy.cold_start_s),
+    ], ev)
     times = np.array(opt.solve_times_s) * 1000
     return Comparison(
-        period_h, actual, plan, ev(schedule), ev(hindsight), hindsight_plan, [ev(b) for b in baselines],
-        {s.name: s for s in (schedule, hindsight, *baselines)}, actions,
+        period_h, actual, plan, ev(schedule), ev(hindsight), hindsight_plan, baselines,
+        {s.name: s for s in (schedule, hindsight, *built)}, actions,
         (float(np.median(times)), float(times.max())) if times.size else (0.0, 0.0),
     )
 

@@ -28,16 +28,33 @@ class Schedule:
 
 @dataclass(frozen=True)
 class Evaluation:
+    """A strategy's cost and unmet demand on the actual series, or why it does not apply to the offers."""
+
     name: str
-    cost_usd: float
+    cost_usd: float  # NaN when not applicable
     cost_by_tier: dict[str, float]
     unmet_demand_fraction: float
     capacity_rps: np.ndarray  # (T,) served capacity after spot losses
     spot_lost_instance_h: float
+    reason: str | None = None
+    """Why the strategy cannot be built from these offers (e.g. none has a reserved price); None when it can."""
+
+    @classmethod
+    def not_applicable(cls, name: str, reason: str) -> Evaluation:
+        """A row for a strategy the offers cannot express: no figures, only the reason."""
+        return cls(name, float("nan"), {}, float("nan"), np.zeros(0), 0.0, reason)
+
+    @property
+    def applicable(self) -> bool:
+        """Whether the strategy could be built from the offers (its figures are then real numbers)."""
+        return self.reason is None
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "cost_usd": self.cost_usd, "cost_by_tier": self.cost_by_tier,
-                "unmet_demand_fraction": self.unmet_demand_fraction, "spot_lost_instance_h": self.spot_lost_instance_h}
+        figures = self.applicable
+        return {"name": self.name, "applicable": figures, "reason": self.reason,
+                "cost_usd": self.cost_usd if figures else None, "cost_by_tier": self.cost_by_tier if figures else None,
+                "unmet_demand_fraction": self.unmet_demand_fraction if figures else None,
+                "spot_lost_instance_h": self.spot_lost_instance_h if figures else None}
 
 
 def spot_uniforms(n_offers: int, n_periods: int, seed: int = 0) -> np.ndarray:

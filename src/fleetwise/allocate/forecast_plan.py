@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fleetwise.allocate.baselines import all_on_demand_peak, all_reserved_peak, percentile_heuristic
+from fleetwise.allocate.baselines import (
+    all_on_demand_peak,
+    all_reserved_peak,
+    percentile_heuristic,
+    score_baselines,
+)
 from fleetwise.allocate.evaluate import Evaluation, evaluate, spot_uniforms
 from fleetwise.allocate.model import Allocation, Policy, plan_allocation
 from fleetwise.allocate.offers import CapacityOffer
@@ -18,7 +23,7 @@ from fleetwise.traffic.records import RateSeries
 @dataclass
 class ForwardPlan:
     allocation: Allocation  # its demand_rps is the forecast quantile planned for
-    baselines: list[Evaluation]
+    baselines: list[Evaluation]  # one the offers cannot express is marked not applicable
     method: str
 
 
@@ -35,7 +40,9 @@ def plan_forward(series: RateSeries, offers: list[CapacityOffer], horizon_steps:
     history = series.values[np.isfinite(series.values)]
     u = spot_uniforms(len(offers), horizon_steps)
     peak = float(path.max())
-    baselines = [evaluate(b, path, period_h, cold_start_s=policy.cold_start_s, uniforms=u) for b in (
-        all_on_demand_peak(offers, peak, horizon_steps), all_reserved_peak(offers, peak, horizon_steps),
-        percentile_heuristic(offers, history, horizon_steps, policy.cold_start_s))]
+    baselines, _ = score_baselines([
+        lambda: all_on_demand_peak(offers, peak, horizon_steps),
+        lambda: all_reserved_peak(offers, peak, horizon_steps),
+        lambda: percentile_heuristic(offers, history, horizon_steps, policy.cold_start_s),
+    ], lambda b: evaluate(b, path, period_h, cold_start_s=policy.cold_start_s, uniforms=u))
     return ForwardPlan(alloc, baselines, fc.chosen or "auto")

@@ -65,12 +65,26 @@ def _schedule_json(schedule, period_h: float, demand) -> dict:
             "on_demand": schedule.on_demand.tolist(), "demand_rps": list(map(float, demand))}
 
 
-def _tier_table(title: str, rows: list[tuple[str, float, float]]) -> Table:
+def _baseline_json(b, fleetwise_usd: float | None = None) -> dict:
+    """One baseline row; the same keys whether or not it applies (figures null when it does not)."""
+    ok = b.applicable
+    row = {"name": b.name, "applicable": ok, "reason": b.reason, "cost_usd": b.cost_usd if ok else None,
+           "unmet_demand_fraction": b.unmet_demand_fraction if ok else None}
+    if fleetwise_usd is not None:
+        row["savings_fraction"] = 1 - fleetwise_usd / b.cost_usd if ok and b.cost_usd else None
+    return row
+
+
+def _tier_table(title: str, evaluations, hindsight_usd: float) -> Table:
     t = Table(title=title, box=box.SIMPLE_HEAD)
     for c in ("strategy", "cost", "vs hindsight", "unmet demand"):
         t.add_column(c, justify="left" if c == "strategy" else "right")
-    for name, cost, unmet, ratio in rows:
-        t.add_row(name, f"${cost:,.0f}", f"{ratio:.2f}x" if ratio == ratio else "-", f"{unmet:.2%}")
+    for e in evaluations:
+        if not e.applicable:
+            t.add_row(e.name, f"n/a — {e.reason}", "-", "-")
+            continue
+        ratio = f"{e.cost_usd / hindsight_usd:.2f}x" if hindsight_usd else "-"
+        t.add_row(e.name, f"${e.cost_usd:,.0f}", ratio, f"{e.unmet_demand_fraction:.2%}")
     return t
 
 
@@ -183,8 +197,7 @@ def _emit_plan(fp, json_out: bool, report) -> None:
     out = {"reservations": _reservations(a), "cost": {"total_usd": a.total_usd, "by_tier": a.cost_usd,
                                                       "monthly_by_tier": a.monthly_usd()},
            "gap": a.gap, "solve_s": a.solve_s, "forecast_method": fp.method,
-           "baselines": [{"name": b.name, "cost_usd": b.cost_usd, "unmet_demand_fraction": b.unmet_demand_fraction}
-                         for b in fp.baselines],
+           "baselines": [_baseline_json(b) for b in fp.baselines],
            "schedule": _schedule_json(a, a.period_h, a.demand_rps)}
     if report:
         from fleetwise.report.allocation import allocation_report
@@ -194,16 +207,23 @@ def _emit_plan(fp, json_out: bool, report) -> None:
         print_json(out)
         return
     _print_offers_and_reservations(a)
+    if not np.any(a.demand_rps > 0):
+        console.print("The forecast demand is zero throughout: nothing to provision.", highlight=False)
     console.print(f"Planned on the forecast ({fp.method}) for {a.horizon_h:,.0f} h: total ${a.total_usd:,.0f} "
                   f"(monthly: " + ", ".join(f"{k} ${v:,.0f}" for k, v in a.monthly_usd().items()) +
                   f"); MILP gap <= {a.gap:.2%}, {a.solve_s:.1f} s")
     for b in fp.baselines:
+        if not b.applicable:
+            console.print(f"  vs {b.name}: n/a — {b.reason}", highlight=False)
+            continue
         console.print(f"  vs {b.name}: ${b.cost_usd:,.0f}, unmet {b.unmet_demand_fraction:.2%} of the forecast "
                       + (f"(fleetwise saves {1 - a.total_usd / b.cost_usd:.0%})" if b.cost_usd else ""),
                       highlight=False)
 
 
 def _print_offers_and_reservations(a) -> None:
+    from fleetwise.allocate.offers import RESERVED_TERMS
+
     t = Table(title="Offers considered", box=box.SIMPLE_HEAD)
     for c in ("offer", "req/s each", "on-demand", "spot", "1y", "3y"):
         t.add_column(c, justify="left" if c == "offer" else "right")
@@ -217,6 +237,8 @@ def _print_offers_and_reservations(a) -> None:
         for r in res:
             console.print(f"Buy {r['count']} x {r['offer']} {r['term']} (break-even utilization "
                           f"{r['break_even_utilization']:.0%})", highlight=False)
+    elif not any(o.price(t) is not None for o in a.offers for t in RESERVED_TERMS):
+        console.print("No reservations: none of the offers has a reserved price (spot and on-demand only).")
     else:
         console.print("No reservations: demand is not steady enough to pay for a commitment.")
 
@@ -231,9 +253,7 @@ def _emit_comparison(cmp, offers, json_out: bool, report) -> None:
             "cost_usd": f.cost_usd, "unmet_demand_fraction": f.unmet_demand_fraction,
             "hindsight_cost_usd": h.cost_usd, "hindsight_lower_bound_usd": cmp.hindsight_plan.lower_bound_usd,
             "ratio_to_hindsight": cmp.ratio_to_hindsight,
-            "baselines": [{"name": b.name, "cost_usd": b.cost_usd, "unmet_demand_fraction": b.unmet_demand_fraction,
-                           "savings_fraction": 1 - f.cost_usd / b.cost_usd if b.cost_usd else None}
-                          for b in cmp.baselines],
+            "baselines": [_baseline_json(b, f.cost_usd) for b in cmp.baselines],
             "rolling_step_ms": {"median": cmp.step_ms[0], "max": cmp.step_ms[1]},
             "actions": len(cmp.actions),
         },
@@ -249,10 +269,11 @@ def _emit_comparison(cmp, offers, json_out: bool, report) -> None:
         print_json(out)
         return
     _print_offers_and_reservations(plan)
-    rows = [(e.name, e.cost_usd, e.unmet_demand_fraction, e.cost_usd / h.cost_usd if h.cost_usd else float("nan"))
-            for e in (f, h, *cmp.baselines)]
+    if not np.any(cmp.demand_rps > 0):
+        console.print("The actual demand is zero throughout the evaluated window: nothing to provision (the "
+                      "hindsight optimum costs $0).", highlight=False)
     console.print(_tier_table(f"Operating {len(cmp.demand_rps) * cmp.period_h / 24:.1f} days against the actual "
-                              "demand", rows))
+                              "demand", (f, h, *cmp.baselines), h.cost_usd))
     console.print(f"Rolling optimizer: {len(cmp.actions)} scaling actions, step {cmp.step_ms[0]:.1f} ms median / "
                   f"{cmp.step_ms[1]:.0f} ms max. Hindsight optimum found within {cmp.hindsight_plan.gap:.1%} of "
                   "its lower bound.", highlight=False)
