@@ -3,11 +3,11 @@
 The instant endpoint (``python -m fleetwise.replay.instant``, uvloop) runs in a subprocess on a free loopback
 port and answers every request at once; the replay runs in this process (uvloop) and sends ``--rate`` req/s
 for ``--duration`` s with Poisson arrivals (seed 0), ``--isl`` prompt token ids and ``--osl`` streamed output
-tokens each. Client lag is how late a request was handed to httpx relative to its scheduled time; the goal
-is >= 2,000 req/s with a lag p99 under 5 ms. Server and client share the machine's cores.
+tokens each. Client lag is how late a request was handed to the HTTP client relative to its scheduled time;
+the goal is >= 2,000 req/s with a lag p99 under 5 ms. Server and client share the machine's cores.
 
 Usage: python benchmarks/replay_speed.py [--rate 2000] [--duration 10] [--isl 128] [--osl 16]
-       [--http-client fast|httpx] [--json]
+       [--http-client aiohttp|httpx] [--json]
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> int:
     p.add_argument("--isl", type=int, default=128, help="Prompt tokens per request.")
     p.add_argument("--osl", type=int, default=16, help="Output tokens per request.")
     p.add_argument("--max-in-flight", type=int, default=1024)
-    p.add_argument("--http-client", default="fast", choices=("fast", "httpx"))
+    p.add_argument("--http-client", default="aiohttp", choices=("aiohttp", "httpx"))
     p.add_argument("--json", action="store_true", help="Print JSON.")
     args = p.parse_args()
 

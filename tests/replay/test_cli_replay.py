@@ -172,3 +172,70 @@ def test_interrupt_stops_sending_and_writes_what_was_measured(tmp_path):
     with (tmp_path / "requests.csv").open(newline="") as handle:
         statuses = [r["status"] for r in csv.DictReader(handle)]
     assert len(statuses) == 100 and "cancelled" in statuses and statuses[-1] == "not_sent"
+
+
+# -------------------------------------------------------------------------------------------- --compare-sim
+
+
+def write_varied_trace(path: Path, n: int = 30, rate: float = 8.0, seed: int = 1) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    arrival = np.cumsum(rng.exponential(1 / rate, n))
+    isl = rng.integers(100, 1500, n)
+    osl = rng.integers(40, 200, n)
+    rows = [f"{a - arrival[0]:.6f},{i},{o}" for a, i, o in zip(arrival, isl, osl)]
+    path.write_text("arr,inp,out\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_compare_sim_against_emulated_workers_adds_simulated_and_gap(cli, tmp_path):
+    """Two emulated llama-3.1-8b fp8 H100 vLLM workers (the defaults of both) in this process, 10x faster than
+    real time: the measured TPOT is the step model's, so the simulation of the same requests agrees."""
+    from fleetwise.emulate import EmulatorConfig, WorkerThread
+
+    trace = write_varied_trace(tmp_path / "t.csv")
+    with WorkerThread(EmulatorConfig(time_scale=10.0), n=2) as fleet:
+        urls = [a for u in fleet.urls for a in ("--url", u)]
+        res = cli("replay", "--trace", trace, *COLS, *urls, "--time-compress", "10", "--compare-sim", "--json",
+                  "--quiet")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["completed"] == 30 and out["model"] == "llama-3.1-8b"
+    sim = out["simulated"]
+    assert SIMULATE_KEYS <= set(sim) and sim["requests"] == 30 and sim["completed"] == 30
+    assert sim["fleet"] == {"model": "llama-3.1-8b", "gpu": "h100", "gpus": 1, "precision": "fp8",
+                            "engine": "vllm", "engines": 2, "max_num_seqs": None}
+    gap = out["gap"]
+    assert set(gap) == {"ttft_ms", "tpot_ms"}
+    assert all(set(row) == {"p50", "p95", "p99"} for row in gap.values())
+    expected = (out["tpot_ms"]["p50"] - sim["tpot_ms"]["p50"]) / sim["tpot_ms"]["p50"]
+    assert gap["tpot_ms"]["p50"] == pytest.approx(expected, abs=1e-4)  # --json rounds
+    assert abs(gap["tpot_ms"]["p50"]) < 0.25, gap
+
+
+def test_compare_sim_table_and_report(cli, tmp_path):
+    from fleetwise.emulate import EmulatorConfig, WorkerThread
+
+    trace = write_varied_trace(tmp_path / "t.csv", n=12)
+    with WorkerThread(EmulatorConfig(time_scale=10.0), n=1) as fleet:
+        res = cli("replay", "--trace", trace, *COLS, "--url", fleet.urls[0], "--time-compress", "10",
+                  "--compare-sim", "--engines", "1", "--max-num-seqs", "64", "--report", "r.html", "--quiet")
+    assert res.code == 0, res.err
+    flat = " ".join(res.out.split())
+    assert "measured vs simulated (1 x llama-3.1-8b on 1 x h100, fp8, vllm)" in flat
+    assert "metric percentile measured simulated gap %" in flat and "TPOT ms p50" in flat
+    assert "Measured vs simulated" in (tmp_path / "r.html").read_text()
+
+
+@pytest.mark.parametrize("args, needles", [
+    (("--model", "llama-3.1-8b", "--gpu", "h100x"), ("unknown gpu 'h100x'",)),
+    (("--model", "llama-3.1-8b", "--precision", "fp9"), ("unknown precision 'fp9'",)),
+    (("--model", "llama-3.1-8b", "--engine", "vllmx"), ("unknown engine 'vllmx'",)),
+    (("--model", "my-finetune",), ("--compare-sim", "unknown model 'my-finetune'", "--model")),
+    ((), ("--compare-sim", "unknown model 'instant'", "served by http://127.0.0.1:", "--model")),
+])
+def test_compare_sim_checks_the_fleet_before_sending_anything(cli, server, tmp_path, args, needles):
+    trace = write_trace(tmp_path / "t.csv")
+    one_error_line(cli("replay", "--trace", trace, *COLS, "--url", server.url, "--compare-sim", *args), *needles)
+    assert server.count == 0  # no completion request went out

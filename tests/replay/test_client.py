@@ -19,19 +19,11 @@ import pytest
 
 from fleetwise.errors import ConfigError
 from fleetwise.replay import CSV_COLUMNS, ReplayProgress, replay_trace
-from fleetwise.replay.client import (
-    _CHUNKED,
-    BadResponse,
-    _Endpoint,
-    _Prompts,
-    _Run,
-    _Wire,
-    _WirePool,
-)
+from fleetwise.replay.client import _Prompts, _Run
 from fleetwise.replay.instant import InstantConfig, serve_in_thread
 from fleetwise.traffic.records import RequestTrace
 
-CLIENTS = ("fast", "httpx")
+CLIENTS = ("aiohttp", "httpx")
 
 
 def make_trace(n: int = 20, span_s: float = 0.2, isl: int = 32, osl: int = 6, prefix=None) -> RequestTrace:
@@ -259,54 +251,7 @@ def test_bad_arguments_raise_config_errors(kwargs, match):
         replay_trace(args.pop("trace"), args.pop("urls"), model="m", **args)
 
 
-# ------------------------------------------------------------------------------------- the wire, the SSE
-
-
-class _FakeTransport:
-    def __init__(self) -> None:
-        self.closed = False
-
-    def close(self) -> None:
-        self.closed = True
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def write(self, data: bytes) -> None:
-        pass
-
-
-def _feed(raw: bytes, step: int) -> _Wire:
-    wire = _Wire(_WirePool(), _Endpoint.parse("http://127.0.0.1:1"))
-    wire.connection_made(_FakeTransport())
-    wire.send(b"")
-    for k in range(0, len(raw), step):
-        wire.data_received(raw[k:k + step])
-    return wire
-
-
-@pytest.mark.parametrize("step", [1, 3, 7, 1000])
-def test_wire_reads_chunked_and_sized_bodies_however_they_are_split(step):
-    chunked = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n"
-               b"7\r\n, world\r\n0\r\nX-Trailer: 1\r\n\r\n")
-    wire = _feed(chunked, step)
-    assert wire.mode == _CHUNKED and wire.done and wire.keep and wire.status == 200
-    assert b"".join(p for _, p in wire.pieces) == b"hello, world"
-    sized = _feed(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 429 Too Many\r\nContent-Length: 4\r\n\r\nslow",
-                  step)
-    assert sized.status == 429 and sized.done and b"".join(p for _, p in sized.pieces) == b"slow"
-
-
-def test_wire_until_close_bodies_and_garbage():
-    wire = _feed(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc", 1000)
-    assert not wire.done and not wire.keep
-    wire.connection_lost(None)
-    assert wire.done and b"".join(p for _, p in wire.pieces) == b"abc"
-    bad = _feed(b"SSH-2.0-OpenSSH\r\n\r\n", 1000)
-    assert isinstance(bad.error, BadResponse)
-    cut = _feed(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", 1000)
-    cut.connection_lost(None)
-    assert "mid-answer" in str(cut.error)
+# ------------------------------------------------------------------------------------------------ the SSE
 
 
 class _FakeAnswer:
@@ -325,7 +270,7 @@ def test_sse_parsing_handles_crlf_split_events_comments_and_empty_deltas():
               b'data: {"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}\r\n\r\n'
               b"data: [DONE]\r\n\r\n")
     pieces = [stream[k:k + 13] for k in range(0, len(stream), 13)]
-    run = _Run(None, make_trace(n=1), [_Endpoint.parse("http://h:1")], "m", 1.0, True, 1, 1.0, "chat", False)
+    run = _Run(None, make_trace(n=1), ["http://h:1"], "m", 1.0, True, 1, 1.0, "chat", False)
     status = asyncio.run(run._read_stream(0, _FakeAnswer(pieces), 1.0))
     assert status == "ok" and run.n_out[0] == 2
     assert run.ttft[0] > 0 and run.e2e[0] >= run.ttft[0] and len(run.itl) == 1
@@ -335,9 +280,27 @@ def test_itl_samples_are_thinned_evenly_past_the_cap(monkeypatch):
     from fleetwise.replay import client
 
     monkeypatch.setattr(client, "MAX_ITL_SAMPLES", 8)
-    run = _Run(None, make_trace(n=1), [_Endpoint.parse("http://h:1")], "m", 1.0, True, 1, 1.0, "completions",
-               False)
+    run = _Run(None, make_trace(n=1), ["http://h:1"], "m", 1.0, True, 1, 1.0, "completions", False)
     for k in range(64):
         run._gap(float(k))
     kept = list(run.itl)
     assert 4 <= len(kept) < 8 and kept == sorted(kept) and kept[-1] >= 48  # spread over all 64, not the first 8
+
+
+def test_the_heap_is_frozen_only_while_replaying_and_only_if_nobody_froze_it():
+    import gc
+
+    from fleetwise.replay import client
+
+    seen = []
+    with client._frozen_heap():
+        seen.append(gc.get_freeze_count())
+    assert seen[0] > 0 and gc.get_freeze_count() == 0
+    gc.freeze()  # a process that froze its own start-up heap (as `fleetwise emulate` does) keeps it frozen
+    try:
+        before = gc.get_freeze_count()
+        with client._frozen_heap():
+            pass
+        assert gc.get_freeze_count() == before
+    finally:
+        gc.unfreeze()

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fleetwise.errors import ConfigError
-from fleetwise.report.simulation import SUMMARY_HEADERS, _cdf, _summary_row, simulation_report
+from fleetwise.report.simulation import SUMMARY_HEADERS, _summary_row, latency_cdf, simulation_report
 from fleetwise.sim.core import SimConfig
 from fleetwise.sim.policies import StaticSchedule
 from fleetwise.sim.requests import SimRequests, named_class
@@ -112,9 +112,9 @@ def test_summary_row_matches_the_result_and_shows_undefined_values_as_dashes(res
 
 
 def test_cdf_counts_requests_never_completed_and_thins_long_inputs():
-    x, y = _cdf(np.array([3.0, np.nan, 1.0, 2.0]), 4)
+    x, y = latency_cdf(np.array([3.0, np.nan, 1.0, 2.0]), 4)
     assert x.tolist() == [1.0, 2.0, 3.0] and y.tolist() == [0.25, 0.5, 0.75]
-    x, y = _cdf(np.arange(100_000, dtype=float), 100_000)
+    x, y = latency_cdf(np.arange(100_000, dtype=float), 100_000)
     assert len(x) == 2000 and x[0] == 0 and x[-1] == 99_999 and y[-1] == 1.0
 
 
@@ -129,7 +129,7 @@ def test_failure_while_rendering_keeps_the_previous_report(tmp_path, results, mo
         calls.append(fig)
         if len(calls) == 2:
             raise RuntimeError("renderer crashed")
-        return mod._plt().close(fig) or b"\x89PNG"
+        return mod.pyplot().close(fig) or b"\x89PNG"
 
     monkeypatch.setattr(mod, "figure_png", broken)
     with pytest.raises(RuntimeError, match="renderer crashed"):

@@ -18,7 +18,7 @@ from rich.table import Table
 from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json
 from fleetwise.cli.traffic import Fmt, InputCol, MaxBad, OutputCol, TimeCol, TimeUnit, load_input
-from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.errors import ConfigError, InputFormatError, UnknownNameError
 from fleetwise.traffic.durations import parse_duration
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 
@@ -63,12 +63,26 @@ Report = Annotated[str | None, typer.Option(
     callback=checks.output_file(".html"))]
 Api = Annotated[str, typer.Option(
     "--api", help="completions (token-id prompts, exact lengths) or chat (text, about one word per token).")]
-HttpClient = Annotated[str, typer.Option("--http-client", help="fast (built-in HTTP/1.1 client) or httpx.")]
+HttpClient = Annotated[str, typer.Option("--http-client", help="aiohttp or httpx.")]
 ApiKey = Annotated[str | None, typer.Option("--api-key", help="Send 'Authorization: Bearer KEY'.")]
 Share = Annotated[bool, typer.Option(
     "--share-prefixes/--no-share-prefixes",
     help="Equal prefix-block ids of the trace (Mooncake hash_ids) get equal prompt tokens.")]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of --rate-multiply.", callback=checks.seed)]
+CompareSim = Annotated[bool, typer.Option(
+    "--compare-sim", help="Also simulate the sent requests on the fleet below and show measured vs simulated "
+    "with the gap per percentile. The model is --model or the endpoint's; it must be in the fleetwise catalog.")]
+SimGpu = Annotated[str, typer.Option("--gpu", help="--compare-sim: GPU type of each engine.")]
+SimGpus = Annotated[int, typer.Option("--gpus", help="--compare-sim: GPUs per engine (tensor parallel).",
+                                      callback=checks.at_least_one)]
+SimPrec = Annotated[str, typer.Option("--precision", help="--compare-sim: precision (bf16, fp8, int4, ...).")]
+SimEngine = Annotated[str, typer.Option("--engine", help="--compare-sim: engine profile (vllm, sglang, trtllm).")]
+SimEngines = Annotated[int | None, typer.Option(
+    "--engines", help="--compare-sim: engines in the fleet (default: one per --url).",
+    callback=checks.at_least_one)]
+SimSeqs = Annotated[int | None, typer.Option(
+    "--max-num-seqs", help="--compare-sim: batch cap per engine (default: the engine profile's).",
+    callback=checks.at_least_one)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
 
 
@@ -229,7 +243,9 @@ def replay_cmd(
     compress: Compress = 1.0, multiply: Multiply = 1.0, seed: Seed = 0, limit: Limit = None,
     start: Start = None, duration: Duration = None, stream: Stream = True, max_in_flight: InFlight = 1024,
     timeout_s: Timeout = 600.0, ttft_ms: Ttft = 1000.0, tpot_ms: Tpot = 50.0, api: Api = "completions",
-    http_client: HttpClient = "fast", api_key: ApiKey = None, share_prefixes: Share = True,
+    http_client: HttpClient = "aiohttp", api_key: ApiKey = None, share_prefixes: Share = True,
+    compare_sim: CompareSim = False, gpu: SimGpu = "h100", gpus: SimGpus = 1, precision: SimPrec = "fp8",
+    engine: SimEngine = "vllm", engines: SimEngines = None, max_num_seqs: SimSeqs = None,
     out: Out = None, json_out: Json = False, report: Report = None, quiet: Quiet = False,
 ) -> None:
     """Replay a request trace open loop against OpenAI-compatible endpoints; measure TTFT, TPOT, ITL, E2E.
@@ -242,6 +258,9 @@ def replay_cmd(
     timeout, connection_lost, incomplete) and never stop the run; Ctrl-C or SIGTERM stops sending, cancels
     what is in flight and still writes what was measured (exit code 0, 'interrupted' in --json).
     slo_attainment uses simulate's default targets (1000 ms TTFT, 50 ms TPOT) unless given.
+    With --compare-sim the sent requests are also simulated on --engines engines of the replica given by
+    --gpu/--gpus/--precision/--engine, and --json gains 'simulated' and 'gap' ((measured - simulated) /
+    simulated per percentile of TTFT and TPOT).
     """
     from fleetwise.replay import APIS, HTTP_CLIENTS, find_model, normalize_url, replay_trace
 
@@ -255,8 +274,13 @@ def replay_cmd(
     tr = _trace(trace, start, duration, multiply, limit, seed, fmt=fmt, time_col=time_col,
                 input_col=input_col, output_col=output_col, time_unit=time_unit, max_bad_rows=max_bad_rows)
     headers = {"authorization": f"Bearer {api_key}"} if api_key else None
+    given = model is not None
     if model is None:
         model = find_model(urls[0], headers)
+    fleet = None
+    if compare_sim:  # resolved before the replay: a typo must not cost the whole run
+        fleet = _sim_fleet(model, given, urls[0], gpu, gpus, precision, engine, engines, max_num_seqs,
+                           ttft_ms, tpot_ms)
     if not quiet:
         span = tr.duration_s / compress
         faster = f", {compress:g}x faster than the trace" if compress != 1 else ""
@@ -270,10 +294,16 @@ def replay_cmd(
                               stop_event=stop, share_prefixes=share_prefixes, headers=headers,
                               http_client=http_client)
     summary = result.summary(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+    if fleet is not None and summary["sent"]:  # stopped before the first send: nothing to compare
+        from fleetwise.replay.compare import compare_with_simulation
+
+        summary = compare_with_simulation(result, fleet, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
     if out:
         result.write_csv(out)
     if report:
-        _write_report(report, result, summary, str(trace))
+        from fleetwise.report.replay import replay_report
+
+        replay_report(report, result, summary, source=str(trace))
     _warnings(summary)
     if json_out:
         print_json({"trace": str(trace), **summary})
@@ -281,90 +311,46 @@ def replay_cmd(
     console.print(_table(summary))
     if len(urls) > 1:
         console.print(_url_table(summary))
+    if "gap" in summary:
+        console.print(_comparison_table(summary))
     for path in (out, report):
         if path:
             err_console.print(f"fleetwise: wrote {path}", highlight=False)
 
 
-# -- the HTML report -------------------------------------------------------------------------------------
+def _sim_fleet(model: str, given: bool, url: str, gpu: str, gpus: int, precision: str, engine: str,
+               engines: int | None, max_num_seqs: int | None, ttft_ms: float, tpot_ms: float):
+    """The fleet --compare-sim simulates, checked now; the model must be one the catalog knows."""
+    from fleetwise.catalog import load_catalog
+    from fleetwise.replay.compare import SimulatedFleet, check_fleet
+
+    try:
+        load_catalog().model(model)
+    except UnknownNameError as exc:
+        where = "" if given else f" (served by {url})"
+        raise ConfigError(f"--compare-sim: {exc}{where}; pass --model with a model of the fleetwise "
+                          "catalog") from None
+    fleet = SimulatedFleet(model, gpu, gpus, precision, engine, engines, max_num_seqs)
+    check_fleet(fleet, ttft_ms=ttft_ms, tpot_ms=tpot_ms)
+    return fleet
 
 
-def _write_report(path: str, result, s: dict, trace: str) -> None:
-    """One self-contained page: the summary, failures, per-endpoint rows, latency CDFs, rate over time."""
-    from fleetwise.atomic import write_atomic
-    from fleetwise.report.figures import figure_png
-    from fleetwise.report.html import html_page, png_html, table_html
+def _comparison_table(s: dict) -> Table:
+    from fleetwise.report.replay import comparison_rows
 
-    sections = [("Summary", table_html(["metric", "value"], _summary_rows(s)))]
-    if s["failed_by_reason"]:
-        sections.append(("Failures", table_html(["reason", "requests", "first message"], [
-            [r, n, s["first_error_by_reason"].get(r, "")] for r, n in s["failed_by_reason"].items()])))
-    if len(s["by_url"]) > 1:
-        headers = ["url", "sent", "completed", "failed", "tokens", "TTFT p95 ms"]
-        sections.append(("Endpoints", table_html(headers, [
-            [u["url"], u["sent"], u["completed"], u["failed"], u["tokens"], _cell(u["ttft_ms"]["p95"])]
-            for u in s["by_url"]])))
-    sections.append(("Latency", png_html(figure_png(_latency_figure(result)), "latency CDFs")))
-    sections.append(("Rate", png_html(figure_png(_rate_figure(result)), "achieved vs trace rate")))
-    streamed = ", streamed" if s["stream"] else ""
-    note = (f"{trace} against {', '.join(s['urls'])}, model {s['model']}, {s['api']} API{streamed}; "
-            f"times in the trace's time (wall x {s['time_compress']:g})")
-    write_atomic(path, html_page("fleetwise replay", sections, note=note))
+    f = s["simulated"]["fleet"]
+    title = (f"measured vs simulated ({f['engines']} x {f['model']} on {f['gpus']} x {f['gpu']}, "
+             f"{f['precision']}, {f['engine']})")
+    t = Table(title=title, box=box.SIMPLE_HEAD, min_width=len(title) + 4)
+    for c in ("metric", "percentile", "measured", "simulated", "gap %"):
+        t.add_column(c, justify="left" if c in ("metric", "percentile") else "right")
+    for metric, p, measured, simulated, gap in comparison_rows(s):
+        t.add_row(metric, p, _num(measured), _num(simulated), gap if isinstance(gap, str) else f"{gap:+.1f}")
+    return t
 
 
-def _summary_rows(s: dict) -> list[list]:
-    latency = [(f"{m} {q} ms", _cell(s[f"{m.lower()}_ms"][q])) for m in ("TTFT", "TPOT", "ITL", "E2E")
-               for q in ("p50", "p95", "p99")]
-    return [[label, value] for label, value in (
-        ("requests", s["requests"]), ("sent", s["sent"]), ("completed", s["completed"]),
-        ("failed", s["failed"]), ("cancelled", s["cancelled"]), ("not sent", s["not_sent"]), *latency,
-        ("SLO attainment %", _cell(100 * s["slo_attainment"])), ("achieved req/s", _cell(s["achieved_rps"])),
-        ("trace req/s", _cell(s["trace_rps"])), ("completed req/s", _cell(s["throughput_rps"])),
-        ("output tokens/s", _cell(s["output_tokens_per_s"])),
-        ("client lag p50 ms (wall)", _cell(s["client_lag_ms"]["p50"])),
-        ("client lag p99 ms (wall)", _cell(s["client_lag_ms"]["p99"])), ("late sends", s["late_sends"]),
-        ("duration s", s["duration_s"]), ("time compress", s["time_compress"]))]
-
-
-def _cell(x: float) -> float | str:
-    return x if x is not None and math.isfinite(x) else "-"
-
-
-def _latency_figure(result):
-    from fleetwise.report.figures import _plt
-    from fleetwise.report.simulation import _cdf
-
-    plt = _plt()
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
-    ok = result.status_array == "ok"
-    panels = ((axes[0], "TTFT", result.ttft_s, True), (axes[1], "TPOT", result.tpot_s, False),
-              (axes[2], "E2E", result.e2e_s, True))
-    for ax, name, values, log in panels:
-        x, y = _cdf(np.where(ok, values, np.nan) * 1e3, len(result))
-        ax.plot(x, y, lw=1.0, drawstyle="steps-post")
-        ax.set(title=name, xlabel="ms (log)" if log else "ms", ylim=(0, 1.02))
-        if log and len(x) and x[0] > 0:
-            ax.set_xscale("log")
-    axes[0].set_ylabel("fraction of all requests")
-    fig.tight_layout()
-    return fig
-
-
-def _rate_figure(result):
-    from fleetwise.report.figures import _plt
-
-    plt = _plt()
-    starts, trace_rps, sent_rps = result.rate_over_time()
-    fig, axes = plt.subplots(2, 1, figsize=(12, 5.2), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    axes[0].step(starts, trace_rps, where="post", lw=2.5, color="0.75", label="trace")
-    axes[0].step(starts, sent_rps, where="post", lw=1.0, color="C0", label="sent")
-    axes[0].set(ylabel="req/s", title="Achieved vs trace rate")
-    axes[0].legend(loc="upper left", fontsize=8)
-    sent = np.isfinite(result.sent_s)
-    axes[1].plot(result.arrival_s[sent], result.client_lag_s[sent] * 1e3, ",", alpha=0.6)
-    axes[1].set(ylabel="client lag ms", xlabel="trace time s")
-    fig.tight_layout()
-    return fig
+def _num(x) -> str:
+    return x if isinstance(x, str) else f"{x:,.0f}" if x >= 100 else f"{x:.2f}"
 
 
 def register(app: typer.Typer) -> None:

@@ -5,12 +5,10 @@ absolute terms so errors do not accumulate) and spawns a task for it without wai
 At most ``max_in_flight`` requests are open at once; a request that finds no free slot waits, and the wait
 shows as client lag (``sent_s - scheduled``), never as server latency.
 
-HTTP goes over keep-alive HTTP/1.1 connections, one request at a time per connection, by one of two clients:
-``"fast"`` (the default), a small HTTP/1.1 client on an :class:`asyncio.Protocol` with an O(1) connection
-pool that timestamps response bytes as the event loop receives them; or ``"httpx"``, an
-``httpx.AsyncClient`` with its pool sized to ``max_in_flight``. They measure the same things; the fast one
-costs a fraction of the CPU per request (httpx's pool scans every connection on every request), which is
-what lets one Python process replay thousands of requests per second (``benchmarks/replay_speed.py``).
+HTTP goes over keep-alive HTTP/1.1 connections, one request at a time per connection, through a transport
+of :mod:`fleetwise.replay.transport`: ``aiohttp`` (the default; its C parser and pool cost little enough
+CPU per request to replay thousands of requests per second from one process) or ``httpx``. Transport
+failures become the reasons of :func:`fleetwise.replay.transport.failure_reason`.
 
 Prompts are token-id arrays of the trace's input length (``"prompt": [ids]``, exact on any server that
 accepts token ids, as vLLM and SGLang do): the first two ids encode the request's index, so no two requests
@@ -31,24 +29,19 @@ is seen: TTFT = E2E and TPOT is unknown.
 
 Several URLs share the load by least outstanding tokens (input + output tokens of the requests sent to an
 endpoint and not finished; ties go to the first listed), the fleet simulator's default ``least-work`` rule.
-
-Exceptions of the fast client::
-
-    Exception
-    ├── ConnectionLost   the server refused, reset or closed the connection before the answer was complete
-    └── BadResponse      bytes that are not HTTP/1.1 (a response head or chunk framing that cannot be read)
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import math
 import re
-import ssl
 import time
 from array import array
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -56,24 +49,21 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 from fleetwise.replay.results import CANCELLED, NOT_SENT, OK, ReplayResult
+from fleetwise.replay.transport import TRANSPORTS, failure_reason, open_transport
 from fleetwise.traffic.records import RequestTrace
 
 APIS = ("completions", "chat")
-HTTP_CLIENTS = ("fast", "httpx")
+HTTP_CLIENTS = TRANSPORTS
+DEFAULT_HTTP_CLIENT = "aiohttp"
 DEFAULT_MAX_IN_FLIGHT = 1024
 DEFAULT_TIMEOUT_S = 600.0
 PREFIX_BLOCK_TOKENS = 512
 """Tokens per prefix-block id (Mooncake's ``hash_ids`` are 512-token blocks)."""
 MAX_ITL_SAMPLES = 4_000_000
 """ITL gaps kept (32 MB); past it every other one is dropped and half as many are kept from then on."""
-KEEPALIVE_S = 4.0
-"""Reuse an idle connection only this long: uvicorn (vLLM, SGLang) closes idle ones after 5 s, and a request
-written into a connection the server is closing fails for no fault of the server."""
-CONNECT_TIMEOUT_S = 30.0
 MODELS_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.25
 STOP_POLL_S = 0.05
-MAX_HEAD_BYTES = 64 * 1024
 
 _CONTENT = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"(?!")')
 _ID_LO, _ID_SPAN = 1000, 28_000  # token ids in [1000, 29000): past byte/special tokens, inside any vocab
@@ -113,7 +103,7 @@ def replay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = No
                  timeout_s: float = DEFAULT_TIMEOUT_S, api: str = "completions",
                  progress: Callable[[ReplayProgress], None] | None = None, stop_event=None,
                  share_prefixes: bool = True, headers: dict[str, str] | None = None,
-                 http_client: str = "fast") -> ReplayResult:
+                 http_client: str = DEFAULT_HTTP_CLIENT) -> ReplayResult:
     """Replay ``trace`` open-loop against ``urls`` and measure every request (blocking; uvloop if installed).
 
     See :func:`areplay_trace` for the arguments.
@@ -124,10 +114,30 @@ def replay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = No
         run = uvloop.run
     except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
         run = asyncio.run
-    return run(areplay_trace(trace, urls, model=model, time_compress=time_compress, stream=stream,
-                             max_in_flight=max_in_flight, timeout_s=timeout_s, api=api, progress=progress,
-                             stop_event=stop_event, share_prefixes=share_prefixes, headers=headers,
-                             http_client=http_client))
+    with _frozen_heap():
+        return run(areplay_trace(trace, urls, model=model, time_compress=time_compress, stream=stream,
+                                 max_in_flight=max_in_flight, timeout_s=timeout_s, api=api, progress=progress,
+                                 stop_event=stop_event, share_prefixes=share_prefixes, headers=headers,
+                                 http_client=http_client))
+
+
+@contextmanager
+def _frozen_heap():
+    """Keep the objects alive before the run out of the collector's reach while it runs, unless the process
+    froze its heap itself.
+
+    A full collection walks every object of the process (numpy, aiohttp, the caller's data), a stall of tens
+    of ms that shows as client lag: at 3,000 req/s it took the lag p99 from 1.5-1.9 ms to 18-112 ms.
+    """
+    if gc.get_freeze_count():
+        yield
+        return
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = None,
@@ -135,7 +145,7 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
                         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, timeout_s: float = DEFAULT_TIMEOUT_S,
                         api: str = "completions", progress: Callable[[ReplayProgress], None] | None = None,
                         stop_event=None, share_prefixes: bool = True, headers: dict[str, str] | None = None,
-                        http_client: str = "fast") -> ReplayResult:
+                        http_client: str = DEFAULT_HTTP_CLIENT) -> ReplayResult:
     """Replay ``trace`` open-loop against ``urls`` (OpenAI-compatible base URLs) and measure every request.
 
     Args:
@@ -149,14 +159,14 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
             stops, requests in flight are cancelled, and what was measured is returned (``interrupted``).
         share_prefixes: give equal prompt blocks to equal prefix-block ids of the trace, if it has them.
         headers: extra HTTP headers for every request (e.g. ``{"authorization": "Bearer KEY"}``).
-        http_client: ``fast`` or ``httpx`` (see the module docstring).
+        http_client: ``aiohttp`` or ``httpx`` (see :mod:`fleetwise.replay.transport`).
     """
     endpoints = _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client)
     _raise_fd_limit(max_in_flight + 64)
     headers = dict(headers or {})
     if model is None:
-        model = await discover_model(endpoints[0].base, headers)
-    http = _FastHttp(headers) if http_client == "fast" else _HttpxHttp(max_in_flight, timeout_s, headers)
+        model = await discover_model(endpoints[0], headers)
+    http = open_transport(http_client, max_in_flight, timeout_s, headers)
     try:
         run = _Run(http, trace, endpoints, model, time_compress, stream, max_in_flight, timeout_s, api,
                    share_prefixes)
@@ -189,7 +199,7 @@ async def discover_model(base: str, headers: dict[str, str] | None = None) -> st
 
 def find_model(url: str, headers: dict[str, str] | None = None) -> str:
     """The blocking form of :func:`discover_model`, for a base URL as users write it."""
-    return asyncio.run(discover_model(_Endpoint.parse(url).base, headers))
+    return asyncio.run(discover_model(normalize_url(url), headers))
 
 
 def normalize_url(url: str) -> str:
@@ -207,30 +217,7 @@ def normalize_url(url: str) -> str:
     return base.removesuffix("/v1")
 
 
-@dataclass(frozen=True)
-class _Endpoint:
-    """A base URL taken apart once, for the fast client."""
-
-    base: str
-    scheme: str
-    host: str
-    port: int
-    netloc: str
-    prefix: str  # path before /v1/...
-
-    @classmethod
-    def parse(cls, url: str) -> _Endpoint:
-        base = normalize_url(url)
-        p = urlsplit(base)
-        port = p.port or (443 if p.scheme == "https" else 80)
-        return cls(base, p.scheme, p.hostname or "", port, p.netloc.rpartition("@")[2], p.path.rstrip("/"))
-
-    @property
-    def key(self) -> tuple[str, str, int]:
-        return self.scheme, self.host, self.port
-
-
-def _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client) -> list[_Endpoint]:
+def _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client) -> list[str]:
     if not urls:
         raise ConfigError("give at least one --url")
     if not (isinstance(time_compress, int | float) and 0 < time_compress < math.inf):
@@ -246,7 +233,7 @@ def _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_clien
         raise ConfigError(f"--http-client must be one of {', '.join(HTTP_CLIENTS)} (got '{http_client}')")
     if len(trace) == 0:
         raise ConfigError("the trace has no requests to replay")
-    return [_Endpoint.parse(u) for u in urls]
+    return [normalize_url(u) for u in urls]
 
 
 def _raise_fd_limit(needed: int) -> None:
@@ -267,369 +254,6 @@ def _raise_fd_limit(needed: int) -> None:
 def _describe(exc: BaseException | str) -> str:
     text = str(exc).strip() or type(exc).__name__
     return " ".join(text.split())[:200]
-
-
-# -- the fast HTTP/1.1 client ----------------------------------------------------------------------------
-
-
-class ConnectionLost(Exception):
-    """The server refused, reset or closed the connection before its answer was complete."""
-
-
-class BadResponse(Exception):
-    """The server sent bytes that are not a readable HTTP/1.1 response."""
-
-
-_NONE, _LENGTH, _CHUNKED, _UNTIL_CLOSE = range(4)  # response body framing
-_SIZE, _DATA, _CRLF, _TRAILER = range(4)  # where a chunked body is
-
-
-class _Wire(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection carrying one request at a time; parses the answer as bytes arrive
-    and timestamps each piece of body then (the consumer may run a little later)."""
-
-    def __init__(self, pool: _WirePool, ep: _Endpoint) -> None:
-        self.pool, self.ep = pool, ep
-        self.transport: asyncio.Transport | None = None
-        self.buf = bytearray()
-        self.closed = self.busy = False
-        self.idle_since = 0.0
-        self.waiter: asyncio.Future | None = None
-        self._reset()
-
-    def _reset(self) -> None:
-        self.status = 0
-        self.head_done = self.done = self.got_bytes = False
-        self.keep = True
-        self.mode, self.cstate, self.left = _NONE, _SIZE, 0
-        self.pieces: list[tuple[float, bytes]] = []
-        self.error: Exception | None = None
-
-    # -- asyncio callbacks
-    def connection_made(self, transport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        if not self.busy or self.done:
-            self.keep = False  # bytes nobody asked for: the connection cannot be trusted with another request
-            self.transport.close()
-            return
-        self.got_bytes = True
-        self.buf += data
-        try:
-            self._parse(time.perf_counter())
-        except BadResponse as exc:
-            self.error, self.keep = exc, False
-            self.transport.close()
-        self._wake()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
-        if self.busy and not self.done and self.error is None:
-            if self.head_done and self.mode == _UNTIL_CLOSE:
-                self.done = True
-            else:
-                where = "mid-answer" if self.head_done else "before answering"
-                detail = f" ({exc})" if exc else ""
-                self.error = ConnectionLost(f"the server closed the connection {where}{detail}")
-        self._wake()
-
-    def _wake(self) -> None:
-        if self.waiter is not None and not self.waiter.done():
-            self.waiter.set_result(None)
-
-    # -- parsing
-    def _parse(self, t: float) -> None:
-        buf = self.buf
-        while not self.head_done:
-            end = buf.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buf) > MAX_HEAD_BYTES:
-                    raise BadResponse("response head too large")
-                return
-            head = bytes(buf[:end])
-            del buf[:end + 4]
-            self._head(head)
-        if self.done:
-            self.keep = self.keep and not buf
-        elif self.mode == _LENGTH:
-            take = min(self.left, len(buf))
-            if take:
-                self.pieces.append((t, bytes(buf[:take])))
-                del buf[:take]
-                self.left -= take
-            if not self.left:
-                self._finish()
-        elif self.mode == _UNTIL_CLOSE:
-            if buf:
-                self.pieces.append((t, bytes(buf)))
-                buf.clear()
-        else:
-            self._chunked(t)
-
-    def _head(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        parts = lines[0].split(b" ", 2)
-        if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            raise BadResponse(f"not an HTTP response: {lines[0][:60]!r}")
-        status = int(parts[1])
-        if 100 <= status < 200:
-            return  # an interim answer (100 Continue); the real one follows
-        keep, length, chunked = parts[0] != b"HTTP/1.0", None, False
-        for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
-            if name == b"content-length":
-                if not value.strip().isdigit():
-                    raise BadResponse(f"bad content-length {value[:40]!r}")
-                length = int(value)
-            elif name == b"transfer-encoding":
-                chunked = b"chunked" in value.lower()
-            elif name == b"connection":
-                keep = b"keep-alive" in value.lower() if not keep else b"close" not in value.lower()
-        self.status, self.head_done, self.keep = status, True, keep
-        if status in (204, 304):
-            self._finish()
-        elif chunked:
-            self.mode, self.cstate = _CHUNKED, _SIZE
-        elif length is not None:
-            self.mode, self.left = _LENGTH, length
-            if not length:
-                self._finish()
-        else:
-            self.mode, self.keep = _UNTIL_CLOSE, False
-
-    def _chunked(self, t: float) -> None:
-        buf, out, pos = self.buf, [], 0
-        n = len(buf)
-        while True:
-            if self.cstate == _DATA:
-                take = min(self.left, n - pos)
-                if not take:
-                    break
-                out.append(buf[pos:pos + take])
-                pos += take
-                self.left -= take
-                if self.left:
-                    break
-                self.cstate = _CRLF
-            elif self.cstate == _CRLF:
-                if n - pos < 2:
-                    break
-                if buf[pos:pos + 2] != b"\r\n":
-                    raise BadResponse("a chunk does not end in CRLF")
-                pos += 2
-                self.cstate = _SIZE
-            else:
-                end = buf.find(b"\r\n", pos)
-                if end < 0:
-                    if n - pos > 4096:
-                        raise BadResponse("chunk-size line too long")
-                    break
-                line, pos = bytes(buf[pos:end]), end + 2
-                if self.cstate == _SIZE:
-                    try:
-                        size = int(line.split(b";", 1)[0].strip(), 16)
-                    except ValueError:
-                        raise BadResponse(f"bad chunk size {line[:40]!r}") from None
-                    self.cstate, self.left = (_DATA, size) if size else (_TRAILER, 0)
-                elif not line:  # the blank line after the (usually absent) trailers
-                    self._finish()
-                    break
-        if pos:
-            del buf[:pos]
-        if out:
-            self.pieces.append((t, b"".join(out)))
-        if self.done and buf:
-            self.keep = False
-
-    def _finish(self) -> None:
-        self.done = True
-
-    # -- the caller's side
-    def send(self, data: bytes) -> None:
-        self._reset()
-        self.busy = True
-        if self.closed or self.transport is None or self.transport.is_closing():
-            self.error = ConnectionLost("the connection was closed before the request went out")
-            return
-        self.transport.write(data)
-
-    async def _wait(self) -> None:
-        self.waiter = asyncio.get_running_loop().create_future()
-        try:
-            await self.waiter
-        finally:
-            self.waiter = None
-
-    async def wait_head(self) -> int:
-        while not self.head_done:
-            if self.error is not None:
-                raise self.error
-            await self._wait()
-        return self.status
-
-    async def chunks(self) -> AsyncIterator[tuple[float, bytes]]:
-        """(receive time, bytes) of the body as it arrives; raises if the connection breaks first."""
-        while True:
-            if self.pieces:
-                pieces, self.pieces = self.pieces, []
-                for piece in pieces:
-                    yield piece
-            elif self.done:
-                return
-            elif self.error is not None:
-                raise self.error
-            else:
-                await self._wait()
-
-    async def aclose(self) -> None:
-        self.pool.release(self)
-
-
-class _WirePool:
-    """Idle connections per endpoint as stacks: the warmest is reused first, each in O(1)."""
-
-    def __init__(self) -> None:
-        self.idle: dict[tuple, list[_Wire]] = {}
-        self.wires: set[_Wire] = set()
-        self._ssl: ssl.SSLContext | None = None
-
-    async def acquire(self, ep: _Endpoint, reuse: bool = True) -> tuple[_Wire, bool]:
-        stack = self.idle.get(ep.key) if reuse else None
-        now = time.monotonic()
-        while stack:
-            wire = stack.pop()
-            if not wire.closed and now - wire.idle_since < KEEPALIVE_S:
-                return wire, True
-            self.discard(wire)
-        if ep.scheme == "https" and self._ssl is None:
-            self._ssl = ssl.create_default_context()
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
-                _, wire = await loop.create_connection(lambda: _Wire(self, ep), ep.host, ep.port,
-                                                       ssl=self._ssl if ep.scheme == "https" else None)
-        except OSError as exc:
-            raise ConnectionLost(f"cannot connect to {ep.netloc} ({exc.strerror or exc})") from None
-        self.wires.add(wire)
-        return wire, False
-
-    def release(self, wire: _Wire) -> None:
-        if wire.busy and wire.done and wire.keep and not wire.closed and not wire.buf:
-            wire.busy = False
-            wire.idle_since = time.monotonic()
-            self.idle.setdefault(wire.ep.key, []).append(wire)
-        else:
-            self.discard(wire)
-
-    def discard(self, wire: _Wire) -> None:
-        self.wires.discard(wire)
-        wire.busy = False
-        if wire.transport is not None:
-            wire.transport.close()
-
-    def close(self) -> None:
-        for wire in list(self.wires):
-            if wire.transport is not None:
-                wire.transport.abort()
-        self.wires.clear()
-        self.idle.clear()
-
-
-class _FastHttp:
-    """POSTs over the fast client: one write per request (head and body together)."""
-
-    def __init__(self, headers: dict[str, str]) -> None:
-        self.pool = _WirePool()
-        self.extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        self.heads: dict[tuple[_Endpoint, str, bool], bytes] = {}
-
-    def _head(self, ep: _Endpoint, path: str, stream: bool) -> bytes:
-        key = (ep, path, stream)
-        if key not in self.heads:
-            accept = "text/event-stream" if stream else "application/json"
-            self.heads[key] = (f"POST {ep.prefix}{path} HTTP/1.1\r\nhost: {ep.netloc}\r\n"
-                               f"user-agent: fleetwise-replay\r\ncontent-type: application/json\r\n"
-                               f"accept: {accept}\r\n{self.extra}").encode()
-        return self.heads[key]
-
-    async def post(self, ep: _Endpoint, path: str, body: bytes, stream: bool) -> _Wire:
-        data = self._head(ep, path, stream) + b"content-length: %d\r\n\r\n" % len(body) + body
-        wire, reused = await self.pool.acquire(ep)
-        try:
-            wire.send(data)
-            try:
-                await wire.wait_head()
-            except ConnectionLost:
-                if not reused or wire.got_bytes:
-                    raise
-                # A reused connection the server closed as we wrote: it never saw the request. Once more,
-                # on a fresh connection.
-                self.pool.discard(wire)
-                wire, _ = await self.pool.acquire(ep, reuse=False)
-                wire.send(data)
-                await wire.wait_head()
-        except BaseException:
-            self.pool.discard(wire)
-            raise
-        return wire
-
-    async def aclose(self) -> None:
-        self.pool.close()
-
-
-class _HttpxAnswer:
-    """An httpx streaming response with the fast client's interface."""
-
-    def __init__(self, resp) -> None:
-        self.resp = resp
-        self.status = resp.status_code
-
-    async def chunks(self) -> AsyncIterator[tuple[float, bytes]]:
-        async for chunk in self.resp.aiter_raw():
-            yield time.perf_counter(), chunk
-
-    async def aclose(self) -> None:
-        await self.resp.aclose()
-
-
-class _HttpxHttp:
-    """POSTs over an ``httpx.AsyncClient`` with a keep-alive pool of ``max_in_flight`` connections."""
-
-    def __init__(self, max_in_flight: int, timeout_s: float, headers: dict[str, str]) -> None:
-        import httpx
-
-        limits = httpx.Limits(max_connections=max_in_flight, max_keepalive_connections=max_in_flight,
-                              keepalive_expiry=KEEPALIVE_S)
-        timeout = httpx.Timeout(connect=min(timeout_s, CONNECT_TIMEOUT_S), read=timeout_s, write=timeout_s,
-                                pool=None)
-        # trust_env=False: a load generator talks to the endpoint directly, never through an environment proxy
-        headers = {"user-agent": "fleetwise-replay", **headers}
-        self.client = httpx.AsyncClient(limits=limits, timeout=timeout, trust_env=False,
-                                        follow_redirects=False, headers=headers)
-
-    async def post(self, ep: _Endpoint, path: str, body: bytes, stream: bool) -> _HttpxAnswer:
-        accept = "text/event-stream" if stream else "application/json"
-        headers = {"content-type": "application/json", "accept": accept}
-        request = self.client.build_request("POST", ep.base + path, content=body, headers=headers)
-        return _HttpxAnswer(await self.client.send(request, stream=True))
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-def _reason(exc: Exception) -> str:
-    """The failure reason of an exception raised by either HTTP client."""
-    import httpx
-
-    if isinstance(exc, TimeoutError | httpx.TimeoutException):
-        return "timeout"
-    if isinstance(exc, ConnectionLost | httpx.RemoteProtocolError | httpx.NetworkError | OSError):
-        return "connection_lost"
-    if isinstance(exc, BadResponse | httpx.HTTPError):
-        return "protocol_error"
-    return "client_error"
 
 
 # -- prompts ---------------------------------------------------------------------------------------------
@@ -691,13 +315,14 @@ class _Prompts:
 class _Run:
     """The state of one replay: the per-request arrays its tasks fill in, and the routing counters."""
 
-    def __init__(self, http, trace: RequestTrace, endpoints: list[_Endpoint], model: str,
+    def __init__(self, http, trace: RequestTrace, endpoints: list[str], model: str,
                  time_compress: float, stream: bool, max_in_flight: int, timeout_s: float, api: str,
                  share_prefixes: bool) -> None:
         n = len(trace)
         self.http, self.trace, self.endpoints, self.model = http, trace, endpoints, model
         self.compress, self.stream, self.timeout_s, self.api = float(time_compress), stream, timeout_s, api
-        self.path = "/v1/completions" if api == "completions" else "/v1/chat/completions"
+        path = "/v1/completions" if api == "completions" else "/v1/chat/completions"
+        self.urls = [base + path for base in endpoints]
         self.prompts = _Prompts(trace, api, model, stream, share_prefixes)
         self.arrival = ((trace.arrival_s - trace.start_s) / self.compress).tolist()  # wall offsets from start
         self.isl = trace.input_tokens.tolist()
@@ -800,7 +425,7 @@ class _Run:
                     return  # status stays "cancelled": the run was stopped, nothing failed
                 raise
             except Exception as exc:  # noqa: BLE001 - one request's failure never stops the run
-                status = _reason(exc)
+                status = failure_reason(exc)
                 self.first_errors.setdefault(status, _describe(exc))
             finally:
                 self.outstanding[u] -= work
@@ -813,7 +438,7 @@ class _Run:
 
     async def _request(self, i: int, u: int, start: float) -> str:
         body = self.prompts.body(i, self.isl[i], self.osl[i])
-        answer = await self.http.post(self.endpoints[u], self.path, body, self.stream)
+        answer = await self.http.post(self.urls[u], body, self.stream)
         try:
             if answer.status != 200:
                 text = b"".join([c async for _, c in answer.chunks()])
@@ -901,7 +526,7 @@ class _Run:
         sent = np.isfinite(self.sent)
         first_sent = float(np.nanmin(self.sent)) if sent.any() else 0.0
         return ReplayResult(
-            urls=tuple(ep.base for ep in self.endpoints), model=self.model, api=self.api, stream=self.stream,
+            urls=tuple(self.endpoints), model=self.model, api=self.api, stream=self.stream,
             time_compress=x, arrival_s=np.asarray(self.arrival) * x, sent_s=self.sent * x,
             input_tokens=np.asarray(self.trace.input_tokens, dtype=np.int64),
             max_tokens=np.asarray(self.trace.output_tokens, dtype=np.int64), output_tokens=n_out,

@@ -53,13 +53,25 @@ def simulate_replayed(result: ReplayResult, fleet: SimulatedFleet, *, ttft_ms: f
                            np.zeros(int(sent.sum()), dtype=np.int64),
                            (PriorityClass("interactive", ttft_ms, tpot_ms),))
     engines = fleet.engines or len(result.urls)
-    spec = fleet_spec(fleet.model, fleet.gpu, fleet.gpus, None, fleet.precision, engine=fleet.engine,
-                      max_batch=fleet.max_num_seqs, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
-                      mean_isl=float(requests.isl.mean()), mean_osl=float(requests.osl.mean()))
+    spec = _spec(fleet, ttft_ms, tpot_ms, float(requests.isl.mean()), float(requests.osl.mean()))
     itype = dataclasses.replace(spec.itype, engines=1, cold_start_s=0.0, hazard_per_hour=0.0)
     spec = dataclasses.replace(spec, itype=itype, replicas_per_instance=1)
     policy = StaticSchedule.fixed({"on_demand": engines}, name="replayed-fleet")
     return simulate_fleet(requests, spec, policy, SimConfig(router="least-work"))
+
+
+def check_fleet(fleet: SimulatedFleet, *, ttft_ms: float = 1000.0, tpot_ms: float = 50.0) -> None:
+    """Raise now what simulating ``fleet`` would (unknown names, a replica that cannot be built, no offer),
+    so a replay is not spent on a comparison that cannot run."""
+    if fleet.engines is not None and fleet.engines < 1:
+        raise ConfigError(f"the simulated fleet needs at least one engine (got {fleet.engines})")
+    _spec(fleet, ttft_ms, tpot_ms, 1000.0, 250.0)
+
+
+def _spec(fleet: SimulatedFleet, ttft_ms: float, tpot_ms: float, mean_isl: float, mean_osl: float):
+    return fleet_spec(fleet.model, fleet.gpu, fleet.gpus, None, fleet.precision, engine=fleet.engine,
+                      max_batch=fleet.max_num_seqs, ttft_ms=ttft_ms, tpot_ms=tpot_ms, mean_isl=mean_isl,
+                      mean_osl=mean_osl)
 
 
 def relative_gaps(measured: dict, simulated: dict) -> dict:

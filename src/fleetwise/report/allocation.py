@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from fleetwise.atomic import write_atomic
-from fleetwise.report.figures import _plt, figure_png
+from fleetwise.report.figures import figure_png, pyplot
 from fleetwise.report.html import html_page, png_html, table_html
 
 
 def _stack_figure(period_h: float, demand: np.ndarray, layers: list[tuple[str, np.ndarray]], title: str):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4))
     x = np.arange(len(demand)) * period_h / 24
     ax.stackplot(x, *[v for _, v in layers], labels=[n for n, _ in layers], alpha=0.7, step="post")
@@ -31,7 +31,7 @@ def _capacity_layers(schedule, availability: np.ndarray) -> list[tuple[str, np.n
 
 
 def _cost_figure(period_h: float, series: list[tuple[str, np.ndarray]]):
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 3.5))
     for name, per_period in series:
         ax.plot(np.arange(len(per_period)) * period_h / 24, np.cumsum(per_period), label=name)

@@ -15,7 +15,8 @@ from fleetwise.traffic.records import SECONDS_PER_DAY, steps_in_days
 IMAGE_SUFFIXES = (".png", ".svg", ".pdf")
 
 
-def _plt():
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend, imported on first use (import stays fast)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -35,7 +36,7 @@ def _figure_bytes(fig, fmt: str) -> bytes:
     """The figure rendered as ``fmt`` (png, svg or pdf); the figure is closed."""
     buf = io.BytesIO()
     fig.savefig(buf, format=fmt, dpi=110, bbox_inches="tight")
-    _plt().close(fig)
+    pyplot().close(fig)
     return buf.getvalue()
 
 
@@ -65,7 +66,7 @@ def save_figure(fig, path: str | Path, title: str = "fleetwise", tables: list[tu
 
 def traffic_figure(summary):
     """Rate over time, the weekday x time-of-day P95 heatmap, and token-length histograms (traces)."""
-    plt = _plt()
+    plt = pyplot()
     rows = 3 if summary.input_tokens is not None else 2
     fig, axes = plt.subplots(rows, 1, figsize=(11, 3.2 * rows))
     s = summary.series
@@ -73,7 +74,7 @@ def traffic_figure(summary):
     axes[0].plot(x, s.values, lw=0.8)
     axes[0].set(title=f"Request rate per {s.period_s:g} s bin", xlabel=label, ylabel="req/s")
     p = summary.profile
-    per_day = int(round(SECONDS_PER_DAY / p.bin_s))
+    per_day = round(SECONDS_PER_DAY / float(p.bin_s))
     grid = np.full((7, per_day), np.nan)
     grid[p.weekday, (p.bin_start_s // p.bin_s).astype(int)] = p.rate_rps[:, 2]
     im = axes[1].imshow(grid, aspect="auto", extent=(0, 24, 6.5, -0.5), interpolation="nearest")
@@ -96,7 +97,7 @@ def _hist_source(summary, which: str) -> np.ndarray:
 
 def forecast_figure(history, forecast, history_days: float = 3.0):
     """The last days of history and the forecast median with its quantile bands."""
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(11, 4))
     keep = steps_in_days(history_days, history.period_s)
     h = history.slice(max(len(history) - keep, 0))

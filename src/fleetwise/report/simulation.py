@@ -11,7 +11,7 @@ import numpy as np
 
 from fleetwise.atomic import check_output_path, write_atomic
 from fleetwise.errors import ConfigError
-from fleetwise.report.figures import _plt, figure_png
+from fleetwise.report.figures import figure_png, pyplot
 from fleetwise.report.html import html_page, png_html, table_html
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ def _queue_panel(ax, r, unit: float, label: str) -> None:
 
 def _fleet_figure(results):
     """Per run: instances serving stacked by tier vs arrivals (twin axis), and a small queue panel below."""
-    plt = _plt()
+    plt = pyplot()
     unit, label = _time_unit(results)
     fig, axes = plt.subplots(2 * len(results), 1, figsize=(11, 4.2 * len(results)), squeeze=False,
                              gridspec_kw={"height_ratios": [3, 1] * len(results)})
@@ -107,7 +107,7 @@ def _fleet_figure(results):
     return fig
 
 
-def _cdf(values: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
+def latency_cdf(values: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
     """Sorted finite values and their share of *all* requests (those never completed keep the curve below 1)."""
     x = np.sort(values[np.isfinite(values)])
     if len(x) > CDF_POINTS:
@@ -117,11 +117,11 @@ def _cdf(values: np.ndarray, total: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _latency_figure(results):
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
     for r in results:
         for ax, values in ((axes[0], r.ttft_s), (axes[1], r.tpot_s)):
-            x, y = _cdf(np.asarray(values, dtype=float) * 1e3, r.requests)
+            x, y = latency_cdf(np.asarray(values, dtype=float) * 1e3, r.requests)
             ax.plot(x, y, lw=1.0, drawstyle="steps-post", label=r.strategy)
     axes[0].set(title="TTFT", xlabel="ms (log)", ylabel="fraction of all requests", xscale="log", ylim=(0, 1.02))
     axes[1].set(title="TPOT", xlabel="ms", ylim=(0, 1.02))
@@ -131,7 +131,7 @@ def _latency_figure(results):
 
 
 def _cost_figure(results):
-    plt = _plt()
+    plt = pyplot()
     unit, label = _time_unit(results)
     fig, ax = plt.subplots(figsize=(11, 3.5))
     for r in results:
@@ -148,7 +148,7 @@ def _cost_figure(results):
 
 def _preemption_figure(results):
     """Per run with notices: requests kept / migrated / requeued at each spot notice."""
-    plt = _plt()
+    plt = pyplot()
     unit, label = _time_unit(results)
     hit = [r for r in results if r.preemption_events]
     fig, axes = plt.subplots(len(hit), 1, figsize=(11, 2.4 * len(hit)), squeeze=False, sharex=True)
