@@ -78,6 +78,7 @@ def allocation_report(path: str | Path, plan, comparison=None) -> None:
         sections.append(("Cost over time (running hours)", png_html(figure_png(cost))))
         hs = c.hindsight.cost_usd
         rows = [[e.name, e.cost_usd, e.cost_usd / hs if hs else "-", f"{e.unmet_demand_fraction:.3%}"]
+                if e.applicable else [e.name, f"n/a: {e.reason}", "-", "-"]
                 for e in (c.fleetwise, c.hindsight, *c.baselines)]
         sections.append(("Comparison", table_html(["strategy", "cost USD", "x hindsight", "unmet demand"], rows)))
     res = [[oid, term, n] for (oid, term), n in sorted(plan.reserved.items()) if n > 0]
