@@ -367,7 +367,7 @@ def model_schedule(arrival_s, isl, osl, time_scale: float):
     decoding request's token ``k`` arrives at the end of iteration ``index(first_s) + k``), and the worker's
     frontend latency in emulated seconds.
     """
-    from fleetwise.emulate.engine import EmulatedEngine, EmuRequest
+    from fleetwise.emulate.engine import EmulatedEngine, EmuRequest, run_virtual
     from fleetwise.emulate.worker import EmulatorConfig, Worker
 
     async def make():
@@ -375,35 +375,12 @@ def model_schedule(arrival_s, isl, osl, time_scale: float):
 
     worker = asyncio.run(make())
     engine = EmulatedEngine(worker.limits)
-    clock = [0.0]
-    engine.now = lambda: clock[0]
     order = np.argsort(arrival_s, kind="stable")
     arrival = np.asarray(arrival_s)[order] * time_scale + worker.frontend_s  # emulated seconds at the engine
     reqs = [EmuRequest(int(i), int(isl[i]), int(osl[i]), worker.limits.kv_block_tokens, int(osl[i]))
             for i in order]
-    step_ends = []
-    nxt, t, n = 0, 0.0, len(reqs)
-    while True:
-        while nxt < n and arrival[nxt] <= t:
-            clock[0] = arrival[nxt]
-            engine.submit(reqs[nxt])
-            nxt += 1
-        clock[0] = t
-        engine._admit()
-        if not engine.prefilling and not engine.decoding:
-            if nxt == n:
-                break
-            t = arrival[nxt]
-            continue
-        chunks, stepped, dt = engine._plan()
-        t_end = t + dt
-        while nxt < n and arrival[nxt] < t_end:
-            clock[0] = arrival[nxt]
-            engine.submit(reqs[nxt])
-            nxt += 1
-        engine._apply(chunks, stepped, dt, t_end)
-        step_ends.append(t_end)
-        t = t_end
+    step_ends = run_virtual(engine, arrival, reqs)
+    n = len(reqs)
     first = np.empty(n)
     finish = np.empty(n)
     for r in reqs:

@@ -12,7 +12,7 @@ import math
 import numpy as np
 import pytest
 
-from fleetwise.emulate.engine import FINISHED, EmulatedEngine, EmuRequest, EngineLimits
+from fleetwise.emulate.engine import FINISHED, EmulatedEngine, EmuRequest, EngineLimits, run_virtual
 from fleetwise.perf.replica import replica_from_names
 from fleetwise.sim.core import SimConfig, Simulator
 from fleetwise.sim.fleet import InstanceType
@@ -33,32 +33,9 @@ def limits_of(spec, max_num_seqs=None, kv=None) -> EngineLimits:
 
 def drive(engine: EmulatedEngine, arrival, isl, osl) -> list[EmuRequest]:
     """Run the engine's iteration loop on a virtual clock; returns the requests in arrival order."""
-    clock = [0.0]
-    engine.now = lambda: clock[0]
     reqs = [EmuRequest(i, int(a), int(b), engine.limits.kv_block_tokens, int(b)) for i, (a, b) in
             enumerate(zip(isl, osl))]
-    nxt, t = 0, 0.0
-    n = len(reqs)
-    while True:
-        while nxt < n and arrival[nxt] <= t:
-            clock[0] = arrival[nxt]
-            engine.submit(reqs[nxt])
-            nxt += 1
-        clock[0] = t
-        engine._admit()
-        if not engine.prefilling and not engine.decoding:
-            if nxt == n:
-                break
-            t = arrival[nxt]
-            continue
-        chunks, stepped, dt = engine._plan()
-        t_end = t + dt
-        while nxt < n and arrival[nxt] < t_end:  # arrivals during the iteration wait for its end
-            clock[0] = arrival[nxt]
-            engine.submit(reqs[nxt])
-            nxt += 1
-        engine._apply(chunks, stepped, dt, t_end)
-        t = t_end
+    run_virtual(engine, arrival, reqs)
     return reqs
 
 

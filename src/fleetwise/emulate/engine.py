@@ -301,6 +301,39 @@ class EmulatedEngine:
         req._wake()
 
 
+def run_virtual(engine: EmulatedEngine, arrival_s, requests: list[EmuRequest]) -> list[float]:
+    """Run ``requests`` (arriving at the sorted emulated times ``arrival_s``) through the engine's iteration
+    loop on a virtual clock - what the emulator does with no HTTP or event-loop delay - and return the end time
+    of every iteration. The engine must not have been started; its requests carry their times afterwards."""
+    clock = [0.0]
+    engine.now = lambda: clock[0]
+    step_ends: list[float] = []
+    nxt, t, n = 0, 0.0, len(requests)
+
+    def arrive_before(limit: float, inclusive: bool) -> None:
+        nonlocal nxt
+        while nxt < n and (arrival_s[nxt] <= limit if inclusive else arrival_s[nxt] < limit):
+            clock[0] = arrival_s[nxt]
+            engine.submit(requests[nxt])
+            nxt += 1
+
+    while True:
+        arrive_before(t, inclusive=True)
+        clock[0] = t
+        engine._admit()
+        if not engine.prefilling and not engine.decoding:
+            if nxt == n:
+                return step_ends
+            t = arrival_s[nxt]
+            continue
+        chunks, stepped, dt = engine._plan()
+        t_end = t + dt
+        arrive_before(t_end, inclusive=False)  # arrivals during an iteration wait for its end
+        engine._apply(chunks, stepped, dt, t_end)
+        step_ends.append(t_end)
+        t = t_end
+
+
 def _reason(req: EmuRequest) -> str:
     """vLLM's finish reason: 'length' when the request stopped at its max_tokens, else 'stop' (an end of
     sequence, here the drawn output length)."""
