@@ -36,10 +36,20 @@ class APIError(Exception):
         self.status, self.message, self.kind, self.param = status, message, kind, param
 
 
-def error_response(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None,
-                   headers: dict | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind, "param": param, "code": status}},
-                        status_code=status, headers=headers)
+def error_object(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None) -> dict:
+    """The OpenAI error body."""
+    return {"error": {"message": message, "type": kind, "param": param, "code": status}}
+
+
+def retry_headers(status: int) -> dict[str, str]:
+    """``Retry-After`` for answers a client should retry (rate limited, starting up)."""
+    return {"retry-after": "1"} if status in (429, 503) else {}
+
+
+def error_response(status: int, message: str, kind: str = "invalid_request_error",
+                   param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_object(status, message, kind, param), status_code=status,
+                        headers=retry_headers(status))
 
 
 class _Common(BaseModel):
@@ -319,9 +329,8 @@ async def _send_json(send, status: int, obj: dict, headers: tuple = ()) -> None:
 
 
 async def _send_error(send, status: int, message: str, kind: str, param: str | None = None) -> None:
-    headers = ((b"retry-after", b"1"),) if status in (429, 503) else ()
-    await _send_json(send, status, {"error": {"message": message, "type": kind, "param": param, "code": status}},
-                     headers)
+    headers = tuple((k.encode(), v.encode()) for k, v in retry_headers(status).items())
+    await _send_json(send, status, error_object(status, message, kind, param), headers)
 
 
 def create_app(worker: Worker) -> FastAPI:
@@ -341,8 +350,7 @@ def create_app(worker: Worker) -> FastAPI:
 
     @app.exception_handler(APIError)
     async def _api_error(_r, exc: APIError):
-        headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
-        return error_response(exc.status, exc.message, exc.kind, exc.param, headers)
+        return error_response(exc.status, exc.message, exc.kind, exc.param)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(_r, exc: StarletteHTTPException):
@@ -422,16 +430,8 @@ def create_app(worker: Worker) -> FastAPI:
 
 
 async def _read(request: Request) -> bytes:
-    length = request.headers.get("content-length")
-    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
-        raise APIError(413, f"request body of {int(length)} bytes is over the {MAX_BODY_BYTES} byte limit")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise APIError(413, f"request body is over the {MAX_BODY_BYTES} byte limit")
-        chunks.append(chunk)
-    return b"".join(chunks)
+    """A FastAPI route's body under the same size limit as the completion endpoints."""
+    return await _read_asgi(request.scope, request.receive)
 
 
 def _parse(model: type[BaseModel], raw: bytes):
