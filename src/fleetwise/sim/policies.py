@@ -169,7 +169,16 @@ class StaticSchedule:
 
 
 @dataclass
-class Reactive:
+class InstanceBounds:
+    """Instances a scaling policy starts with and stays within (every threshold policy has them)."""
+
+    initial_instances: int = 1
+    min_instances: int = 1
+    max_instances: int = 1000
+
+
+@dataclass
+class Reactive(InstanceBounds):
     """Threshold autoscaling on utilization of the SLO slots, queueing and the observed TTFT.
 
     Scale up (by the step needed to bring utilization back to ``target``, plus what clears the queue within a
@@ -182,9 +191,6 @@ class Reactive:
     cross the other threshold.
     """
 
-    initial_instances: int = 1
-    min_instances: int = 1
-    max_instances: int = 1000
     target: float = 0.7
     high: float = 0.85
     low: float = 0.4

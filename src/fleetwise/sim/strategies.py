@@ -16,8 +16,10 @@ from typing import Callable
 import numpy as np
 
 from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.sim.anchors import DynamoLoad, HpaQueue, SkyServeFallback, WvaSaturation
 from fleetwise.sim.core import SimConfig
 from fleetwise.sim.fleet import ROLES
+from fleetwise.sim.hybrid import Hybrid
 from fleetwise.sim.policies import Budget, Policy, Reactive, StaticSchedule, fit_budget
 from fleetwise.sim.requests import SimRequests
 from fleetwise.sim.results import SimulationResult
@@ -26,7 +28,8 @@ from fleetwise.sim.run import simulate_fleet
 from fleetwise.sim.setup import FleetSpec, instances_for
 from fleetwise.traffic.tabular import csv_records, utf8_text
 
-STRATEGIES = ("static-peak", "static-spot", "reactive", "reactive-spot", "budget", "rolling")
+STRATEGIES = ("static-peak", "static-spot", "reactive", "reactive-spot", "budget", "rolling", "hybrid", "hpa-queue",
+              "wva", "dynamo-load", "skyserve")
 SIZING_WINDOW_S = 300.0  # rates over 5 minutes: short enough to see bursts, long enough to be more than noise
 MAX_SCHEDULE_INSTANCES = 10_000  # instances of one role a schedule may ask for at one time
 
@@ -71,6 +74,14 @@ def make_policy(name: str, requests: SimRequests, spec: FleetSpec, *, spot_fract
                       usd_per_hour=budget_usd_per_hour, name=name)
     if name == "rolling":
         return Rolling(initial_instances=first, reserved=reserved)
+    if name == "hybrid":
+        return Hybrid(Rolling(initial_instances=first, reserved=reserved))
+    if name in ("hpa-queue", "wva", "dynamo-load"):
+        anchor = {"hpa-queue": HpaQueue, "wva": WvaSaturation, "dynamo-load": DynamoLoad}[name]
+        return anchor(initial_instances=first, max_instances=max(max_instances, first))
+    if name == "skyserve":
+        return SkyServeFallback(target_qps_per_replica=spec.capacity_rps_per_instance, initial_instances=first,
+                                max_instances=max(max_instances, first))
     raise ConfigError(f"unknown strategy '{name}' (one of {', '.join(STRATEGIES)})")
 
 
