@@ -29,6 +29,10 @@ is seen: TTFT = E2E and TPOT is unknown.
 
 Several URLs share the load by least outstanding tokens (input + output tokens of the requests sent to an
 endpoint and not finished; ties go to the first listed), the fleet simulator's default ``least-work`` rule.
+With ``backends`` (an async callable returning the base URLs that take new work now, e.g. a controller's
+``/api/backends``) the set is refreshed every half second: new workers join, draining ones get no new
+requests, and a request that finds no backend waits for one (the wait counts in its TTFT - the fleet had no
+capacity - not as client lag).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ import math
 import re
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -64,6 +68,7 @@ MAX_ITL_SAMPLES = 4_000_000
 MODELS_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.25
 STOP_POLL_S = 0.05
+BACKENDS_POLL_S = 0.5
 
 _CONTENT = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"(?!")')
 _ID_LO, _ID_SPAN = 1000, 28_000  # token ids in [1000, 29000): past byte/special tokens, inside any vocab
@@ -103,7 +108,8 @@ def replay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = No
                  timeout_s: float = DEFAULT_TIMEOUT_S, api: str = "completions",
                  progress: Callable[[ReplayProgress], None] | None = None, stop_event=None,
                  share_prefixes: bool = True, headers: dict[str, str] | None = None,
-                 http_client: str = DEFAULT_HTTP_CLIENT) -> ReplayResult:
+                 http_client: str = DEFAULT_HTTP_CLIENT,
+                 backends: Callable[[], Awaitable[list[str] | None]] | None = None) -> ReplayResult:
     """Replay ``trace`` open-loop against ``urls`` and measure every request (blocking; uvloop if installed).
 
     See :func:`areplay_trace` for the arguments.
@@ -118,7 +124,7 @@ def replay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = No
         return run(areplay_trace(trace, urls, model=model, time_compress=time_compress, stream=stream,
                                  max_in_flight=max_in_flight, timeout_s=timeout_s, api=api, progress=progress,
                                  stop_event=stop_event, share_prefixes=share_prefixes, headers=headers,
-                                 http_client=http_client))
+                                 http_client=http_client, backends=backends))
 
 
 @contextmanager
@@ -145,7 +151,8 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
                         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, timeout_s: float = DEFAULT_TIMEOUT_S,
                         api: str = "completions", progress: Callable[[ReplayProgress], None] | None = None,
                         stop_event=None, share_prefixes: bool = True, headers: dict[str, str] | None = None,
-                        http_client: str = DEFAULT_HTTP_CLIENT) -> ReplayResult:
+                        http_client: str = DEFAULT_HTTP_CLIENT,
+                        backends: Callable[[], Awaitable[list[str] | None]] | None = None) -> ReplayResult:
     """Replay ``trace`` open-loop against ``urls`` (OpenAI-compatible base URLs) and measure every request.
 
     Args:
@@ -160,6 +167,8 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
         share_prefixes: give equal prompt blocks to equal prefix-block ids of the trace, if it has them.
         headers: extra HTTP headers for every request (e.g. ``{"authorization": "Bearer KEY"}``).
         http_client: ``aiohttp`` or ``httpx`` (see :mod:`fleetwise.replay.transport`).
+        backends: polled every half second for the base URLs that take new work (None: keep the last set);
+            ``urls`` is the set at the start.
     """
     endpoints = _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client)
     _raise_fd_limit(max_in_flight + 64)
@@ -170,6 +179,7 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
     try:
         run = _Run(http, trace, endpoints, model, time_compress, stream, max_in_flight, timeout_s, api,
                    share_prefixes)
+        run.backends = backends
         await run.run(progress, stop_event)
     finally:
         await http.aclose()
@@ -334,6 +344,8 @@ class _Run:
         self.url_index = np.full(n, -1, dtype=np.int16)
         self.status = [NOT_SENT] * n
         self.outstanding = [0] * len(endpoints)
+        self.active = list(range(len(endpoints)))  # endpoints that take new requests
+        self.backends = None
         self.itl = array("d")
         self.itl_skip = 0  # keep one ITL gap in 2**itl_skip once the cap is reached
         self.itl_seen = 0
@@ -354,6 +366,8 @@ class _Run:
             helpers.append(loop.create_task(self._watch(stop_event, scheduler)))
         if progress is not None:
             helpers.append(loop.create_task(self._report(progress)))
+        if self.backends is not None:
+            helpers.append(loop.create_task(self._follow_backends()))
         try:
             await asyncio.wait([scheduler])
             while self.tasks:
@@ -390,6 +404,30 @@ class _Run:
         for task in list(self.tasks):
             task.cancel()
 
+    async def _follow_backends(self) -> None:
+        """Refresh the routable endpoints from ``backends`` (errors keep the last set)."""
+        while True:
+            await asyncio.sleep(BACKENDS_POLL_S)
+            try:
+                urls = await self.backends()
+            except Exception:  # noqa: BLE001, S112 - the source may be down for a while (a restarting controller)
+                continue
+            if urls is not None:
+                self.set_backends(urls)
+
+    def set_backends(self, urls: list[str]) -> None:
+        """Route new requests to ``urls`` only (each a base URL; new ones are added)."""
+        path = self.urls[0][len(self.endpoints[0]):] if self.endpoints else "/v1/completions"
+        active = []
+        for url in urls:
+            base = normalize_url(url)
+            if base not in self.endpoints:
+                self.endpoints.append(base)
+                self.urls.append(base + path)
+                self.outstanding.append(0)
+            active.append(self.endpoints.index(base))
+        self.active = active
+
     async def _report(self, progress) -> None:
         while True:
             await asyncio.sleep(PROGRESS_EVERY_S)
@@ -402,23 +440,26 @@ class _Run:
 
     # -- one request
     def _route(self) -> int:
-        out = self.outstanding
-        return 0 if len(out) == 1 else out.index(min(out))
+        """The active endpoint with the least outstanding tokens (-1: none is active)."""
+        out, active = self.outstanding, self.active
+        if len(active) == 1:
+            return active[0]
+        return min(active, key=out.__getitem__, default=-1)
 
     async def _one(self, i: int) -> None:
         if self.sem.locked():
             self.waits += 1
         async with self.sem:
-            u = self._route()
-            work = self.isl[i] + self.osl[i]
-            self.outstanding[u] += work
-            self.url_index[i] = u
-            status = CANCELLED
             start = time.perf_counter()
             self.sent[i] = start - self.t0
             self.sent_count += 1
+            status, u, work = CANCELLED, -1, self.isl[i] + self.osl[i]
             try:
                 async with asyncio.timeout(self.timeout_s):
+                    while (u := self._route()) < 0:  # no backend takes work now: wait for one
+                        await asyncio.sleep(STOP_POLL_S)
+                    self.outstanding[u] += work
+                    self.url_index[i] = u
                     status = await self._request(i, u, start)
             except asyncio.CancelledError:
                 if self.interrupted:
@@ -428,7 +469,8 @@ class _Run:
                 status = failure_reason(exc)
                 self.first_errors.setdefault(status, _describe(exc))
             finally:
-                self.outstanding[u] -= work
+                if u >= 0:
+                    self.outstanding[u] -= work
                 self.status[i] = status
                 self.last_end = time.perf_counter()
                 if status == OK:
