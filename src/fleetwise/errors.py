@@ -9,7 +9,9 @@ Exception tree::
     ├── ConfigError                options that contradict each other or are out of range
     ├── InfeasibleError            nothing can meet the request (no config fits, SLO impossible)
     │   └── NotApplicableError     a strategy needs a tier no offer prices (a comparison shows it as n/a)
-    └── SolverError                a numerical solver failed
+    ├── SolverError                a numerical solver failed
+    └── ActuatorError              the fleet could not be changed or read (a worker, cloud or Kubernetes call
+                                   failed); the controller records it and retries at its next step
 
 The CLI turns any of them into a single line on stderr and a non-zero exit; everything else is a bug.
 """
@@ -87,3 +89,7 @@ class SolverError(FleetwiseError):
     """A numerical solver failed to produce an answer."""
 
     exit_code = 4
+
+
+class ActuatorError(FleetwiseError):
+    """An actuator could not read or change the fleet; the controller's next reconcile step retries."""

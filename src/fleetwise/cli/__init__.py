@@ -45,10 +45,12 @@ def _register() -> None:
     optimize.register(app)
     simulate.register(app)
     catalog.register(app)
-    from fleetwise.cli import emulate, replay
+    from fleetwise.cli import control, emulate, replay, testbed
 
     emulate.register(app)
     replay.register(app)
+    control.register(app)
+    testbed.register(app)
 
 
 class _Terminated(KeyboardInterrupt):

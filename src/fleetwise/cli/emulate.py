@@ -54,6 +54,9 @@ def emulate_command(
     notice_s: Annotated[float, typer.Option(
         "--notice-s", help="Length of the spot notice, emulated seconds (AWS gives 120).",
         callback=checks.number(ge=0, le=86400, what="notice"))] = 120.0,
+    instance_id: Annotated[str | None, typer.Option(
+        "--instance-id", hidden=True, help="A tag on the process's command line by which a controller's local "
+        "actuator finds the workers it started (after its own restart too); the worker does not use it.")] = None,
 ) -> None:
     """Serve GPU-free workers that behave like vLLM on the given GPU: OpenAI API, vLLM metrics, spot notices.
 

@@ -1,0 +1,51 @@
+"""The testbed end to end on a short slice of a real trace: the controller (SIGKILLed and restarted), its
+emulated workers, spot notices, the replay, and the simulator's prediction of the same run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleetwise.control.testbed import TestbedConfig, run_testbed
+from fleetwise.errors import ConfigError
+from fleetwise.traffic.records import RequestTrace
+
+AZURE = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces" / "azure_llm_conv_2023.csv"
+
+
+def _trace(seconds: float = 180.0) -> RequestTrace:
+    if AZURE.is_file():
+        from fleetwise.cli.traffic import load_input
+
+        tr = load_input(AZURE)
+        return tr.window(tr.start_s, tr.start_s + seconds)
+    rng = np.random.default_rng(0)  # no shared data: a Poisson trace of the same rate
+    t = np.cumsum(rng.exponential(1 / 5.0, int(5 * seconds)))
+    return RequestTrace(t, rng.integers(100, 2000, len(t)), rng.integers(20, 400, len(t)))
+
+
+def test_testbed_with_spot_notices_and_controller_kills(tmp_path):
+    config = TestbedConfig(time_compress=20.0, preemption_rate_per_hour=60.0, kill_controller_every_s=40.0,
+                           initial_workers=2, fast_interval_s=5.0, interval_s=60.0)
+    trace = _trace()
+    out = run_testbed(trace, config)
+    m, s, chaos = out["measured"], out["simulated"], out["chaos"]
+    assert m["requests"] == s["requests"] == len(trace)
+    assert chaos["controller_restarts"] >= 2
+    assert chaos["duplicate_launches"] == 0 and chaos["orphaned_workers"] == 0
+    assert chaos["workers_left_after_stop"] == 0
+    assert m["completed"] + m["failed"] == len(trace)
+    assert m["completed"] >= 0.95 * len(trace)
+    assert set(chaos["lost_by_reason"]) <= {"connection_lost", "incomplete", "http_503"}
+    assert m["cost_usd"] > 0 and s["cost_usd"] > 0
+    assert set(out["gap"]) >= {"ttft_ms", "tpot_ms", "cost_usd", "slo_attainment"}
+    assert out["config"]["policy"] == "hybrid"
+
+
+def test_bad_testbed_options_are_clear_errors():
+    with pytest.raises(ConfigError, match="compression"):
+        TestbedConfig(time_compress=0)
+    with pytest.raises(ConfigError, match="preemption"):
+        TestbedConfig(preemption_rate_per_hour=-1)
