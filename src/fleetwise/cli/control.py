@@ -15,6 +15,9 @@ control_app = typer.Typer(no_args_is_help=False, add_completion=False)
 @control_app.callback(invoke_without_command=True)
 def control_command(
     ctx: typer.Context,
+    config_file: Annotated[str | None, typer.Option(
+        "--config", help="control.yaml with any of these options (keys: the option names with _ for -; "
+        "initial: {tier: count}); options on the command line win.", metavar="<path>")] = None,
     mode: Annotated[str, typer.Option(help="advisory: decide, record and expose, change nothing (default); "
                                            "active: also act on the fleet; noop: observe and expose only.")]
     = "advisory",
@@ -79,19 +82,41 @@ def control_command(
     from fleetwise.control.controller import ControlConfig
     from fleetwise.control.service import build_controller, serve
 
-    config = ControlConfig(model=model, gpu=gpu, gpus=gpus, precision=precision, engine=engine, offer=offer,
-                           ttft_ms=ttft_ms, tpot_ms=tpot_ms, mode=mode, interval_s=interval,
-                           fast_interval_s=fast_interval, time_scale=time_scale, initial=_counts(initial),
-                           max_workers=max_workers, cold_start_s=cold_start_s, budget_usd_per_hour=budget, policy=policy)
-    options = {"webhook_url": webhook_url} if actuator == "webhook" else \
-        {"namespace": namespace} if actuator == "kubernetes" else {"fleet": fleet}
-    controller = build_controller(config, actuator=actuator, metrics=metrics, store=store, **options)
+    o = _with_file(ctx, config_file)
+    config = ControlConfig(model=o["model"], gpu=o["gpu"], gpus=o["gpus"], precision=o["precision"],
+                           engine=o["engine"], offer=o["offer"], ttft_ms=o["ttft_ms"], tpot_ms=o["tpot_ms"],
+                           mode=o["mode"], interval_s=o["interval"], fast_interval_s=o["fast_interval"],
+                           time_scale=o["time_scale"], initial=_counts(o["initial"]), max_workers=o["max_workers"],
+                           cold_start_s=o["cold_start_s"], budget_usd_per_hour=o["budget"], policy=o["policy"])
+    kind = o["actuator"]
+    options = {"webhook_url": o["webhook_url"]} if kind == "webhook" else \
+        {"namespace": o["namespace"]} if kind == "kubernetes" else {"fleet": o["fleet"]}
+    controller = build_controller(config, actuator=kind, metrics=o["metrics"], store=o["store"], **options)
 
     def started(bound: int) -> None:
-        print(f"fleetwise control: {mode} mode, {actuator} actuator, {controller.spec.replica.label} per worker; "
-              f"dashboard and API on http://{host}:{bound}/", file=sys.stderr, flush=True)
+        print(f"fleetwise control: {o['mode']} mode, {kind} actuator, {controller.spec.replica.label} per worker; "
+              f"dashboard and API on http://{o['host']}:{bound}/", file=sys.stderr, flush=True)
 
-    serve(controller, host, port, started, stop_workers=actuator == "local" and not keep_workers)
+    serve(controller, o["host"], o["port"], started, stop_workers=kind == "local" and not o["keep_workers"])
+
+
+# control.yaml keys whose parameter has another name
+_FILE_KEYS = {"ttft_p95_ms": "ttft_ms", "tpot_p95_ms": "tpot_ms", "budget_usd_per_hour": "budget"}
+
+
+def _with_file(ctx: typer.Context, path: str | None) -> dict:
+    """The command's options, with those left at their default taken from ``--config`` when it sets them."""
+    from fleetwise.control.config import load_control_file
+
+    out = dict(ctx.params)
+    if path is None:
+        return out
+    for key, value in load_control_file(path).items():
+        name = _FILE_KEYS.get(key, key)
+        source = ctx.get_parameter_source(name)  # typer ships its own click: compare by name
+        if source is None or source.name in ("DEFAULT", "DEFAULT_MAP"):
+            out[name] = value
+    return out
 
 
 def _counts(text: str) -> tuple[tuple[str, int], ...]:
