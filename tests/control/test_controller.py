@@ -4,6 +4,7 @@ restart from the store. (Real worker processes: test_local.py.)"""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 
 import pytest
@@ -175,3 +176,40 @@ def test_metrics_export_a_cumulative_step_histogram_and_the_budget(spec, tmp_pat
     assert sum(counts) == 5
     desired = {s.labels["tier"]: s.value for s in fams["fleetwise_desired_replicas"].samples}
     assert desired == {"reserved": 0, "on_demand": 1, "spot": 0}
+
+
+def test_a_restarted_controller_keeps_the_policys_schedule_cooldown_and_history(spec, tmp_path):
+    c, act, src, clock = make(spec, tmp_path, initial=(("on_demand", 1),))
+    src.rps = 20.0
+    run_steps(c, clock, 9)  # past the first slow decision (60 s period)
+    before = c.policy.state_dict()
+    assert before["slow"]["next_s"] > 0 and len(before["slow"]["arrivals"]) >= 6
+    again = Controller(c.config, act, src, SqlStore(f"sqlite:///{tmp_path}/c.db"), spec=spec, clock=clock)
+    assert again.policy.state_dict() == before
+    # killed every 40 s, a controller still makes its slow decisions on schedule
+    slow = []
+    for _ in range(6):
+        again = Controller(c.config, act, src, SqlStore(f"sqlite:///{tmp_path}/c.db"), spec=spec, clock=clock)
+        slow += [d for d in run_steps(again, clock, 4) if d is not None and d.loop == "slow"]
+    assert len(slow) >= 3  # 240 s of controlled time at a 60 s period
+
+
+def test_scale_down_drains_the_least_busy_worker_then_removes_it_when_idle(spec, tmp_path):
+    c, act, src, clock = make(spec, tmp_path, initial=(("on_demand", 3),))
+    run_steps(c, clock, 2)
+    ids = sorted(act.workers)
+    c.desired["on_demand"] = 2  # as a policy's Drain would
+
+    async def busy(workers):  # the first worker has requests running; the others are idle except one waiting
+        out = await SyntheticSource.sample(src, workers)
+        return {k: dataclasses.replace(m, running=5.0 if k == ids[0] else 0.0, waiting=1.0 if k == ids[1] else 0.0)
+                for k, m in out.items()}
+
+    src.sample = busy
+    asyncio.run(c.step())
+    assert list(c.draining) == [ids[2]]  # idle, so the cheapest to lose
+    assert ids[2] in act.workers  # drain first: still there
+    run_steps(c, clock, 1)
+    assert ids[2] not in act.workers  # idle: removed
+    run_steps(c, clock, 1)
+    assert not c.draining and sorted(act.workers) == ids[:2]  # forgotten once gone, nothing relaunched

@@ -184,10 +184,9 @@ class Controller:
             clock = {"wall0": self.clock()}
             self.store.put("clock", clock)
         self.wall0 = float(clock["wall0"])
-        history = self.store.get("arrivals") or []
-        slow = self._slow()
-        if history and slow is not None and hasattr(slow, "_arrivals"):
-            slow._arrivals = [float(x) for x in history]
+        policy_state = self.store.get("policy")
+        if policy_state and hasattr(self.policy, "load_state"):
+            self.policy.load_state(policy_state)  # cooldowns, floor, demand history, the slow loop's schedule
         self.snapshot.notices_total = int(self.store.get("notices_total") or 0)
 
     def _slow(self):
@@ -202,6 +201,8 @@ class Controller:
     def _persist(self, remove: set[str]) -> None:
         self.store.put("intent", {"desired": self.desired, "draining": self.draining, "remove": sorted(remove),
                                   "fallbacks": self.fallbacks, "t": self.now()})
+        if hasattr(self.policy, "state_dict"):
+            self.store.put("policy", self.policy.state_dict())
 
     # -- one step ---------------------------------------------------------------------------------------
     async def step(self) -> Decision | None:
@@ -218,6 +219,8 @@ class Controller:
         noticed = await self._poll_notices(workers)
         remove = self._drained(workers, samples) | self._spot_fallback(workers)
         decision = self._decide(workers, obs, noticed)
+        if self.config.mode == "active":
+            remove |= self._surplus(workers, samples)
         plan = self._plan(remove)
         if self.config.mode != "noop":
             await asyncio.to_thread(self._persist, remove)
@@ -275,6 +278,32 @@ class Controller:
                 out.add(wid)
         return out
 
+    def _surplus(self, workers: list[Worker], samples: dict) -> set[str]:
+        """Workers beyond the desired count of their tier, chosen to cost the least to lose: requests not yet
+        granted or still booting are withdrawn at once (returned, to remove); serving ones with the fewest
+        requests running and waiting are marked draining (no new work; removed once idle, see _drained) -
+        but only while more workers serve than are desired in all, so a move between tiers (back to spot)
+        drains the old worker once its replacement serves."""
+        now, remove = self.now(), set()
+        serving = sum(1 for w in workers if w.state == SERVING and w.id not in self.draining)
+        spare = serving - sum(self.desired.values())  # never drain below the desired total while others boot
+        for tier in TIERS:
+            mine = [w for w in workers if w.tier == tier and w.id not in self.draining and w.state != TERMINATING]
+            extra = len(mine) - self.desired.get(tier, 0)
+            if extra <= 0:
+                continue
+            def cost_to_lose(w: Worker) -> tuple:
+                m = samples.get(w.id)
+                busy = m.running + m.waiting if m is not None and m.complete else math.inf
+                return ({PENDING: 0, SERVING: 2}.get(w.state, 1), busy, -w.launched_at)
+            for w in sorted(mine, key=cost_to_lose)[:extra]:
+                if w.state != SERVING:
+                    remove.add(w.id)
+                elif spare > 0:
+                    self.draining[w.id] = now
+                    spare -= 1
+        return remove
+
     def _spot_fallback(self, workers: list[Worker]) -> set[str]:
         """Withdraw spot requests not granted in time (replaced on-demand); move old fallbacks back to spot."""
         now, out = self.now(), set()
@@ -311,12 +340,12 @@ class Controller:
         state = self._state(workers, obs)
         slow = self._slow()
         next_slow = getattr(slow, "_next_s", None)
-        started = getattr(slow, "_opt", None) is not None  # its first call only sets up the optimizer
+        # a fresh policy's first call only sets up its optimizer; a restored one decides on its schedule
+        started = getattr(slow, "_opt", None) is not None or bool(getattr(slow, "_next_s", 0.0))
         actions = self.policy.decide(state)
         if slow is not None and started and slow._next_s != next_slow:
             loop = "slow"
             self.snapshot.forecast_rps = _forecast(slow)
-            self.store.put("arrivals", slow._arrivals[-20_000:])
         from fleetwise.sim.policies import Launch
 
         for a in actions:
@@ -333,6 +362,8 @@ class Controller:
     def _rebaseline(self, workers: list[Worker], obs: Observation, before: dict[str, int]) -> Decision:
         """Someone else changed the fleet's size: adopt what exists instead of fighting it (reason
         ``reconcile``); the policy decides from there at the next step."""
+        # drains this controller chose since (the surplus it saw was theirs) are undone; spot notices stay
+        self.draining = {k: v for k, v in self.draining.items() if k in self._noticed}
         live = [w for w in workers if w.id not in self.draining and w.state != TERMINATING]
         self.desired = {t: sum(1 for w in live if w.tier == t) for t in TIERS}
         decision = self._decision("reconcile", "fast", before, obs)

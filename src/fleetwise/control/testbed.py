@@ -89,6 +89,8 @@ class TestbedConfig:
     cold_start_s: float = 0.0
     initial_workers: int | None = None
     seed: int = 0
+    keep_dir: str | None = None
+    """Keep the controller's store (control.db: every decision) and log here instead of a temporary directory."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_compress) and 0 < self.time_compress <= 100):
@@ -122,7 +124,7 @@ def run_testbed(trace: RequestTrace, config: TestbedConfig,
     spec = worker_spec(spec)
     initial = config.initial_workers or _first_window_workers(trace, spec)
     say = progress or (lambda _msg: None)
-    with tempfile.TemporaryDirectory(prefix="fleetwise-testbed-") as tmp:
+    with _work_dir(config.keep_dir) as tmp:
         say(f"testbed: {len(trace):,} requests over {trace.duration_s:,.0f} s at {config.time_compress:g}x "
             f"({trace.duration_s / config.time_compress:,.0f} s wall), {initial} worker(s) of "
             f"{spec.replica.label} to start, policy {config.policy}")
@@ -130,6 +132,16 @@ def run_testbed(trace: RequestTrace, config: TestbedConfig,
     say("testbed: simulating the same run")
     simulated = _simulate(trace, config, spec, initial, chaos.notices)
     return _report(config, spec, measured, simulated, chaos, final)
+
+
+@contextlib.contextmanager
+def _work_dir(keep: str | None):
+    if keep is not None:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="fleetwise-testbed-") as tmp:
+        yield tmp
 
 
 def worker_spec(spec):

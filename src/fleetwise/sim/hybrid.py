@@ -60,6 +60,20 @@ class Hybrid:
         """The slow loop's latest decision, by role."""
         return dict(self._floor)
 
+    def state_dict(self) -> dict:
+        """What a restarted controller needs to continue: the floor, the cooldown's clock and the load seen
+        within it, and the slow loop's history and schedule."""
+        return {"slow": self.slow.state_dict(), "floor": dict(self._floor),
+                "last_up": self._last_up if math.isfinite(self._last_up) else None,
+                "needs": [list(x) for x in self._needs]}
+
+    def load_state(self, saved: dict) -> None:
+        self.slow.load_state(saved.get("slow", {}))
+        self._floor = {str(k): int(v) for k, v in saved.get("floor", {}).items()}
+        last_up = saved.get("last_up")
+        self._last_up = -math.inf if last_up is None else float(last_up)
+        self._needs = deque((float(t), int(n)) for t, n in saved.get("needs", []))
+
     def decide(self, state: FleetState) -> list[Action]:
         self.reason = "steady"
         before = self.slow._next_s

@@ -216,6 +216,16 @@ class Reactive(InstanceBounds):
         spot = round((n - self.reserved) * self.spot_fraction)
         return {"reserved": self.reserved, "spot": spot, "on_demand": n - self.reserved - spot}
 
+    def state_dict(self) -> dict:
+        """The clocks of the cooldowns and the launch count (a restarted controller continues them)."""
+        return {"last_up": _finite_or_none(self._last_up), "last_change": _finite_or_none(self._last_change),
+                "launched": self._launched}
+
+    def load_state(self, saved: dict) -> None:
+        self._last_up = _float_or(saved.get("last_up"), -math.inf)
+        self._last_change = _float_or(saved.get("last_change"), -math.inf)
+        self._launched = int(saved.get("launched", 0))
+
     def wanted(self, state: FleetState) -> int:
         """Instances the thresholds ask for (before caps). Capacity still provisioning counts as coming, so a
         slow cold start does not trigger a launch at every tick."""
@@ -319,6 +329,14 @@ class Budget(Reactive):
             if over_usd_per_hour <= 1e-9 * self.usd_per_hour:
                 break
         return actions
+
+
+def _finite_or_none(x: float) -> float | None:
+    return x if math.isfinite(x) else None
+
+
+def _float_or(x, default: float) -> float:
+    return default if x is None else float(x)
 
 
 def fit_budget(usd_per_hour: float, itype: InstanceType, reserved: int = 0, wanted: int = 1) -> int:

@@ -59,6 +59,15 @@ class Rolling:
         n = max(self.initial_instances, self.reserved)
         return {"reserved": self.reserved, "on_demand": n - self.reserved}
 
+    def state_dict(self) -> dict:
+        """What a restarted controller needs to continue this policy: the demand history and the schedule."""
+        return {"arrivals": list(self._arrivals[-20_000:]), "next_s": self._next_s}
+
+    def load_state(self, saved: dict) -> None:
+        """Continue from :meth:`state_dict` (the optimizer's commitments are rebuilt from the fleet)."""
+        self._arrivals = [float(x) for x in saved.get("arrivals", [])]
+        self._next_s = float(saved.get("next_s", 0.0))
+
     def _optimizer(self, state: FleetState) -> RollingOptimizer:
         it = state.itype
         prices = {tier: it.price(tier) for tier in ("on_demand", "spot") if tier in it.usd_per_hour}
@@ -100,8 +109,9 @@ class Rolling:
             self._arrivals.append(state.arrivals_rps * state.interval_s)
         if self._opt is None:
             self._opt = self._optimizer(state)
-            self._next_s = state.t + self.period_s
-            return []
+            if not self._next_s:  # a fresh start; a restored policy (see load_state) keeps its schedule
+                self._next_s = state.t + self.period_s
+                return []
         if state.t + 1e-9 < self._next_s:
             return []
         self._next_s += self.period_s
