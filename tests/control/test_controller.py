@@ -213,3 +213,14 @@ def test_scale_down_drains_the_least_busy_worker_then_removes_it_when_idle(spec,
     assert ids[2] not in act.workers  # idle: removed
     run_steps(c, clock, 1)
     assert not c.draining and sorted(act.workers) == ids[:2]  # forgotten once gone, nothing relaunched
+
+
+def test_a_restarted_controller_measures_its_first_window_from_the_stored_scrapes(spec, tmp_path):
+    c, act, src, clock = make(spec, tmp_path, initial=(("on_demand", 2),))
+    src.rps = 12.0
+    run_steps(c, clock, 4)
+    again = Controller(c.config, act, src, SqlStore(f"sqlite:///{tmp_path}/c.db"), spec=spec, clock=clock)
+    run_steps(again, clock, 1)
+    assert again.snapshot.observation.arrivals_rps == pytest.approx(12.0)
+    assert again.policy.state_dict()["slow"]["optimizer"]["step_index"] == \
+        c.policy.state_dict()["slow"]["optimizer"]["step_index"]

@@ -10,9 +10,7 @@ from __future__ import annotations
 import asyncio
 import math
 import os
-import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -22,6 +20,7 @@ from fleetwise.control.controller import ControlConfig, Controller
 from fleetwise.control.store import SqlStore
 from fleetwise.control.types import PROVISIONING, SERVING, TIERS, FleetPlan, Histogram, Worker, WorkerMetrics
 from fleetwise.errors import ActuatorError
+from tests.apps import AppServer
 from tests.services import require, unavailable
 
 POOL = "aws:p5.4xlarge"
@@ -132,32 +131,9 @@ def _controller(spec, tmp_path: Path, steps: int) -> Controller:
     return controller
 
 
-class Server:
+def Server(controller: Controller) -> AppServer:
     """The control app under uvicorn on a free loopback port, in a background thread."""
-
-    def __init__(self, controller: Controller) -> None:
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
-        config = uvicorn.Config(create_app(controller, run_loop=False), log_level="warning", lifespan="on")
-        self.server = uvicorn.Server(config)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        deadline = time.monotonic() + 10
-        while not self.server.started:
-            if not self.thread.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError("the control app did not start")
-            time.sleep(0.02)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.server.should_exit = True
-        self.thread.join(timeout=10)
-        self.sock.close()
+    return AppServer(create_app(controller, run_loop=False))
 
 
 @pytest.fixture(scope="module")

@@ -24,6 +24,7 @@ reason ``hold_stale``; spot notices and drains are still handled.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -165,7 +166,6 @@ class Controller:
         initial = dict(config.initial)
         self.policy = policy if policy is not None else _policy(config, max(1, sum(initial.values())))
         self.snapshot = Snapshot()
-        self._samples: dict = {}
         self._noticed: set[str] = set()
         self._http = None
         self._external: list = []  # replica changes someone else made (kubectl scale, an HPA)
@@ -184,6 +184,7 @@ class Controller:
             clock = {"wall0": self.clock()}
             self.store.put("clock", clock)
         self.wall0 = float(clock["wall0"])
+        self._samples = {k: _metrics_from(v) for k, v in (self.store.get("samples") or {}).items()}
         policy_state = self.store.get("policy")
         if policy_state and hasattr(self.policy, "load_state"):
             self.policy.load_state(policy_state)  # cooldowns, floor, demand history, the slow loop's schedule
@@ -203,6 +204,8 @@ class Controller:
                                   "fallbacks": self.fallbacks, "t": self.now()})
         if hasattr(self.policy, "state_dict"):
             self.store.put("policy", self.policy.state_dict())
+        # the last scrape of each worker: a restarted controller's first step then has a window to measure
+        self.store.put("samples", {k: dataclasses.asdict(m) for k, m in self._samples.items()})
 
     # -- one step ---------------------------------------------------------------------------------------
     async def step(self) -> Decision | None:
@@ -215,7 +218,8 @@ class Controller:
         samples = await self.source.sample([w for w in workers if w.state != PENDING])
         obs = observe(workers, samples, self._samples, self.config.ttft_ms / 1e3, self.config.tpot_ms / 1e3,
                       self.config.time_scale)
-        self._samples.update(samples)
+        present = {w.id for w in workers}
+        self._samples = {k: v for k, v in {**self._samples, **samples}.items() if k in present}
         noticed = await self._poll_notices(workers)
         remove = self._drained(workers, samples) | self._spot_fallback(workers)
         decision = self._decide(workers, obs, noticed)
@@ -525,6 +529,17 @@ def _policy(config: ControlConfig, initial: int):
         return Reactive(initial_instances=initial, max_instances=config.max_workers, cooldown_s=config.cooldown_s)
     rolling = Rolling(initial_instances=initial, period_s=config.interval_s)
     return rolling if config.policy == "rolling" else Hybrid(rolling, cooldown_s=config.cooldown_s)
+
+
+def _metrics_from(saved: dict):
+    """A stored scrape back into WorkerMetrics (histograms included; NaN was stored as null)."""
+    from fleetwise.control.types import Histogram, WorkerMetrics
+
+    def hist(h):
+        return None if h is None else Histogram(tuple(math.inf if b is None else b for b in h["bounds"]),
+                                                tuple(h["counts"]), h.get("total") or 0.0)
+    scalars = {k: (math.nan if v is None else v) for k, v in saved.items() if k not in ("ttft", "itl")}
+    return WorkerMetrics(**scalars, ttft=hist(saved.get("ttft")), itl=hist(saved.get("itl")))
 
 
 def _fleet_spec(config: ControlConfig):

@@ -47,6 +47,7 @@ class Rolling:
     _next_s: float = field(default=0.0, repr=False)
     _ticks_per_period: int = field(default=1, repr=False)
     _tick_s: float = field(default=0.0, repr=False)
+    _saved_opt: dict | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.period_s <= 0 or not 0 < self.quantile < 1 or self.headroom < 0 or \
@@ -60,13 +61,32 @@ class Rolling:
         return {"reserved": self.reserved, "on_demand": n - self.reserved}
 
     def state_dict(self) -> dict:
-        """What a restarted controller needs to continue this policy: the demand history and the schedule."""
-        return {"arrivals": list(self._arrivals[-20_000:]), "next_s": self._next_s}
+        """What a restarted controller needs to continue this policy: the demand history, the schedule and the
+        optimizer's commitments, scale-down clock and step count."""
+        out = {"arrivals": list(self._arrivals[-20_000:]), "next_s": self._next_s}
+        opt = self._opt
+        if opt is not None:
+            out["optimizer"] = {"committed_spot": [a.tolist() for a in opt.committed_spot],
+                                "committed_od": [a.tolist() for a in opt.committed_od],
+                                "last_down": opt.last_down.tolist(), "step_index": opt.step_index}
+        elif self._saved_opt is not None:
+            out["optimizer"] = self._saved_opt
+        return out
 
     def load_state(self, saved: dict) -> None:
-        """Continue from :meth:`state_dict` (the optimizer's commitments are rebuilt from the fleet)."""
+        """Continue from :meth:`state_dict`."""
         self._arrivals = [float(x) for x in saved.get("arrivals", [])]
         self._next_s = float(saved.get("next_s", 0.0))
+        self._saved_opt = saved.get("optimizer")
+
+    def _restore_optimizer(self, opt: RollingOptimizer) -> None:
+        saved, self._saved_opt = self._saved_opt, None
+        if not saved or len(saved.get("committed_spot", [])) != opt.lead_steps:
+            return  # none, or from another configuration: start from the fleet as it is
+        opt.committed_spot = [np.asarray(a, dtype=float) for a in saved["committed_spot"]]
+        opt.committed_od = [np.asarray(a, dtype=float) for a in saved["committed_od"]]
+        opt.last_down = np.asarray(saved["last_down"], dtype=float)
+        opt.step_index = int(saved["step_index"])
 
     def _optimizer(self, state: FleetState) -> RollingOptimizer:
         it = state.itype
@@ -109,6 +129,7 @@ class Rolling:
             self._arrivals.append(state.arrivals_rps * state.interval_s)
         if self._opt is None:
             self._opt = self._optimizer(state)
+            self._restore_optimizer(self._opt)
             if not self._next_s:  # a fresh start; a restored policy (see load_state) keeps its schedule
                 self._next_s = state.t + self.period_s
                 return []
