@@ -69,3 +69,13 @@ def require_postgres() -> str:
     if not reachable("127.0.0.1", 5432):
         unavailable("PostgreSQL on 127.0.0.1:5432", "the test database; set FLEETWISE_TEST_POSTGRES for another")
     return POSTGRES_URL
+
+
+REDIS_URL = os.environ.get("FLEETWISE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def require_redis() -> str:
+    """The test Redis server's URL; skips (locally) or fails (CI) when Redis does not answer."""
+    if not reachable("127.0.0.1", 6379):
+        unavailable("Redis on 127.0.0.1:6379", "the test server; set FLEETWISE_TEST_REDIS for another")
+    return REDIS_URL

@@ -57,3 +57,36 @@ def read_text(path: Path, error: type[FleetwiseError]) -> str:
         line = data.count(b"\n", 0, exc.start) + 1
         message = f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8"
         raise error(message, file=str(path), line=line) from None
+
+
+def read_yaml_with_nodes(path: Path, error: type[FleetwiseError]):
+    """(data, node) of a UTF-8 YAML file: the plain data, and its node tree for :func:`yaml_line`; invalid YAML
+    is ``error`` naming the file and line."""
+    import yaml
+
+    text = read_text(path, error)
+    try:
+        return yaml.safe_load(text), yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise error(f"not valid YAML ({getattr(exc, 'problem', None) or exc})", file=str(path),
+                    line=mark.line + 1 if mark else None) from None
+
+
+def yaml_line(node, loc: tuple) -> int | None:
+    """The line of the deepest YAML node on a pydantic error's location path."""
+    import yaml
+
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                break
+            line, node = match[0].start_mark.line + 1, match[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line

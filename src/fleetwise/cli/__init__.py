@@ -45,12 +45,14 @@ def _register() -> None:
     optimize.register(app)
     simulate.register(app)
     catalog.register(app)
-    from fleetwise.cli import control, emulate, replay, testbed
+    from fleetwise.cli import control, emulate, gateway, replay, report, testbed
 
     emulate.register(app)
     replay.register(app)
     control.register(app)
     testbed.register(app)
+    gateway.register(app)
+    report.register(app)
 
 
 class _Terminated(KeyboardInterrupt):

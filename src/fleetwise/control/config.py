@@ -24,7 +24,14 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from fleetwise.catalog.validation import NonNegativeInt, PositiveInt, PositiveNumber, first_error, read_text
+from fleetwise.catalog.validation import (
+    NonNegativeInt,
+    PositiveInt,
+    PositiveNumber,
+    first_error,
+    read_yaml_with_nodes,
+    yaml_line,
+)
 from fleetwise.errors import ConfigError
 
 Port = Annotated[int, Field(ge=0, le=65535)]
@@ -68,28 +75,18 @@ def load_control_file(path: str | Path) -> dict:
     Raises:
         ConfigError: the file is missing, not YAML, or a key is unknown or out of range (file, line, field).
     """
-    import yaml
-
     path = Path(path)
-    text = read_text(path, ConfigError)
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise ConfigError(f"not valid YAML ({getattr(exc, 'problem', None) or exc})", file=str(path),
-                          line=mark.line + 1 if mark else None) from None
+    data, node = read_yaml_with_nodes(path, ConfigError)
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping of option: value", file=str(path), line=1)
-    lines = {k.value: k.start_mark.line + 1 for k, _ in node.value} if isinstance(node, yaml.MappingNode) else {}
     try:
         parsed = ControlFile.model_validate(data)
     except ValidationError as exc:
         field, message = first_error(exc)
-        top = field.split(".")[0]
-        raise ConfigError(message, file=str(path), line=lines.get(top), field=field) from None
+        raise ConfigError(message, file=str(path), line=yaml_line(node, exc.errors()[0]["loc"][:1]),
+                          field=field) from None
     out = parsed.model_dump(exclude_none=True)
     if "initial" in out:
         out["initial"] = ",".join(f"{tier}={n}" for tier, n in out["initial"].items())

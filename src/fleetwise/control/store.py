@@ -16,6 +16,7 @@ from pathlib import Path
 
 from fleetwise.control.types import Decision
 from fleetwise.errors import ConfigError
+from fleetwise.stateurl import first_line, redact_url, sql_engine
 
 DEFAULT_URL = "sqlite:///fleetwise-control.db"
 
@@ -61,10 +62,7 @@ class SqlStore:
         import sqlalchemy as sa
 
         url = _driver(url)
-        try:
-            self.engine = sa.create_engine(url, pool_pre_ping=True, future=True)
-        except (sa.exc.ArgumentError, ImportError, ModuleNotFoundError) as exc:
-            raise ConfigError(f"--store {url}: not a usable database URL ({exc})") from None
+        self.engine = sql_engine(url, "--store")
         meta = sa.MetaData()
         self.decisions_t = sa.Table(
             "fleetwise_decisions", meta,
@@ -88,8 +86,7 @@ class SqlStore:
         try:
             meta.create_all(self.engine)
         except sa.exc.SQLAlchemyError as exc:
-            raise ConfigError(f"--store {_safe(url)}: cannot open the database "
-                              f"({str(exc.orig if hasattr(exc, 'orig') else exc).splitlines()[0]})") from None
+            raise ConfigError(f"--store {redact_url(url)}: cannot open the database ({first_line(exc)})") from None
 
     def record(self, decision: Decision) -> int:
         row = {"t": decision.t, "loop": decision.loop, "reason": decision.reason, "mode": decision.mode,
@@ -137,18 +134,7 @@ class SqlStore:
 
 
 def _driver(url: str) -> str:
-    """``postgresql://`` uses psycopg 3 (SQLAlchemy's default would be psycopg2); a bare path is a SQLite file."""
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    """A bare path is a SQLite file."""
     if "://" not in url:
         return f"sqlite:///{Path(url)}"
-    return url
-
-
-def _safe(url: str) -> str:
-    """The URL without a password."""
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        return f"{scheme}://{creds.split(':')[0]}@{host}"
     return url

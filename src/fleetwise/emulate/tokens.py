@@ -14,38 +14,22 @@
 
 from __future__ import annotations
 
-import math
 import random
 
 from fleetwise.traffic.lengths import CHAT_OUTPUT
+from fleetwise.traffic.tokens import (  # noqa: F401 - the counting rule lives with the traffic records
+    BYTES_PER_TOKEN,
+    MESSAGE_OVERHEAD_TOKENS,
+    REPLY_OVERHEAD_TOKENS,
+    chat_tokens,
+    content_text,
+    text_tokens,
+)
 
-MESSAGE_OVERHEAD_TOKENS = 3
-REPLY_OVERHEAD_TOKENS = 3
-BYTES_PER_TOKEN = 4
 # The text of generated token i (any fixed vocabulary would do: clients see words, not the model's output).
 WORDS = tuple(" " + w for w in (
     "the", "fleet", "serves", "tokens", "at", "the", "lowest", "cost", "that", "still", "meets", "its", "latency",
     "objectives", "while", "spot", "capacity", "comes", "and", "goes", "and", "every", "request", "is", "counted"))
-
-
-def text_tokens(text: str) -> int:
-    """Tokens of a text by the byte rule (0 for an empty string)."""
-    return math.ceil(len(text.encode("utf-8", "surrogatepass")) / BYTES_PER_TOKEN)
-
-
-def content_text(content) -> str:
-    """The text of a chat message's content: a string, or the text parts of a list of content parts."""
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-
-
-def chat_tokens(messages: list[dict]) -> int:
-    """Prompt tokens of a chat conversation."""
-    body = sum(text_tokens(content_text(m.get("content"))) + MESSAGE_OVERHEAD_TOKENS for m in messages)
-    return body + REPLY_OVERHEAD_TOKENS
 
 
 class OutputLengths:

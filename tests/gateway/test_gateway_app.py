@@ -1,0 +1,158 @@
+"""The gateway in front of real emulated workers: OpenAI compatibility, cache, single-flight, budgets,
+priorities, errors, metering."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import httpx
+import pytest
+
+from fleetwise.emulate import EmulatorConfig, WorkerThread
+from fleetwise.gateway.app import Gateway, create_app
+from fleetwise.gateway.config import GatewayFile
+from tests.apps import AppServer
+
+SCALE = 50.0  # emulated seconds per wall second: answers in milliseconds
+
+
+@pytest.fixture(scope="module")
+def workers():
+    with WorkerThread(EmulatorConfig(model="llama-3.1-8b", time_scale=SCALE), n=2) as w:
+        yield w
+
+
+def gateway(workers, **extra) -> Gateway:
+    data = {"backends": {"llama-3.1-8b": workers.urls},
+            "prices_usd_per_1m_tokens": {"llama-3.1-8b": {"input": 1.0, "output": 2.0}}} | extra
+    return Gateway.build(GatewayFile.model_validate(data))
+
+
+def metric(text: str, name: str, **labels) -> float:
+    """The value of one sample in Prometheus text (summed over label sets matching ``labels``)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+               if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()))
+
+
+def chat(content: str = "hello there", **kw) -> dict:
+    return {"model": "llama-3.1-8b", "messages": [{"role": "user", "content": content}], "max_tokens": 8} | kw
+
+
+def test_openai_client_streams_and_not(workers):
+    from openai import OpenAI
+
+    with AppServer(create_app(gateway(workers))) as server:
+        client = OpenAI(base_url=server.url + "/v1", api_key="none")
+        answer = client.chat.completions.create(**chat())
+        assert answer.usage.completion_tokens == 8 and answer.choices[0].message.content
+        chunks = list(client.chat.completions.create(**chat(), stream=True))
+        assert sum(1 for c in chunks if c.choices and c.choices[0].delta.content) == 8
+        assert all(c.choices for c in chunks)  # the usage chunk the client did not ask for is dropped
+        done = client.completions.create(model="llama-3.1-8b", prompt="once upon a time", max_tokens=5)
+        assert done.usage.completion_tokens == 5
+        assert [m.id for m in client.models.list().data] == ["llama-3.1-8b"]
+
+
+def test_deterministic_requests_are_cached_and_replayed_as_a_stream(workers):
+    gw = gateway(workers)
+    with AppServer(create_app(gw)) as server:
+        first = httpx.post(server.url + "/v1/chat/completions", json=chat(temperature=0), timeout=30).json()
+        again = httpx.post(server.url + "/v1/chat/completions", json=chat(temperature=0), timeout=30).json()
+        assert again["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
+        with httpx.stream("POST", server.url + "/v1/chat/completions", timeout=30,
+                          json=chat(temperature=0, stream=True, stream_options={"include_usage": True})) as r:
+            events = [line[6:] for line in r.iter_lines() if line.startswith("data: ")]
+        assert events[-1] == "[DONE]" and json.loads(events[-2])["usage"]["completion_tokens"] == 8
+        assert "".join(json.loads(e)["choices"][0]["delta"].get("content", "") for e in events[:-2]
+                       if json.loads(e)["choices"]) == first["choices"][0]["message"]["content"]
+        # no-cache goes upstream; a sampled request is never cached
+        httpx.post(server.url + "/v1/chat/completions", json=chat(temperature=0, cache={"no-cache": True}))
+        httpx.post(server.url + "/v1/chat/completions", json=chat(temperature=0.7))
+        metrics = httpx.get(server.url + "/metrics").text
+    assert metric(metrics, "fleetwise_gateway_cache_hits_total") == 2
+
+
+def test_identical_requests_in_flight_share_one_upstream_call(workers):
+    gw = gateway(workers)
+    body = chat("tell me a long story", temperature=0, max_tokens=200, stream=True)
+
+    async def run(url: str) -> list[str]:
+        async with httpx.AsyncClient(timeout=30) as client:
+            async def one() -> str:
+                async with client.stream("POST", url + "/v1/chat/completions", json=body) as r:
+                    events = [json.loads(line[6:]) async for line in r.aiter_lines()
+                              if line.startswith("data: ") and line != "data: [DONE]"]
+                return "".join(e["choices"][0]["delta"].get("content", "") for e in events if e["choices"])
+            return await asyncio.gather(*(one() for _ in range(5)))
+
+    with AppServer(create_app(gw)) as server:
+        answers = asyncio.run(run(server.url))
+        metrics = httpx.get(server.url + "/metrics").text
+    assert len(set(answers)) == 1 and len(answers[0]) > 200  # every waiter got the whole answer
+    joined = metric(metrics, "fleetwise_gateway_dedup_joined_total")
+    assert joined >= 3  # the five arrive within milliseconds of a 200-token answer
+
+
+def test_budget_caps_concurrent_requests_atomically(workers):
+    # worst case per request: 10 prompt tokens x $1/1M + 100 output x $2/1M = $0.00021, and with ignore_eos the
+    # actual cost is the worst case: a budget for 20 admits exactly 20 whatever finishes first
+    worst = (10 * 1.0 + 100 * 2.0) / 1e6
+    tenants = [{"name": "acme", "api_keys": ["sk-acme-0001"], "budget_usd_per_day": worst * 20 + 1e-9}]
+    gw = gateway(workers, tenants=tenants)
+    body = {"model": "llama-3.1-8b", "prompt": "x" * 40, "max_tokens": 100, "temperature": 0.5,
+            "ignore_eos": True}
+
+    async def run(url: str):
+        async with httpx.AsyncClient(timeout=30, headers={"authorization": "Bearer sk-acme-0001"}) as client:
+            return await asyncio.gather(*(client.post(url + "/v1/completions", json=body) for _ in range(60)))
+
+    with AppServer(create_app(gw)) as server:
+        answers = asyncio.run(run(server.url))
+        bad_key = httpx.post(server.url + "/v1/completions", json=body, headers={"authorization": "Bearer nope"})
+        no_key = httpx.post(server.url + "/v1/completions", json=body)
+    ok = [a for a in answers if a.status_code == 200]
+    refused = [a for a in answers if a.status_code == 429]
+    assert len(ok) == 20 and len(ok) + len(refused) == 60
+    assert refused[0].json()["error"]["code"] == "insufficient_quota"
+    assert "left of" in refused[0].json()["error"]["message"]
+    assert bad_key.status_code == 401 and no_key.status_code == 401
+    assert bad_key.json()["error"]["code"] == "invalid_api_key"
+
+
+def test_bad_requests_get_openai_errors_and_the_gateway_keeps_serving(workers):
+    gw = gateway(workers, max_body_bytes=4096)
+    with AppServer(create_app(gw)) as server:
+        post = lambda body, **kw: httpx.post(server.url + "/v1/chat/completions", content=body, **kw)
+        cases = {
+            b"{not json": 400, b"[1, 2]": 400, json.dumps({"messages": []}).encode(): 400,
+            json.dumps(chat(max_tokens=-3)).encode(): 400, json.dumps(chat(model="gpt-9")).encode(): 404,
+            json.dumps(chat(priority="vip")).encode(): 400, b"x" * 10_000: 413,
+        }
+        for body, status in cases.items():
+            r = post(body)
+            assert r.status_code == status, (body[:40], r.text)
+            assert set(r.json()["error"]) >= {"message", "type", "code"}
+        assert httpx.post(server.url + "/v1/chat/completions", json=chat()).status_code == 200
+
+
+def test_saturated_model_sheds_batch_first_never_interactive(workers):
+    gw = gateway(workers, saturation_tokens_per_backend=1)
+    for b in gw.backends.pool("llama-3.1-8b").backends.values():
+        b.outstanding = 10  # as if both were full
+    with AppServer(create_app(gw)) as server:
+        batch = httpx.post(server.url + "/v1/chat/completions", json=chat(priority="batch"))
+        interactive = httpx.post(server.url + "/v1/chat/completions", json=chat(priority="interactive"))
+        header = httpx.post(server.url + "/v1/chat/completions", json=chat(), headers={"x-priority": "background"})
+    assert batch.status_code == 429 and batch.headers["retry-after"] == "1"
+    assert header.status_code == 429
+    assert interactive.status_code == 200
+
+
+def test_an_unreachable_backend_is_a_clear_error_not_a_hang():
+    gw = Gateway.build(GatewayFile.model_validate({"backends": {"m": ["http://127.0.0.1:9"]}}))
+    with AppServer(create_app(gw)) as server:
+        r = httpx.post(server.url + "/v1/completions", json={"model": "m", "prompt": "hi"}, timeout=30)
+    assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
