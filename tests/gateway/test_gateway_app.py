@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
+import time
 
 import httpx
 import pytest
@@ -156,3 +158,48 @@ def test_an_unreachable_backend_is_a_clear_error_not_a_hang():
     with AppServer(create_app(gw)) as server:
         r = httpx.post(server.url + "/v1/completions", json={"model": "m", "prompt": "hi"}, timeout=30)
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
+
+
+def test_backends_follow_a_controller_and_skip_draining_workers(workers):
+    from fastapi import FastAPI
+
+    ctl = FastAPI()
+
+    @ctl.get("/api/backends")
+    async def backends():
+        return {"model": "llama-3.1-8b", "backends": [{"url": workers.urls[0]}],
+                "draining": [{"url": workers.urls[1]}]}
+
+    with AppServer(ctl) as controller:
+        gw = Gateway.build(GatewayFile.model_validate({"controller": controller.url}))
+        with AppServer(create_app(gw)) as server:
+            deadline = time.monotonic() + 10
+            while not gw.backends.models() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            answers = [httpx.post(server.url + "/v1/chat/completions", json=chat()) for _ in range(4)]
+    pool = gw.backends.pool("llama-3.1-8b")
+    assert all(a.status_code == 200 for a in answers)
+    assert pool.backends[workers.urls[1]].draining and not pool.backends[workers.urls[0]].draining
+
+
+def test_a_stream_whose_backend_is_reclaimed_resumes_on_another():
+    with WorkerThread(EmulatorConfig(model="llama-3.1-8b", time_scale=1.0), n=2) as pair:
+        gw = Gateway.build(GatewayFile.model_validate({"backends": {"llama-3.1-8b": pair.urls}}))
+        body = chat("write a long answer", max_tokens=300, min_tokens=300, ignore_eos=True, stream=True,
+                    stream_options={"include_usage": True})
+        with AppServer(create_app(gw)) as server:
+            first = gw.backends.pool("llama-3.1-8b").pick().url
+
+            def reclaim() -> None:
+                time.sleep(0.4)
+                httpx.post(first + "/admin/interrupt", json={"notice_s": 0.1})
+
+            threading.Thread(target=reclaim, daemon=True).start()
+            with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=60) as r:
+                events = [json.loads(line[6:]) for line in r.iter_lines()
+                          if line.startswith("data: ") and line != "data: [DONE]"]
+            metrics = httpx.get(server.url + "/metrics").text
+    content = [e for e in events if e.get("choices") and e["choices"][0]["delta"].get("content")]
+    assert not [e for e in events if "error" in e]
+    assert metric(metrics, "fleetwise_gateway_resumed_total") == 1
+    assert len(content) >= 300  # the client's stream went on to the end on the other worker

@@ -292,6 +292,8 @@ def _upstream_body(call: Call, model: str, so_far: Outcome) -> dict:
         left = max(1, call.max_tokens - so_far.completion_tokens)
         body["max_tokens"] = left
         body.pop("max_completion_tokens", None)
+        if isinstance(body.get("min_tokens"), int):  # vLLM's extension: what is still owed of it
+            body["min_tokens"] = min(left, max(0, body["min_tokens"] - so_far.completion_tokens))
         if call.chat:
             body["messages"] = [*call.body["messages"], {"role": "assistant", "content": so_far.text}]
             body["continue_final_message"], body["add_generation_prompt"] = True, False
@@ -478,7 +480,7 @@ async def _deterministic(gw: Gateway, call: Call, tenant: Tenant, model: str, re
             await gw.cache.set(key, b"\n".join(out.events), ttl)
         return out
 
-    flight, leader = gw.flights.join(key, produce)
+    flight, leader = gw.flights.join(key if gw.cfg.single_flight else f"{key}:{id(call)}", produce)
     if not leader:
         gw.metrics.dedup_joined.inc()
     if call.stream:

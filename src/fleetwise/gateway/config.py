@@ -101,6 +101,8 @@ class GatewayFile(_Strict):
     max_body_bytes: Annotated[int, Field(ge=1024, le=1 << 30)] = DEFAULT_MAX_BODY_BYTES
     upstream_timeout_s: PositiveNumber = 600.0
     controller: Url | None = None
+    single_flight: bool = True
+    """Identical deterministic requests in flight share one upstream call (off: each goes upstream)."""
     default_max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     """Output tokens a request without max_tokens is budgeted for (its worst case is reserved before dispatch)."""
     saturation_tokens_per_backend: Annotated[int, Field(ge=1)] = 80_000
