@@ -61,3 +61,22 @@ def test_backend_options_add_to_the_file(tmp_path):
     assert cfg.backends == {"m": ["http://127.0.0.1:1", "http://127.0.0.1:2"], "n": ["http://127.0.0.1:3"]}
     with pytest.raises(ConfigError, match="NAME=URL"):
         gateway_file(None, ["no-equals-sign"])
+
+
+def test_a_route_may_use_a_trained_classifier(tmp_path):
+    from fleetwise.gateway.app import Gateway
+    from fleetwise.gateway.router import ClassifierScorer
+
+    easy = [{"messages": [{"role": "user", "content": "hi"}]}] * 4
+    hard = [{"messages": [{"role": "user", "content": "```python\ndef f(x):\n  return x**2\n```\nprove it, step by "
+                                                         "step, then solve $x^2=4$"}]}] * 4
+    model = ClassifierScorer().fit(easy + hard, [0] * 4 + [1] * 4)
+    model.save(tmp_path / "clf.json")
+    f = tmp_path / "gateway.yaml"
+    f.write_text("backends: {a: [http://127.0.0.1:1], b: [http://127.0.0.1:2]}\n"
+                 f"routes: {{auto: {{cheap: a, strong: b, scorer: classifier, classifier: {tmp_path}/clf.json}}}}\n")
+    gw = Gateway.build(load_gateway_file(f))
+    assert gw.router["auto"].choose(hard[0])[0] == "b" and gw.router["auto"].choose(easy[0])[0] == "a"
+    f.write_text("backends: {a: [http://127.0.0.1:1]}\nroutes: {auto: {cheap: a, strong: a, scorer: classifier}}\n")
+    with pytest.raises(ConfigError, match="classifier"):
+        load_gateway_file(f)

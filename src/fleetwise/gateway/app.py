@@ -165,9 +165,9 @@ def _memory_ledger():
 def _routers(cfg: GatewayFile) -> dict:
     if not cfg.routes:
         return {}
-    from fleetwise.gateway.router import FeatureScorer, Router
+    from fleetwise.gateway.router import Router
 
-    return {name: Router(route, FeatureScorer()) for name, route in cfg.routes.items()}
+    return {name: Router.for_route(route) for name, route in cfg.routes.items()}
 
 
 # -- parsing ------------------------------------------------------------------------------------------------

@@ -57,7 +57,15 @@ class Route(_Strict):
     cheap: str
     strong: str
     threshold: Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)] = 0.5
-    scorer: Literal["features"] = "features"
+    scorer: Literal["features", "classifier"] = "features"
+    classifier: str | None = None
+    """With ``scorer: classifier``: the JSON a ClassifierScorer was saved to (trained on your labeled requests)."""
+
+    @model_validator(mode="after")
+    def _classifier_file(self) -> Route:
+        if (self.scorer == "classifier") != (self.classifier is not None):
+            raise ValueError("scorer: classifier needs classifier: PATH (and a classifier file needs that scorer)")
+        return self
 
 
 class TenantEntry(_Strict):

@@ -412,7 +412,9 @@ class Router:
 
     @classmethod
     def for_route(cls, route: Route) -> Router:
-        """The router with the scorer the route's config names."""
+        """The router with the scorer the route's config names (a classifier is loaded from its file)."""
+        if route.scorer == "classifier":
+            return cls(route, ClassifierScorer.load(route.classifier))
         return cls(route, SCORERS[route.scorer]())
 
     def choose(self, body: Mapping) -> tuple[str, float]:
