@@ -246,7 +246,8 @@ class Controller:
 
     async def _poll_notices(self, workers: list[Worker]) -> list[str]:
         """Spot workers whose cloud metadata announces an interruption (newly seen ones)."""
-        spot = [w for w in workers if w.tier == "spot" and w.url and w.state != PENDING and w.id not in self._noticed]
+        spot = [w for w in workers if w.tier == "spot" and w.url and w.state != PENDING
+                and w.id not in self._noticed and w.id not in self.draining]  # draining: noticed before a restart
         if not spot:
             return []
         got = await asyncio.gather(*(_notice(self._client(), w.url, self.config.notice_kind) for w in spot))
