@@ -28,6 +28,8 @@ def testbed_cmd(
     offer: Annotated[str | None, typer.Option(help="Instance offer whose prices apply (default: the cheapest "
                                                "on-demand; pick one with a spot price for spot workers).")] = None,
     policy: Annotated[str, typer.Option(help="Controller policy: hybrid, rolling or reactive.")] = "hybrid",
+    metrics: Annotated[str, typer.Option(help="scrape (the controller reads each worker's /metrics) or prometheus "
+                                              "(a real Prometheus, Debian's package, scrapes them).")] = "scrape",
     preemption_rate: Annotated[float, typer.Option(
         "--preemption-rate-per-hour", help="Spot notices per spot worker-hour (AWS format, 120 s notice).",
         callback=checks.number(ge=0, le=60, what="preemption rate"))] = 0.0,
@@ -62,7 +64,7 @@ def testbed_cmd(
                            offer=offer, time_compress=compress, policy=policy, preemption_rate_per_hour=preemption_rate,
                            kill_controller_every_s=kill_every, ttft_ms=ttft_ms, tpot_ms=tpot_ms,
                            interval_s=interval, fast_interval_s=fast_interval, cold_start_s=cold_start_s,
-                           seed=seed)
+                           seed=seed, metrics=metrics)
     tr = _trace(trace, start, duration, multiply, limit, seed, fmt=fmt, max_bad_rows=max_bad_rows)
     say = None if quiet else (lambda msg: print(msg, file=sys.stderr, flush=True))
     out = run_testbed(tr, config, say)

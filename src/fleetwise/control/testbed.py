@@ -91,6 +91,9 @@ class TestbedConfig:
     seed: int = 0
     keep_dir: str | None = None
     """Keep the controller's store (control.db: every decision) and log here instead of a temporary directory."""
+    metrics: str = "scrape"
+    """How the controller reads the workers: ``scrape`` (each worker's /metrics) or ``prometheus`` (a real
+    Prometheus the testbed starts, scraping every worker each wall second through a file it keeps current)."""
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.time_compress) and 0 < self.time_compress <= 100):
@@ -99,6 +102,8 @@ class TestbedConfig:
             raise ConfigError("preemption rate must be within [0, 60] per spot worker-hour")
         if self.kill_controller_every_s is not None and not self.kill_controller_every_s > 0:
             raise ConfigError("the controller kill period must be > 0 s")
+        if self.metrics not in ("scrape", "prometheus"):
+            raise ConfigError(f"testbed metrics must be scrape or prometheus (got '{self.metrics}')")
 
 
 @dataclass
@@ -165,20 +170,31 @@ def _first_window_workers(trace: RequestTrace, spec) -> int:
 
 # -- the measured side ---------------------------------------------------------------------------------------
 async def _measure(trace: RequestTrace, config: TestbedConfig, spec, initial: int, tmp: Path, say):
-    from fleetwise.control.local import LocalActuator
-    from fleetwise.replay import areplay_trace
-
     fleet = f"tb{os.getpid()}x{random.randrange(1 << 20)}"
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    argv = _controller_argv(config, spec, initial, fleet, port, tmp / "control.db")
+    with contextlib.ExitStack() as stack:
+        prom = None
+        if config.metrics == "prometheus":
+            from fleetwise.control.localprom import LocalPrometheus
+
+            prom = stack.enter_context(LocalPrometheus(Path(tmp) / "prometheus"))
+        argv = _controller_argv(config, spec, initial, fleet, port, Path(tmp) / "control.db",
+                                f"prometheus:{prom.url}" if prom else "scrape")
+        return await _run_measured(trace, config, spec, initial, Path(tmp), say, fleet, base, argv, prom)
+
+
+async def _run_measured(trace, config, spec, initial, tmp, say, fleet, base, argv, prom):
+    from fleetwise.control.local import LocalActuator
+    from fleetwise.replay import areplay_trace
+
     watcher = LocalActuator(fleet=fleet)  # only reads the process table
     chaos = _Chaos()
     holder = {"proc": _start(argv, tmp)}
     t0 = time.monotonic()
     clock = lambda: (time.monotonic() - t0) * config.time_compress  # trace seconds since the replay began
     stop = asyncio.Event()
-    tasks = [asyncio.create_task(_monitor(watcher, chaos, clock, stop))]
+    tasks = [asyncio.create_task(_monitor(watcher, chaos, clock, stop, prom))]
     try:
         urls = await _wait_for_backends(base, initial, holder["proc"])
         say(f"testbed: controller on {base}, {len(urls)} worker(s) serving; replaying")
@@ -209,8 +225,10 @@ async def _measure(trace: RequestTrace, config: TestbedConfig, spec, initial: in
     return result, chaos, final
 
 
-def _controller_argv(config: TestbedConfig, spec, initial: int, fleet: str, port: int, db: Path) -> list[str]:
+def _controller_argv(config: TestbedConfig, spec, initial: int, fleet: str, port: int, db: Path,
+                     metrics: str = "scrape") -> list[str]:
     return [sys.executable, "-m", "fleetwise", "control", "--mode", "active", "--actuator", "local",
+            "--metrics", metrics,
             "--policy", config.policy, "--fleet", fleet, "--port", str(port), "--store", str(db),
             "--model", config.model, "--gpu", config.gpu, "--gpus", str(config.gpus),
             "--precision", config.precision, "--engine", config.engine, "--offer", spec.offer.id,
@@ -276,10 +294,13 @@ async def _wait_for_backends(base: str, want: int, proc: subprocess.Popen) -> li
     raise ConfigError(f"the fleet did not reach {want} serving worker(s) in {CONTROLLER_START_TIMEOUT_S:g} s")
 
 
-async def _monitor(watcher, chaos: _Chaos, clock, stop: asyncio.Event) -> None:
-    """Every half second: which worker processes exist (billing, tiers over time, duplicate slots)."""
+async def _monitor(watcher, chaos: _Chaos, clock, stop: asyncio.Event, prom=None) -> None:
+    """Every half second: which worker processes exist (billing, tiers over time, duplicate slots); with a
+    Prometheus, its scrape targets follow them."""
     while not stop.is_set():
         procs = await asyncio.to_thread(watcher.processes)
+        if prom is not None:
+            prom.set_targets([f"127.0.0.1:{p.port}" for p in procs])
         now = clock()
         tags = [p.tag for p in procs]
         chaos.duplicate_launches += len(tags) - len(set(tags))
