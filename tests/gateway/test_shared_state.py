@@ -83,3 +83,34 @@ def test_the_cache_is_shared_across_processes(three_gateways):
     assert again["choices"][0]["message"]["content"] == first["choices"][0]["message"]["content"]
     hits = httpx.get(urls[2] + "/metrics").text
     assert "fleetwise_gateway_cache_hits_total 1.0" in hits
+
+
+def test_workers_option_runs_several_processes_on_shared_state(tmp_path):
+    url = require_redis()
+    with WorkerThread(EmulatorConfig(model="llama-3.1-8b", time_scale=50.0)) as worker:
+        port = _port()
+        proc = subprocess.Popen([sys.executable, "-m", "fleetwise", "gateway", "--backend",
+                                 f"llama-3.1-8b={worker.urls[0]}", "--state", url, "--port", str(port),
+                                 "--workers", "2"], stderr=subprocess.DEVNULL, start_new_session=True)
+        try:
+            base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
+            while True:
+                try:
+                    if httpx.get(base + "/health", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert time.monotonic() < deadline and proc.poll() is None, "the gateway did not start"
+                time.sleep(0.1)
+            body = {"model": "llama-3.1-8b", "prompt": "hello", "max_tokens": 3}
+            assert all(httpx.post(base + "/v1/completions", json=body, timeout=30).status_code == 200
+                       for _ in range(6))
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(20)
+
+
+def test_workers_without_shared_state_is_refused():
+    out = subprocess.run([sys.executable, "-m", "fleetwise", "gateway", "--backend", "m=http://127.0.0.1:1",
+                          "--workers", "2"], capture_output=True, text=True, timeout=60, check=False)
+    assert out.returncode == 2 and "shared state" in out.stderr and "Traceback" not in out.stderr
