@@ -173,7 +173,9 @@ class Simulator:
         self._tick_arrivals = 0
         self._tick_ttft: list[float] = []
         self._tick_slo: list[float] = []  # TTFT / its class's target, for policies
+        self._tick_tpot_slo: list[float] = []  # TPOT / its class's target, of requests finished this tick
         self._ttft_target = [c.ttft_ms for c in requests.classes]
+        self._tpot_target = [c.tpot_ms for c in requests.classes]
         self._sensitive = [c.ttft_ms <= LATENCY_SENSITIVE_MS for c in requests.classes]
         self._tick_sensitive = 0
         self._progress = progress
@@ -318,6 +320,9 @@ class Simulator:
         self.finish[rid] = t
         self.state[rid] = DONE
         self.open -= 1
+        if self.osl[rid] > 1 and self.first[rid] == self.first[rid]:
+            tpot_ms = (t - self.first[rid]) / (self.osl[rid] - 1) * 1e3
+            self._tick_tpot_slo.append(tpot_ms / self._tpot_target[self.cls[rid]])
 
     def first_token(self, rid: int, t: float) -> None:
         if self.first[rid] != self.first[rid]:
@@ -584,6 +589,7 @@ class Simulator:
             ttft_p95_ms=_p95(self._tick_ttft, 1e3), usd_per_hour=usd, itype=self.itype,
             capacity_rps_per_instance=self.capacity_rps,
             ttft_slo_ratio_p95=_p95(self._tick_slo), urgent_queued=self._urgent_queued(t),
+            tpot_slo_ratio_p95=_p95(self._tick_tpot_slo),
             load=self._sensitive_load(interval) if self.multi else None, draining_usd_per_hour=draining,
         )
 
@@ -611,6 +617,7 @@ class Simulator:
         self._tick_sensitive = 0
         self._tick_ttft = []
         self._tick_slo = []
+        self._tick_tpot_slo = []
         for action in self.policy.decide(state):
             self._act(action, t)
         self._rebalance(t)

@@ -3,7 +3,7 @@
 * **Slow loop** (:class:`~fleetwise.sim.rolling.Rolling`, every ``period_s``): forecast -> rolling MILP ->
   damped spot / on-demand counts. Its decision is a *floor*: the fleet never shrinks below it.
 * **Fast loop** (every control tick): when requests queue for half their TTFT target, the window's p95 TTFT
-  breaks its target or utilization passes ``high``, add on-demand capacity at once (sized like
+  or TPOT (ITL live) breaks its target, or utilization passes ``high``, add on-demand capacity at once (sized like
   :class:`~fleetwise.sim.policies.Reactive`: the load at ``target`` utilization plus what clears the queue
   within a cold start). Capacity above the floor is removed only after
   ``cooldown_s`` without a scale-up, and only down to what would still hold the highest load seen over that
@@ -95,9 +95,9 @@ class Hybrid:
         util = state.utilization
         now = math.ceil(serving * util / self.target - 1e-9) if math.isfinite(util) else 0
         provisioning = state.total_active > serving
-        if state.urgent_queued > 0 or state.ttft_slo_ratio_p95 > 1.0 or util > self.high:
-            self.reason = "queue" if state.urgent_queued > 0 else "slo_burn" if state.ttft_slo_ratio_p95 > 1.0 \
-                else "load"
+        burning = state.ttft_slo_ratio_p95 > 1.0 or state.tpot_slo_ratio_p95 > 1.0
+        if state.urgent_queued > 0 or burning or util > self.high:
+            self.reason = "queue" if state.urgent_queued > 0 else "slo_burn" if burning else "load"
             sized = self._sizer._size(state) if math.isfinite(util) else 0
             now = max(now, sized, state.total_active + (0 if provisioning else 1))
         self._needs.append((state.t, now))

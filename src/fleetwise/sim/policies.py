@@ -64,6 +64,8 @@ class FleetState:
     load: tuple[int, int, float] | None = None
     """(in flight, queued, arrivals req/s) of the latency-sensitive classes (TTFT target <= 1 min): the load a
     policy must size for - batch and background work fill idle capacity instead (None: all requests)."""
+    tpot_slo_ratio_p95: float = math.nan
+    """p95 over the interval of TPOT / the target of each request's class, of requests that finished in it."""
     draining_usd_per_hour: float = 0.0
     """The part of ``usd_per_hour`` spent on instances already draining (billed until their requests end)."""
 
