@@ -28,8 +28,9 @@ def testbed_cmd(
     offer: Annotated[str | None, typer.Option(help="Instance offer whose prices apply (default: the cheapest "
                                                "on-demand; pick one with a spot price for spot workers).")] = None,
     policy: Annotated[str, typer.Option(help="Controller policy: hybrid, rolling or reactive.")] = "hybrid",
-    metrics: Annotated[str, typer.Option(help="scrape (the controller reads each worker's /metrics) or prometheus "
-                                              "(a real Prometheus, Debian's package, scrapes them).")] = "scrape",
+    metrics: Annotated[str, typer.Option(help="prometheus (a real Prometheus scrapes the workers; the default when "
+                                              "the prometheus binary is installed), scrape (the controller reads "
+                                              "each worker's /metrics; the default otherwise).")] = "auto",
     preemption_rate: Annotated[float, typer.Option(
         "--preemption-rate-per-hour", help="Spot notices per spot worker-hour (AWS format, 120 s notice).",
         callback=checks.number(ge=0, le=60, what="preemption rate"))] = 0.0,
@@ -58,7 +59,11 @@ def testbed_cmd(
     backends the controller lists. The simulator runs the same requests, policy and spot notices.
     --json has 'measured' and 'simulated' (simulate's keys), 'gap' and 'chaos'.
     """
+    from fleetwise.control.localprom import LocalPrometheus
     from fleetwise.control.testbed import TestbedConfig, run_testbed
+
+    if metrics == "auto":
+        metrics = "prometheus" if LocalPrometheus.available() else "scrape"
 
     config = TestbedConfig(model=model, gpu=gpu, gpus=gpus, precision=precision, engine=engine,
                            offer=offer, time_compress=compress, policy=policy, preemption_rate_per_hour=preemption_rate,
