@@ -203,3 +203,25 @@ def test_a_stream_whose_backend_is_reclaimed_resumes_on_another():
     assert not [e for e in events if "error" in e]
     assert metric(metrics, "fleetwise_gateway_resumed_total") == 1
     assert len(content) >= 300  # the client's stream went on to the end on the other worker
+
+
+def test_a_hanging_backend_hits_the_timeout_and_a_slow_client_blocks_nobody():
+    from fleetwise.replay.instant import InstantConfig, serve_in_thread
+
+    hang_first = InstantConfig(fault=lambda n, body: "hang" if body.get("max_tokens") == 7 else None)
+    with serve_in_thread(hang_first) as backend:
+        gw = Gateway.build(GatewayFile.model_validate({"backends": {"m": [backend.url]}, "upstream_timeout_s": 1.0}))
+        with AppServer(create_app(gw)) as server:
+            body = {"model": "m", "prompt": "hi", "max_tokens": 7}
+            t0 = time.monotonic()
+            hung = httpx.post(server.url + "/v1/completions", json=body, timeout=30)
+            assert hung.status_code == 504 and time.monotonic() - t0 < 5
+            assert hung.json()["error"]["code"] == "upstream_error"
+            # a client that opens a long stream and never reads it does not hold up anyone else
+            slow = httpx.Client(timeout=30)
+            with slow.stream("POST", server.url + "/v1/completions",
+                             json={"model": "m", "prompt": "x", "max_tokens": 4000, "stream": True}):
+                t0 = time.monotonic()
+                fast = httpx.post(server.url + "/v1/completions", json={"model": "m", "prompt": "y", "max_tokens": 3})
+                assert fast.status_code == 200 and time.monotonic() - t0 < 2
+            slow.close()
