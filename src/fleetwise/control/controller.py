@@ -256,8 +256,8 @@ class Controller:
             self._noticed.add(wid)
             self.draining.setdefault(wid, self.now())
         self.snapshot.notices_total += len(new)
-        if new:
-            self.store.put("notices_total", self.snapshot.notices_total)
+        if new:  # a SQLite/PostgreSQL write: off the event loop
+            await asyncio.to_thread(self.store.put, "notices_total", self.snapshot.notices_total)
         return new
 
     def _client(self):
@@ -358,11 +358,10 @@ class Controller:
             self.desired[a.role] = max(0, self.desired.get(a.role, 0) + n)
         self._cap()
         changed = self.desired != before
-        if changed or loop == "slow" or reason:
-            why = reason or getattr(self.policy, "reason", "steady")
-            return self._decision(why if changed or reason else ("forecast" if loop == "slow" else why), loop,
-                                  before, obs)
-        return None
+        if not (changed or loop == "slow" or reason):
+            return None
+        why = reason or (getattr(self.policy, "reason", "steady") if changed else "forecast")
+        return self._decision(why, loop, before, obs)
 
     def _rebaseline(self, workers: list[Worker], obs: Observation, before: dict[str, int]) -> Decision:
         """Someone else changed the fleet's size: adopt what exists instead of fighting it (reason

@@ -77,7 +77,7 @@ class Gateway:
 
         gw = cls(cfg, ledger if ledger is not None else _memory_ledger(),
                  cache if cache is not None else MemoryCache(cfg.cache.max_entries), usage)
-        gw.tenants = {h: t.tenant() for t in cfg.tenants for h in t.tenant().key_hashes}
+        gw.tenants = {h: t for t in (e.tenant() for e in cfg.tenants) for h in t.key_hashes}
         gw.prices = prices_from(cfg)
         gw.backends = Backends(cfg.backends, cfg.saturation_tokens_per_backend)
         gw.router = _routers(cfg)
@@ -491,8 +491,6 @@ async def _deterministic(gw: Gateway, call: Call, tenant: Tenant, model: str, re
     else:
         async for _ in flight.follow():
             pass
-    while not flight.done:  # follow() ends with the flight; this only guards a producer that never pushed
-        await asyncio.sleep(0)
     out = flight.result if isinstance(flight.result, Outcome) else Outcome(error=APIError(
         502, f"upstream call failed: {type(flight.error).__name__}", "server_error", "upstream_error"))
     if call.stream:

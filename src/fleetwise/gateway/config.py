@@ -30,6 +30,7 @@ from fleetwise.catalog.validation import (
     yaml_line,
 )
 from fleetwise.errors import ConfigError
+from fleetwise.gateway.backends import DEFAULT_SATURATION_TOKENS
 from fleetwise.gateway.types import PRIORITIES, Tenant
 
 Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?(/.*)?$")]
@@ -113,7 +114,7 @@ class GatewayFile(_Strict):
     """Identical deterministic requests in flight share one upstream call (off: each goes upstream)."""
     default_max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     """Output tokens a request without max_tokens is budgeted for (its worst case is reserved before dispatch)."""
-    saturation_tokens_per_backend: Annotated[int, Field(ge=1)] = 80_000
+    saturation_tokens_per_backend: Annotated[int, Field(ge=1)] = DEFAULT_SATURATION_TOKENS
 
     @field_validator("backends")
     @classmethod
