@@ -98,6 +98,20 @@ def test_json_has_simulates_keys_and_the_csv_one_row_per_request(cli, server, tm
     assert "fleetwise: replay: 12/12 sent" in res.err  # not a terminal: plain progress lines
 
 
+def test_stated_mix_sends_repeats_and_temperatures_and_is_echoed(cli, server, tmp_path):
+    trace = write_trace(tmp_path / "t.csv", n=40)
+    server.record = True
+    res = cli("replay", "--trace", trace, *COLS, "--url", server.url, "--json", "--quiet",
+              "--deterministic-share", "0.5", "--duplicate-share", "0.3", "--temperature", "0.9", "--seed", "4")
+    assert res.code == 0, res.err
+    out = json.loads(res.out)
+    assert out["mix"] == {"deterministic_share": 0.5, "temperature": 0.9, "duplicate_share": 0.3,
+                          "duplicate_window": 50, "seed": 4}
+    prompts = [tuple(b["prompt"]) for b in server.requests]
+    assert len(prompts) == 40 and 4 <= 40 - len(set(prompts)) <= 20  # ~30% repeats
+    assert {b["temperature"] for b in server.requests} == {0, 0.9}
+
+
 def test_table_report_window_limit_and_several_urls(cli, server, tmp_path):
     trace = write_trace(tmp_path / "t.csv", n=20, span_s=1.9)
     with serve_in_thread() as other:
@@ -134,6 +148,10 @@ def test_failures_show_by_reason_in_json_and_warnings(cli, tmp_path):
     (("--url", "http://127.0.0.1:1", "--start", "soon"), ("--start",)),
     (("--url", "http://127.0.0.1:1", "--api", "embeddings"), ("--api",)),
     (("--url", "http://127.0.0.1:1", "--max-in-flight", "0"), ("--max-in-flight",)),
+    (("--url", "http://127.0.0.1:1", "--duplicate-share", "1.5"), ("--duplicate-share",)),
+    (("--url", "http://127.0.0.1:1", "--deterministic-share", "-0.1"), ("--deterministic-share",)),
+    (("--url", "http://127.0.0.1:1", "--temperature", "0"), ("--temperature",)),
+    (("--url", "http://127.0.0.1:1", "--duplicate-window", "0"), ("--duplicate-window",)),
 ])
 def test_bad_options_are_one_line_and_exit_2(cli, tmp_path, args, needles):
     trace = write_trace(tmp_path / "t.csv")

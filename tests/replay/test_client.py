@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from fleetwise.errors import ConfigError
-from fleetwise.replay import CSV_COLUMNS, ReplayProgress, replay_trace
+from fleetwise.replay import CSV_COLUMNS, ReplayProgress, RequestMix, replay_trace
 from fleetwise.replay.client import _Prompts, _Run
 from fleetwise.replay.instant import InstantConfig, serve_in_thread
 from fleetwise.traffic.records import RequestTrace
@@ -87,6 +87,50 @@ def test_prefix_block_ids_share_prompt_tokens():
     assert p[2][:512] != p[0][:512]
     unique = _Prompts(trace, "completions", "m", True, share_prefixes=False)
     assert unique._unique(0, 700).split(",")[0] != unique._unique(1, 700).split(",")[0]
+
+
+def test_request_mix_draws_the_stated_shares_and_repeats_only_recent_deterministic_originals():
+    n = 20_000
+    source, deterministic = RequestMix(deterministic_share=0.5, duplicate_share=0.15, duplicate_window=50,
+                                       seed=3).draw(n)
+    repeat = source != np.arange(n)
+    assert abs(repeat.mean() - 0.15) < 0.01
+    assert abs(deterministic[~repeat].mean() - 0.5) < 0.015
+    assert deterministic[repeat].all()  # a repeat is sent as its original: deterministic
+    assert (source[repeat] < np.flatnonzero(repeat)).all()
+    assert not repeat[source[repeat]].any() and deterministic[source[repeat]].all()  # originals, not repeats
+    originals = np.flatnonzero(deterministic & ~repeat)
+    for i in np.flatnonzero(repeat)[:500]:  # within the last 50 deterministic originals before it
+        before = originals[originals < i]
+        assert source[i] in before[-50:]
+    same, det = RequestMix().draw(100)  # the default: every request itself, deterministic
+    assert (same == np.arange(100)).all() and det.all()
+    with pytest.raises(ConfigError, match="duplicate_share"):
+        RequestMix(duplicate_share=1.5)
+
+
+def test_repeated_requests_send_the_original_body_and_others_their_temperature():
+    trace = RequestTrace(np.linspace(0.0, 0.2, 40), np.arange(10, 50, dtype=np.int64),
+                         np.arange(2, 42, dtype=np.int64))
+    mix = RequestMix(deterministic_share=0.5, duplicate_share=0.3, temperature=0.9, seed=1)
+    source, deterministic = mix.draw(40)
+    with serve_in_thread() as server:
+        server.record = True
+        result = replay_trace(trace, [server.url], api="chat", mix=mix)
+    assert result.summary()["completed"] == 40
+    by_head = {}
+    for b in server.requests:
+        by_head.setdefault(b["messages"][0]["content"].split()[0], []).append(b)
+    for i in range(40):
+        bodies = by_head[f"r{i}"] if source[i] == i else None
+        if bodies is None:
+            continue
+        copies = 1 + int((source == i).sum() - 1)
+        assert len(bodies) == copies and all(b == bodies[0] for b in bodies)  # repeats are byte-equal
+        assert bodies[0]["max_tokens"] == 2 + i
+        assert bodies[0]["temperature"] == (0 if deterministic[i] else 0.9)
+    assert sum(len(v) for v in by_head.values()) == 40
+    assert (result.max_tokens == trace.output_tokens[source]).all()  # lengths follow the original
 
 
 @pytest.mark.parametrize("client", CLIENTS)

@@ -146,6 +146,7 @@ positive = number(gt=0)
 non_negative = number(ge=0)
 at_least_one = number(ge=1)
 seed = number(ge=0, why="numpy seeds are non-negative")
+fraction = number(ge=0, le=1)
 slo_target = number(gt=0, what="SLO target")
 _FLEET = "a larger fleet is beyond what the simulator is built for"
 fleet_size = number(ge=0, le=MAX_INSTANCES, why=_FLEET)

@@ -21,7 +21,8 @@ def calibrate_command(
         "--strong-share", help="Share of the requests to send to the strong model (0.3: the hardest 30%).",
         callback=checks.number(ge=0, le=1, what="strong share"))],
     config: Annotated[Path | None, typer.Option(
-        "--config", help="gateway.yaml: the route's cheap and strong models and their prices.")] = None,
+        "--config", help="gateway.yaml: the route's cheap and strong models and their prices (config prices, "
+        "else derived from its fleet: entries, as the gateway meters them).")] = None,
     route: Annotated[str | None, typer.Option(
         "--route", help="Route of --config to calibrate (default: its only route).")] = None,
     cheap_price: Annotated[str | None, typer.Option(
@@ -82,17 +83,19 @@ def _route(config: Path | None, route: str | None, given: dict) -> tuple[str, st
                               "or --config with prices_usd_per_1m_tokens")
         return "", "cheap", "strong", {"cheap": given["cheap"], "strong": given["strong"]}
     from fleetwise.gateway.config import load_gateway_file
+    from fleetwise.gateway.pricing import prices_from
 
     gateway = load_gateway_file(config)
     name = _route_name(gateway.routes, route, str(config))
     chosen = gateway.routes[name]
-    prices = {m: {"input": p.input, "output": p.output} for m, p in gateway.prices_usd_per_1m_tokens.items()}
+    prices = {m: {"input": p.input_usd_per_1m, "output": p.output_usd_per_1m}  # as the gateway meters them
+              for m, p in prices_from(gateway).items()}
     for side, model in (("cheap", chosen.cheap), ("strong", chosen.strong)):
         if given[side] is not None:
             prices[model] = given[side]
         elif model not in prices:
             raise ConfigError(f"route '{name}': {config} has no price for {side} model '{model}' (give "
-                              f"--{side}-price INPUT/OUTPUT USD per 1M tokens)")
+                              f"--{side}-price INPUT/OUTPUT USD per 1M tokens, or a fleet: entry for it)")
     return name, chosen.cheap, chosen.strong, prices
 
 

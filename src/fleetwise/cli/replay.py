@@ -84,6 +84,18 @@ SimSeqs = Annotated[int | None, typer.Option(
     "--max-num-seqs", help="--compare-sim: batch cap per engine (default: the engine profile's).",
     callback=checks.at_least_one)]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")]
+Deterministic = Annotated[float, typer.Option(
+    "--deterministic-share", help="Share of requests sent with temperature 0 (cacheable); the rest get "
+    "--temperature. A trace does not record it: state your assumption.", callback=checks.fraction)]
+Temperature = Annotated[float, typer.Option(
+    "--temperature", help="Temperature of the requests that are not deterministic.",
+    callback=checks.number(gt=0, le=2, why="OpenAI's range; 0 is deterministic"))]
+Duplicates = Annotated[float, typer.Option(
+    "--duplicate-share", help="Share of requests that repeat one of the last --duplicate-window deterministic "
+    "requests whole (retries, refreshes), at their own arrival time.", callback=checks.fraction)]
+DupWindow = Annotated[int, typer.Option(
+    "--duplicate-window", help="A repeat copies one of this many previous deterministic requests.",
+    callback=checks.at_least_one)]
 
 
 def _trace(path: Path, start: str | None, duration: str | None, multiply: float, limit: int | None, seed: int,
@@ -95,7 +107,7 @@ def _trace(path: Path, start: str | None, duration: str | None, multiply: float,
     tr = load_input(path, **load_opts)
     if not isinstance(tr, RequestTrace):
         raise InputFormatError(f"{path}: is a rate series; replay needs requests (fleetwise traffic convert "
-                               "--freq none turns a series into a trace)")
+                               "SERIES -o trace.csv turns a series into a trace, lengths from --lengths-from)")
     if start is not None or duration is not None:
         lo = tr.start_s + _offset(start)
         hi = lo + parse_duration(duration, "--duration") if duration is not None else math.inf
@@ -246,6 +258,8 @@ def replay_cmd(
     http_client: HttpClient = "aiohttp", api_key: ApiKey = None, share_prefixes: Share = True,
     compare_sim: CompareSim = False, gpu: SimGpu = "h100", gpus: SimGpus = 1, precision: SimPrec = "fp8",
     engine: SimEngine = "vllm", engines: SimEngines = None, max_num_seqs: SimSeqs = None,
+    deterministic_share: Deterministic = 1.0, temperature: Temperature = 0.7,
+    duplicate_share: Duplicates = 0.0, duplicate_window: DupWindow = 50,
     out: Out = None, json_out: Json = False, report: Report = None, quiet: Quiet = False,
 ) -> None:
     """Replay a request trace open loop against OpenAI-compatible endpoints; measure TTFT, TPOT, ITL, E2E.
@@ -261,14 +275,18 @@ def replay_cmd(
     With --compare-sim the sent requests are also simulated on --engines engines of the replica given by
     --gpu/--gpus/--precision/--engine, and --json gains 'simulated' and 'gap' ((measured - simulated) /
     simulated per percentile of TTFT and TPOT).
+    Requests are deterministic (temperature 0) and distinct unless --deterministic-share / --duplicate-share
+    say otherwise (e.g. to measure a gateway's cache and de-duplication; --seed draws them).
     """
-    from fleetwise.replay import APIS, HTTP_CLIENTS, find_model, normalize_url, replay_trace
+    from fleetwise.replay import APIS, HTTP_CLIENTS, RequestMix, find_model, normalize_url, replay_trace
 
     if api not in APIS:
         raise ConfigError(f"--api must be one of {', '.join(APIS)} (got '{api}')")
     if http_client not in HTTP_CLIENTS:
         raise ConfigError(f"--http-client must be one of {', '.join(HTTP_CLIENTS)} (got '{http_client}')")
     urls = [normalize_url(u) for u in url]
+    mix = RequestMix(deterministic_share=deterministic_share, temperature=temperature,
+                     duplicate_share=duplicate_share, duplicate_window=duplicate_window, seed=seed)
     if start is not None:
         _offset(start)  # a bad --start fails before the trace is read
     tr = _trace(trace, start, duration, multiply, limit, seed, fmt=fmt, time_col=time_col,
@@ -292,7 +310,7 @@ def replay_cmd(
         result = replay_trace(tr, urls, model=model, time_compress=compress, stream=stream,
                               max_in_flight=max_in_flight, timeout_s=timeout_s, api=api, progress=update,
                               stop_event=stop, share_prefixes=share_prefixes, headers=headers,
-                              http_client=http_client)
+                              http_client=http_client, mix=mix)
     summary = result.summary(ttft_ms=ttft_ms, tpot_ms=tpot_ms)
     if fleet is not None and summary["sent"]:  # stopped before the first send: nothing to compare
         from fleetwise.replay.compare import compare_with_simulation
@@ -306,7 +324,7 @@ def replay_cmd(
         replay_report(report, result, summary, source=str(trace))
     _warnings(summary)
     if json_out:
-        print_json({"trace": str(trace), **summary})
+        print_json({"trace": str(trace), **summary, "mix": mix.as_dict()})
         return
     console.print(_table(summary))
     if len(urls) > 1:

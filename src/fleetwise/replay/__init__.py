@@ -12,16 +12,18 @@ from fleetwise.replay.client import (
     DEFAULT_TIMEOUT_S,
     HTTP_CLIENTS,
     ReplayProgress,
+    RequestMix,
     areplay_trace,
     discover_model,
     find_model,
     normalize_url,
     replay_trace,
+    request_bodies,
 )
 from fleetwise.replay.results import CSV_COLUMNS, DEFAULT_TPOT_MS, DEFAULT_TTFT_MS, ReplayResult
 
 __all__ = [
     "APIS", "CSV_COLUMNS", "DEFAULT_MAX_IN_FLIGHT", "DEFAULT_TIMEOUT_S", "DEFAULT_TPOT_MS", "DEFAULT_TTFT_MS",
-    "HTTP_CLIENTS", "ReplayProgress", "ReplayResult", "areplay_trace", "discover_model", "find_model",
-    "normalize_url", "replay_trace",
+    "HTTP_CLIENTS", "ReplayProgress", "ReplayResult", "RequestMix", "areplay_trace", "discover_model", "find_model",
+    "normalize_url", "replay_trace", "request_bodies",
 ]

@@ -19,6 +19,11 @@ other servers ignore them, and ``short_outputs`` in the summary counts answers t
 With ``api="chat"`` the prompt is one user message of about one common English word per input token -
 approximate: a real tokenizer and the chat template add a few tokens (the instant endpoint counts words).
 
+What a trace does not record about a request's body - whether it is deterministic, whether it repeats an
+earlier one - is stated by a :class:`RequestMix` (default: every request deterministic, none repeated). A
+repeat copies an earlier deterministic request whole (prompt, lengths, sampling); the gateway benchmark uses
+it to measure response caching and in-flight de-duplication on a real trace's arrivals.
+
 Measurements (wall clock, from just before the request is handed to the HTTP client; the result reports
 them multiplied by ``time_compress``): TTFT is the arrival of the first SSE event carrying a non-empty token
 (``text``, ``content`` or ``reasoning_content``), ITL the gaps between such events, E2E the last byte, and
@@ -44,7 +49,7 @@ import math
 import re
 import time
 from array import array
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -87,6 +92,58 @@ _WORDS = ("the", "of", "and", "to", "in", "is", "that", "for", "it", "on", "with
 
 
 @dataclass(frozen=True)
+class RequestMix:
+    """The stated shares a trace does not record (assumptions of the run, reported with its results).
+
+    Attributes:
+        deterministic_share: requests sent with ``temperature: 0`` (cacheable); the rest get ``temperature``.
+        temperature: the sampling temperature of the other requests.
+        duplicate_share: requests that repeat one of the last ``duplicate_window`` deterministic originals,
+            drawn uniformly (retries, refreshes, several users asking the same); the repeat keeps its own
+            arrival time and copies the original's body and lengths.
+        seed: seed of the draws.
+    """
+
+    deterministic_share: float = 1.0
+    temperature: float = 0.7
+    duplicate_share: float = 0.0
+    duplicate_window: int = 50
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("deterministic_share", "duplicate_share"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"{name} must be between 0 and 1, got {value:g}")
+        if not 0.0 <= self.temperature <= 2.0:
+            raise ConfigError(f"temperature must be between 0 and 2 (OpenAI's range), got {self.temperature:g}")
+        if self.duplicate_window < 1:
+            raise ConfigError(f"duplicate_window must be at least 1, got {self.duplicate_window}")
+
+    def draw(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """(source, deterministic) per request: ``source[i]`` is the request whose body request i sends
+        (``i`` itself unless it is a repeat), ``deterministic[i]`` whether it is sent with temperature 0."""
+        rng = np.random.default_rng(self.seed)
+        deterministic = rng.random(n) < self.deterministic_share
+        repeat = rng.random(n) < self.duplicate_share
+        pick = rng.random(n)
+        original = deterministic & ~repeat
+        originals = np.flatnonzero(original)
+        before = np.cumsum(original) - original  # deterministic originals strictly before i
+        repeat &= before > 0
+        lo = np.maximum(before - self.duplicate_window, 0)
+        k = lo + np.floor(pick * (before - lo)).astype(np.int64)
+        source = np.arange(n, dtype=np.int64)
+        source[repeat] = originals[k[repeat]]
+        return source, deterministic | repeat
+
+    def as_dict(self) -> dict:
+        return {"deterministic_share": self.deterministic_share, "temperature": self.temperature,
+                "duplicate_share": self.duplicate_share, "duplicate_window": self.duplicate_window,
+                "seed": self.seed}
+
+
+@dataclass(frozen=True)
 class ReplayProgress:
     """A snapshot of a running replay (counts so far; ``elapsed_s`` is wall clock)."""
 
@@ -109,7 +166,8 @@ def replay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = No
                  progress: Callable[[ReplayProgress], None] | None = None, stop_event=None,
                  share_prefixes: bool = True, headers: dict[str, str] | None = None,
                  http_client: str = DEFAULT_HTTP_CLIENT,
-                 backends: Callable[[], Awaitable[list[str] | None]] | None = None) -> ReplayResult:
+                 backends: Callable[[], Awaitable[list[str] | None]] | None = None,
+                 mix: RequestMix | None = None) -> ReplayResult:
     """Replay ``trace`` open-loop against ``urls`` and measure every request (blocking; uvloop if installed).
 
     See :func:`areplay_trace` for the arguments.
@@ -124,7 +182,7 @@ def replay_trace(trace: RequestTrace, urls: list[str], *, model: str | None = No
         return run(areplay_trace(trace, urls, model=model, time_compress=time_compress, stream=stream,
                                  max_in_flight=max_in_flight, timeout_s=timeout_s, api=api, progress=progress,
                                  stop_event=stop_event, share_prefixes=share_prefixes, headers=headers,
-                                 http_client=http_client, backends=backends))
+                                 http_client=http_client, backends=backends, mix=mix))
 
 
 @contextmanager
@@ -152,7 +210,8 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
                         api: str = "completions", progress: Callable[[ReplayProgress], None] | None = None,
                         stop_event=None, share_prefixes: bool = True, headers: dict[str, str] | None = None,
                         http_client: str = DEFAULT_HTTP_CLIENT,
-                        backends: Callable[[], Awaitable[list[str] | None]] | None = None) -> ReplayResult:
+                        backends: Callable[[], Awaitable[list[str] | None]] | None = None,
+                        mix: RequestMix | None = None) -> ReplayResult:
     """Replay ``trace`` open-loop against ``urls`` (OpenAI-compatible base URLs) and measure every request.
 
     Args:
@@ -169,6 +228,7 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
         http_client: ``aiohttp`` or ``httpx`` (see :mod:`fleetwise.replay.transport`).
         backends: polled every half second for the base URLs that take new work (None: keep the last set);
             ``urls`` is the set at the start.
+        mix: the deterministic and repeated shares of the requests (default: all deterministic, no repeats).
     """
     endpoints = _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client)
     _raise_fd_limit(max_in_flight + 64)
@@ -178,12 +238,26 @@ async def areplay_trace(trace: RequestTrace, urls: list[str], *, model: str | No
     http = open_transport(http_client, max_in_flight, timeout_s, headers)
     try:
         run = _Run(http, trace, endpoints, model, time_compress, stream, max_in_flight, timeout_s, api,
-                   share_prefixes)
+                   share_prefixes, mix or RequestMix())
         run.backends = backends
         await run.run(progress, stop_event)
     finally:
         await http.aclose()
     return run.result()
+
+
+def request_bodies(trace: RequestTrace, *, model: str, api: str = "completions", stream: bool = True,
+                   share_prefixes: bool = True, mix: RequestMix | None = None) -> Iterator[bytes]:
+    """The JSON body of every request of ``trace``, in trace order, exactly as a replay sends it (e.g. a
+    sample for ``fleetwise gateway calibrate``)."""
+    if api not in APIS:
+        raise ConfigError(f"api must be one of {', '.join(APIS)} (got '{api}')")
+    mix = mix or RequestMix()
+    source, deterministic = mix.draw(len(trace))
+    prompts = _Prompts(trace, api, model, stream, share_prefixes)
+    hot = repr(float(mix.temperature))
+    for i, det in zip(source.tolist(), deterministic.tolist(), strict=True):
+        yield prompts.body(i, int(trace.input_tokens[i]), int(trace.output_tokens[i]), "0" if det else hot)
 
 
 async def discover_model(base: str, headers: dict[str, str] | None = None) -> str:
@@ -291,12 +365,12 @@ class _Prompts:
         tail = ',"stream":true,"stream_options":{"include_usage":true}}' if stream else ',"stream":false}'
         self.template = ('{"model":' + json.dumps(model) + (',"prompt":[%s]' if api == "completions" else
                          ',"messages":[{"role":"user","content":"%s"}]') +
-                         ',"max_tokens":%d,"min_tokens":%d,"ignore_eos":true,"temperature":0' + tail)
+                         ',"max_tokens":%d,"min_tokens":%d,"ignore_eos":true,"temperature":%s' + tail)
 
-    def body(self, i: int, isl: int, osl: int) -> bytes:
+    def body(self, i: int, isl: int, osl: int, temperature: str = "0") -> bytes:
         osl = max(osl, 1)  # max_tokens=0 is an error on most servers
         prompt = self._prefixed(i, max(isl, 1)) if self.prefixed else self._unique(i, max(isl, 1))
-        return (self.template % (prompt, osl, osl)).encode()
+        return (self.template % (prompt, osl, osl, temperature)).encode()
 
     def _unique(self, i: int, n: int) -> str:
         if self.api == "chat":
@@ -327,7 +401,7 @@ class _Run:
 
     def __init__(self, http, trace: RequestTrace, endpoints: list[str], model: str,
                  time_compress: float, stream: bool, max_in_flight: int, timeout_s: float, api: str,
-                 share_prefixes: bool) -> None:
+                 share_prefixes: bool, mix: RequestMix | None = None) -> None:
         n = len(trace)
         self.http, self.trace, self.endpoints, self.model = http, trace, endpoints, model
         self.compress, self.stream, self.timeout_s, self.api = float(time_compress), stream, timeout_s, api
@@ -335,8 +409,12 @@ class _Run:
         self.urls = [base + path for base in endpoints]
         self.prompts = _Prompts(trace, api, model, stream, share_prefixes)
         self.arrival = ((trace.arrival_s - trace.start_s) / self.compress).tolist()  # wall offsets from start
-        self.isl = trace.input_tokens.tolist()
-        self.osl = trace.output_tokens.tolist()
+        mix = mix or RequestMix()
+        source, deterministic = mix.draw(n)
+        self.source = source.tolist()  # the request whose body each one sends (itself unless a repeat)
+        self.temperature = np.where(deterministic, "0", repr(float(mix.temperature))).tolist()
+        self.isl = trace.input_tokens[source].tolist()
+        self.osl = trace.output_tokens[source].tolist()
         self.sent = np.full(n, np.nan)
         self.ttft = np.full(n, np.nan)
         self.e2e = np.full(n, np.nan)
@@ -479,7 +557,7 @@ class _Run:
                     self.failed += 1
 
     async def _request(self, i: int, u: int, start: float) -> str:
-        body = self.prompts.body(i, self.isl[i], self.osl[i])
+        body = self.prompts.body(self.source[i], self.isl[i], self.osl[i], self.temperature[i])
         answer = await self.http.post(self.urls[u], body, self.stream)
         try:
             if answer.status != 200:
@@ -570,8 +648,8 @@ class _Run:
         return ReplayResult(
             urls=tuple(self.endpoints), model=self.model, api=self.api, stream=self.stream,
             time_compress=x, arrival_s=np.asarray(self.arrival) * x, sent_s=self.sent * x,
-            input_tokens=np.asarray(self.trace.input_tokens, dtype=np.int64),
-            max_tokens=np.asarray(self.trace.output_tokens, dtype=np.int64), output_tokens=n_out,
+            input_tokens=np.asarray(self.isl, dtype=np.int64),
+            max_tokens=np.asarray(self.osl, dtype=np.int64), output_tokens=n_out,
             ttft_s=ttft, tpot_s=tpot, e2e_s=np.where(ok, e2e, np.nan), status=tuple(self.status),
             url_index=self.url_index, itl_s=np.frombuffer(self.itl, dtype=np.float64) * x,
             wall_s=max(self.last_end - self.t0 - first_sent, 0.0), interrupted=self.interrupted,
