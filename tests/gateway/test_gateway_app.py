@@ -141,7 +141,7 @@ def test_bad_requests_get_openai_errors_and_the_gateway_keeps_serving(workers):
 
 
 def test_saturated_model_sheds_batch_first_never_interactive(workers):
-    gw = gateway(workers, saturation_tokens_per_backend=1)
+    gw = gateway(workers, saturation={"tokens_per_backend": 1})
     for b in gw.backends.pool("llama-3.1-8b").backends.values():
         b.outstanding = 10  # as if both were full
     with AppServer(create_app(gw)) as server:
@@ -151,6 +151,59 @@ def test_saturated_model_sheds_batch_first_never_interactive(workers):
     assert batch.status_code == 429 and batch.headers["retry-after"] == "1"
     assert header.status_code == 429
     assert interactive.status_code == 200
+
+
+def test_a_backend_queueing_in_its_own_metrics_is_saturated_though_the_gateway_sent_it_nothing():
+    """Admission reads the engine's /metrics: requests queued by other clients count, not only the gateway's."""
+    cfg = EmulatorConfig(model="llama-3.1-8b", time_scale=5.0, max_num_seqs=1)
+    with WorkerThread(cfg, n=1) as busy:
+        gw = Gateway.build(GatewayFile.model_validate({
+            "backends": {"llama-3.1-8b": busy.urls},
+            "saturation": {"max_waiting": 3, "scrape_interval_s": 0.05}}))
+        with AppServer(create_app(gw)) as server:
+            url = server.url + "/v1/chat/completions"
+            assert httpx.post(url, json=chat(priority="batch")).status_code == 200  # idle: admitted
+
+            async def flood():  # 6 long requests straight to the engine: 1 runs, 5 wait
+                async with httpx.AsyncClient(timeout=60) as client:
+                    return await asyncio.gather(*(
+                        client.post(busy.urls[0] + "/v1/chat/completions", json=chat(max_tokens=400))
+                        for _ in range(6)), return_exceptions=True)
+
+            loop = asyncio.new_event_loop()
+            flooding = threading.Thread(target=lambda: loop.run_until_complete(flood()), daemon=True)
+            flooding.start()
+            deadline = time.monotonic() + 20
+            while True:
+                shed = httpx.post(url, json=chat(priority="batch"))
+                if shed.status_code == 429 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+            pool = gw.backends.pool("llama-3.1-8b")
+            assert shed.status_code == 429 and "saturated" in shed.json()["error"]["message"]
+            assert all(b.outstanding == 0 for b in pool.backends.values())  # the gateway's count alone: room
+            assert next(iter(pool.backends.values())).waiting >= 3
+            flooding.join(60)
+            time.sleep(0.3)  # the queue drained: the next reading admits batch work again
+            assert httpx.post(url, json=chat(priority="batch")).status_code == 200
+
+
+def test_saturation_readings_go_stale_and_sglang_names_read_the_same():
+    from fleetwise.enginemetrics import load_gauges
+    from fleetwise.gateway.backends import Backend, Saturation
+
+    sglang = ("# TYPE sglang:num_queue_reqs gauge\nsglang:num_queue_reqs{model_name=\"m\"} 7\n"
+              "# TYPE sglang:token_usage gauge\nsglang:token_usage{model_name=\"m\"} 0.5\n")
+    vllm_v0 = ("# TYPE vllm:gpu_cache_usage_perc gauge\nvllm:gpu_cache_usage_perc{engine=\"0\"} 0.9\n"
+               "vllm:gpu_cache_usage_perc{engine=\"1\"} 0.7\n")
+    assert load_gauges(sglang) == {"waiting": 7.0, "kv_usage": 0.5}
+    assert load_gauges(vllm_v0) == pytest.approx({"kv_usage": 0.8})  # averaged over engines
+    limits = Saturation(tokens=100, max_waiting=5, max_kv_usage=0.8, scrape_interval_s=1.0)
+    b = Backend("http://x", waiting=7.0, kv_usage=0.1, scraped_at=10.0)
+    assert b.saturated(limits, now=12.0)  # fresh: 7 waiting >= 5
+    assert not b.saturated(limits, now=13.5)  # older than 3 intervals: no longer counts
+    assert Backend("http://x", waiting=0.0, kv_usage=0.85, scraped_at=10.0).saturated(limits, now=10.5)
+    assert Backend("http://x", outstanding=100).saturated(limits, now=0.0)  # no metrics: its own count
 
 
 def test_an_unreachable_backend_is_a_clear_error_not_a_hang():

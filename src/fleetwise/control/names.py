@@ -1,31 +1,13 @@
-"""Metric names: the vLLM names the controller reads (with one alias table for vLLM's renames) and the
-``fleetwise_*`` names it exports on ``/metrics`` (alert rules and the Grafana dashboard use these).
-
-vLLM renames, from vLLM's own deprecation notes (``vllm/v1/metrics/loggers.py``, 0.10 - 0.11): the V0 names
-``vllm:gpu_cache_usage_perc`` became ``vllm:kv_cache_usage_perc`` and ``vllm:time_per_output_token_seconds``
-became ``vllm:inter_token_latency_seconds`` (V1 keeps the per-request ``vllm:request_time_per_output_token_seconds``
-separately). SGLang exports ``sglang:*`` names; the ones with a vLLM equivalent are aliased too
-(``sglang/srt/metrics/collector.py``: ``num_running_reqs``, ``num_queue_reqs``, ``token_usage``,
-``time_to_first_token_seconds``, ``inter_token_latency_seconds`` (``time_per_output_token_seconds`` before),
-``prompt_tokens_total``,
-``generation_tokens_total``, ``num_requests_total``), as of SGLang 0.4.
+"""Metric names: the ``fleetwise_*`` names the controller exports on ``/metrics`` (alert rules and the Grafana
+dashboard use these), and the engine names it reads (vLLM, SGLang, with one alias table for their renames:
+:mod:`fleetwise.enginemetrics`).
 """
 
 from __future__ import annotations
 
-# Canonical (vLLM V1) name <- other names that mean the same, newest first.
-ALIASES: dict[str, tuple[str, ...]] = {
-    "vllm:kv_cache_usage_perc": ("vllm:gpu_cache_usage_perc", "sglang:token_usage"),
-    "vllm:inter_token_latency_seconds": ("vllm:time_per_output_token_seconds", "sglang:inter_token_latency_seconds",
-                                         "sglang:time_per_output_token_seconds"),
-    "vllm:time_to_first_token_seconds": ("sglang:time_to_first_token_seconds",),
-    "vllm:num_requests_running": ("sglang:num_running_reqs",),
-    "vllm:num_requests_waiting": ("sglang:num_queue_reqs",),
-    "vllm:prompt_tokens": ("sglang:prompt_tokens",),
-    "vllm:generation_tokens": ("sglang:generation_tokens",),
-    "vllm:request_success": ("sglang:num_requests",),
-}
-CANONICAL: dict[str, str] = {alias: name for name, aliases in ALIASES.items() for alias in aliases}
+from fleetwise.enginemetrics import ALIASES, CANONICAL
+
+__all__ = ["ALIASES", "CANONICAL"]
 
 # What the controller exports (label names in the comments).
 DESIRED_REPLICAS = "fleetwise_desired_replicas"  # {pool, tier} workers the controller wants taking new work

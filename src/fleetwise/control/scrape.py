@@ -1,7 +1,7 @@
 """Direct scrape: read each worker's ``/metrics`` (Prometheus text format) - AIBrix's way, no Prometheus needed.
 
 The text is parsed with prometheus_client's own parser; names go through the alias table of
-:mod:`fleetwise.control.names`, so vLLM V0/V1 and SGLang workers read the same.
+:mod:`fleetwise.enginemetrics`, so vLLM V0/V1 and SGLang workers read the same.
 """
 
 from __future__ import annotations
@@ -11,21 +11,13 @@ import math
 import time
 from collections.abc import Sequence
 
-from fleetwise.control.names import CANONICAL
 from fleetwise.control.types import Histogram, Worker, WorkerMetrics
+from fleetwise.enginemetrics import LOAD_GAUGES, canonical
 
 _COUNTERS = {"vllm:request_success": "finished", "vllm:prompt_tokens": "prompt_tokens",
              "vllm:generation_tokens": "generation_tokens"}
-_GAUGES = {"vllm:num_requests_running": "running", "vllm:num_requests_waiting": "waiting",
-           "vllm:kv_cache_usage_perc": "kv_usage"}
+_GAUGES = LOAD_GAUGES
 _HISTOGRAMS = {"vllm:time_to_first_token_seconds": "ttft", "vllm:inter_token_latency_seconds": "itl"}
-
-
-def _canonical(name: str) -> str:
-    name = CANONICAL.get(name, name)
-    if name.endswith("_total"):  # an untyped counter keeps its suffix in the family name
-        name = CANONICAL.get(name[:-6], name[:-6])
-    return name
 
 
 def parse_metrics(text: str, t: float) -> WorkerMetrics:
@@ -37,7 +29,7 @@ def parse_metrics(text: str, t: float) -> WorkerMetrics:
     buckets: dict[str, dict[float, float]] = {}
     sums: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        name = _canonical(family.name)
+        name = canonical(family.name)
         field = _COUNTERS.get(name) or _GAUGES.get(name)
         if field:
             for s in family.samples:

@@ -79,7 +79,7 @@ class Gateway:
                  cache if cache is not None else MemoryCache(cfg.cache.max_entries), usage)
         gw.tenants = {h: t for t in (e.tenant() for e in cfg.tenants) for h in t.key_hashes}
         gw.prices = prices_from(cfg)
-        gw.backends = Backends(cfg.backends, cfg.saturation_tokens_per_backend)
+        gw.backends = Backends(cfg.backends, cfg.saturation.limits())
         gw.router = _routers(cfg)
         gw.metrics = GatewayMetrics()
         return gw
@@ -621,6 +621,7 @@ def create_app(gw: Gateway):
             gw.usage = await gw.usage.open()
         if gw.cfg.controller:
             gw.backends.follow(gw.cfg.controller, gw.session)
+        gw.backends.watch_load(gw.session)
         flusher = asyncio.create_task(_flush_every(gw, 1.0))
         try:
             yield

@@ -30,7 +30,13 @@ from fleetwise.catalog.validation import (
     yaml_line,
 )
 from fleetwise.errors import ConfigError
-from fleetwise.gateway.backends import DEFAULT_SATURATION_TOKENS
+from fleetwise.gateway.backends import (
+    DEFAULT_MAX_KV_USAGE,
+    DEFAULT_MAX_WAITING,
+    DEFAULT_SATURATION_TOKENS,
+    DEFAULT_SCRAPE_INTERVAL_S,
+    Saturation,
+)
 from fleetwise.gateway.types import PRIORITIES, Tenant
 
 Url = Annotated[str, Field(pattern=r"^https?://[^\s/]+(:\d+)?(/.*)?$")]
@@ -100,6 +106,22 @@ class CacheEntry(_Strict):
     max_entries: Annotated[int, Field(ge=0, le=10_000_000)] = 10_000
 
 
+class SaturationEntry(_Strict):
+    """When a backend is saturated, for admission (see :mod:`fleetwise.gateway.backends`)."""
+
+    tokens_per_backend: Annotated[int, Field(ge=1)] = DEFAULT_SATURATION_TOKENS
+    """Outstanding prompt + max_tokens the gateway has sent a backend and not seen finish."""
+    max_waiting: Annotated[float, Field(ge=0)] = DEFAULT_MAX_WAITING
+    """Requests queued in the engine (vllm:num_requests_waiting, sglang:num_queue_reqs)."""
+    max_kv_usage: Annotated[float, Field(gt=0, le=1)] = DEFAULT_MAX_KV_USAGE
+    """KV-cache usage, 0-1 (vllm:kv_cache_usage_perc, sglang:token_usage)."""
+    scrape_interval_s: Annotated[float, Field(ge=0, le=3600)] = DEFAULT_SCRAPE_INTERVAL_S
+    """How often each backend's /metrics is read; 0: never (outstanding tokens alone)."""
+
+    def limits(self) -> Saturation:
+        return Saturation(self.tokens_per_backend, self.max_waiting, self.max_kv_usage, self.scrape_interval_s)
+
+
 class GatewayFile(_Strict):
     backends: dict[str, list[Url]] = {}
     prices_usd_per_1m_tokens: dict[str, Prices] = {}
@@ -114,7 +136,7 @@ class GatewayFile(_Strict):
     """Identical deterministic requests in flight share one upstream call (off: each goes upstream)."""
     default_max_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 1024
     """Output tokens a request without max_tokens is budgeted for (its worst case is reserved before dispatch)."""
-    saturation_tokens_per_backend: Annotated[int, Field(ge=1)] = DEFAULT_SATURATION_TOKENS
+    saturation: SaturationEntry = SaturationEntry()
 
     @field_validator("backends")
     @classmethod
