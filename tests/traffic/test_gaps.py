@@ -76,3 +76,48 @@ def test_sparse_traffic_is_not_a_gap():
     regular = np.zeros(500)
     regular[::50] = 1 / 60  # one request every 50 minutes
     assert find_gaps(regular, 60.0) == []
+
+
+def test_partly_observed_bins_beside_a_gap_are_missing_too():
+    from fleetwise.traffic.gaps import mask_partial, partial_bins
+
+    v = np.full(60, 1000.0)
+    v[20:25] = 0.0  # collection stopped for 5 bins
+    v[19], v[25] = 0.9, 3.3  # ... inside bin 19 and restarted inside bin 25
+    out, gaps, partial = mask_partial(v, 600.0)
+    assert gaps == [(20, 25)] and partial == [19, 25]
+    assert np.isnan(out[19:26]).all() and np.isfinite(np.delete(out, range(19, 26))).all()
+    v[19], v[25] = 700.0, 950.0  # lower but within what the traffic can do: kept
+    assert mask_partial(v, 600.0)[2] == []
+
+
+def test_partial_bins_at_the_series_ends_and_beside_nan_runs():
+    from fleetwise.traffic.gaps import partial_bins
+
+    v = np.full(40, 50.0)
+    v[0], v[-1] = 2.0, 5.0  # the collection began and ended inside these bins
+    v[15:18] = np.nan
+    v[14] = 1.0
+    assert partial_bins(v, 60.0) == [0, 14, 39]
+    quiet = np.full(40, 0.05)  # 3 requests expected per bin: a low bin is ordinary Poisson noise
+    quiet[0] = 0.0
+    quiet[-1] = 0.01
+    assert partial_bins(quiet, 60.0) == []
+    rng = np.random.default_rng(0)  # heavy Poisson traffic never yields a false partial bin
+    for _ in range(20):
+        noisy = rng.poisson(1000 * 60, 200) / 60.0
+        assert partial_bins(noisy, 60.0) == []
+
+
+def test_loading_a_series_reports_partial_bins(tmp_path):
+    from fleetwise.traffic.load import load_series
+
+    v = np.full(48, 1000.0)
+    v[20:24] = 0.0
+    v[19], v[24] = 0.9, 3.3
+    path = tmp_path / "s.csv"
+    path.write_text("time,rate\n" + "".join(f"{600 * k},{x}\n" for k, x in enumerate(v)))
+    series = load_series(path)
+    assert np.isnan(series.values[19:25]).all() and np.isfinite(series.values[:19]).all()
+    assert series.report.partial_bins == (19 * 600.0, 24 * 600.0)
+    assert any("partly observed" in w and "11,400 s" in w for w in series.report.warnings())

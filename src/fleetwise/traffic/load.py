@@ -15,7 +15,7 @@ from fleetwise.errors import ConfigError, InputFormatError
 from fleetwise.traffic import formats
 from fleetwise.traffic.columns import MAX_TIME_S, bad_times, parse_count, parse_float, parse_time
 from fleetwise.traffic.convert import grid_series, trace_to_series
-from fleetwise.traffic.gaps import DEFAULT_MIN_EXPECTED, mask_gaps
+from fleetwise.traffic.gaps import DEFAULT_MIN_EXPECTED, mask_partial
 from fleetwise.traffic.records import LoadReport, RateSeries, RequestTrace, take_csr
 from fleetwise.traffic.tabular import BadRows, csv_batches, file_kind, jsonl_batches, parquet_batches
 
@@ -133,11 +133,12 @@ def _sorted_trace(a: dict[str, np.ndarray], *, epoch: bool, source: str, report:
 def _with_gaps(series: RateSeries, detect_gaps: bool, min_expected: float) -> RateSeries:
     if not detect_gaps:
         return series
-    values, gaps = mask_gaps(series.values, series.period_s, min_expected)
-    if not gaps:
+    values, gaps, partial = mask_partial(series.values, series.period_s, min_expected)
+    if not gaps and not partial:
         return series
     spans = tuple((series.start_s + lo * series.period_s, series.start_s + hi * series.period_s) for lo, hi in gaps)
-    report = replace(series.report, gap_bins=sum(h - lo for lo, h in gaps), gaps=spans)
+    report = replace(series.report, gap_bins=sum(h - lo for lo, h in gaps), gaps=spans,
+                     partial_bins=tuple(series.start_s + i * series.period_s for i in partial))
     return series.with_values(values, report=report)
 
 

@@ -41,6 +41,7 @@ class LoadReport:
     sorted_rows: bool = False  # timestamps were out of order and have been sorted
     gap_bins: int = 0  # rate-series bins treated as missing (collection gaps)
     gaps: tuple[tuple[float, float], ...] = ()  # (start_s, end_s) of each detected gap
+    partial_bins: tuple[float, ...] = ()  # start_s of each partly observed bin treated as missing (traffic.gaps)
     file: str | None = None  # the file loaded, for error messages about its data (None: made in memory)
 
     def warnings(self) -> list[str]:
@@ -53,6 +54,11 @@ class LoadReport:
             spans = ", ".join(f"{a:,.0f}-{b:,.0f} s" for a, b in self.gaps[:3])
             more = f" (+{len(self.gaps) - 3} more)" if len(self.gaps) > 3 else ""
             out.append(f"{self.gap_bins} bin(s) in {len(self.gaps)} collection gap(s) treated as missing: {spans}{more}")
+        if self.partial_bins:
+            starts = ", ".join(f"{a:,.0f} s" for a in self.partial_bins[:3])
+            more = f" (+{len(self.partial_bins) - 3} more)" if len(self.partial_bins) > 3 else ""
+            out.append(f"{len(self.partial_bins)} partly observed bin(s) beside gaps or at the ends treated as "
+                       f"missing (far below the traffic beside them), starting at {starts}{more}")
         return out
 
 
