@@ -93,3 +93,34 @@ class SolverError(FleetwiseError):
 
 class ActuatorError(FleetwiseError):
     """An actuator could not read or change the fleet; the controller's next reconcile step retries."""
+
+
+MAX_ECHO_CHARS = 60
+"""The most of a user's input an error message repeats: a whole binary header or JSON blob is not a message."""
+
+
+def quote_input(text: object, limit: int = MAX_ECHO_CHARS) -> str:
+    """A user's value quoted for an error line: non-printable characters (and undecodable bytes) shown as '?',
+    long values cut with '...'."""
+    raw = str(text)
+    shown = "".join(c if c.isprintable() and c != "\ufffd" else "?" for c in raw[:limit])
+    return "'" + shown + ("...'" if len(raw) > limit else "'")
+
+
+def some_of(names, near: str | None = None, listing: str | None = None, most: int = 5) -> str:
+    """'known: a, b, c' for a short list; for a long one the closest few to ``near`` and how to list the rest
+    (``fleetwise catalog LISTING``), so an error stays one readable line."""
+    import difflib
+
+    names = sorted(str(n) for n in names)
+    if len(names) <= most:
+        return "known: " + ", ".join(names)
+    close = []
+    if near:
+        key = str(near).lower()
+        close = [n for n in names if key in n.lower()][:most]  # 'p5.4xl' -> 'aws/us-east-1/p5.4xlarge'
+        close = close or difflib.get_close_matches(str(near), names, n=most, cutoff=0.5)
+    how = f"; list them with 'fleetwise catalog {listing}'" if listing else ""
+    if close:
+        return f"closest: {', '.join(close)}; {len(names):,} known{how}"
+    return f"{len(names):,} known, e.g. {', '.join(names[:most])}{how}"

@@ -130,3 +130,34 @@ def test_detect_gzipped_csv(write):
     import gzip
 
     assert detect(write("azure.csv.gz", gzip.compress(AZURE.encode()))) == "azure"
+
+
+def test_servegen_root_resolves_to_its_one_client_folder_and_several_are_named(tmp_path):
+    from fleetwise.errors import InputFormatError
+    from fleetwise.traffic.load import load_series
+
+    folder = tmp_path / "servegen" / "language" / "m-large"
+    folder.mkdir(parents=True)
+    for k in range(2):
+        (folder / f"chunk-{k}-trace.csv").write_text(  # ServeGen's headerless six columns
+            "".join(f"{600 * i},{1.0 + k},1.0,Exponential,0,0\n" for i in range(6)))
+    (tmp_path / "servegen" / "LICENSE").write_text("license")
+    series = load_series(tmp_path / "servegen", fmt="servegen")
+    assert series.values.tolist() == [3.0] * 6  # the two clients summed
+    (tmp_path / "servegen" / "reasoning" / "m-mid").mkdir(parents=True)
+    (tmp_path / "servegen" / "reasoning" / "m-mid" / "chunk-0-trace.csv").write_text("0,1,1,Exponential,0,0\n")
+    with pytest.raises(InputFormatError, match=r"holds 2 ServeGen client folders \(language/m-large, "
+                                               r"reasoning/m-mid\); pass one of them"):
+        load_series(tmp_path / "servegen", fmt="servegen")
+
+
+def test_error_lines_escape_binary_headers_and_cap_long_lists():
+    from fleetwise.errors import quote_input, some_of
+
+    assert quote_input("\x00\x01\ufffdab") == "'???ab'"
+    assert quote_input("x" * 100, 10) == "'xxxxxxxxxx...'"
+    assert some_of(["a", "b"]) == "known: a, b"
+    offers = [f"aws/us-east-1/p{k}.{s}" for k in range(5) for s in ("xlarge", "4xlarge", "48xlarge")]
+    line = some_of(offers, "p4.4x", "offers")
+    assert line.startswith("closest: ") and "15 known; list them with 'fleetwise catalog offers'" in line
+    assert len(some_of(offers, "zzz", "offers")) < 200

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fleetwise.catalog.loader import RawEntries, catalog_files, load_file
 from fleetwise.catalog.records import GPU, MLA, TIERS, Model, MoE, Offer, Precision
-from fleetwise.errors import CatalogError, UnknownNameError
+from fleetwise.errors import CatalogError, UnknownNameError, quote_input, some_of
 
 __all__ = [
     "GPU", "MLA", "TIERS", "Catalog", "Model", "MoE", "Offer", "Precision",
@@ -85,8 +85,7 @@ class Catalog:
         for key in keys:
             if key in index:
                 return index[key]
-        known = ", ".join(sorted(getattr(self, section)))
-        raise UnknownNameError(f"unknown {section[:-1]} '{name}' (known: {known})")
+        raise UnknownNameError(f"unknown {section[:-1]} {quote_input(name)} ({some_of(getattr(self, section), name, section)})")
 
     def gpu(self, name: str) -> GPU:
         """A GPU by id or alias, e.g. 'H100' or 'A100-SXM4-80GB'."""

@@ -98,6 +98,9 @@ def load_file(path: Path, into: RawEntries) -> None:
 
 def catalog_files(directory: Path) -> list[Path]:
     """The YAML files of a catalog directory, in a stable order."""
+    if directory.is_file():
+        raise CatalogError("is a file; a catalog is a directory of YAML files (or 'seed-scenario')",
+                           file=str(directory))
     if not directory.is_dir():
         raise CatalogError("catalog directory does not exist", file=str(directory))
     return sorted(p for p in directory.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())

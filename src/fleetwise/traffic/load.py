@@ -208,7 +208,24 @@ def _read_pairs(path: Path, cols: formats.Columns, max_bad_rows: float, names: l
     return np.concatenate(ts), np.concatenate(vs), flags == {True}, report
 
 
+def _servegen_folder(path: Path) -> Path:
+    """The folder of client files a ServeGen path means: itself, or the one client folder below it (the dataset's
+    root holds ``<category>/<model>/chunk-*-trace.csv``); several are an error that names a few."""
+    if not path.is_dir() or any(path.glob("*.csv")):
+        return path
+    folders = sorted({f.parent for f in path.rglob("*.csv")})
+    if len(folders) == 1:
+        return folders[0]
+    if not folders:
+        raise InputFormatError("no ServeGen client files (*.csv) in the directory or below it", file=str(path))
+    names = ", ".join(str(f.relative_to(path)) for f in folders[:4])
+    more = f" and {len(folders) - 4} more" if len(folders) > 4 else ""
+    raise InputFormatError(f"holds {len(folders)} ServeGen client folders ({names}{more}); pass one of them",
+                           file=str(path))
+
+
 def _servegen(path: Path, max_bad_rows: float) -> RateSeries:
+    path = _servegen_folder(path)
     files = sorted(path.glob("*.csv")) if path.is_dir() else [path]
     if not files:
         raise InputFormatError("no ServeGen client files (*.csv) in the directory", file=str(path))
