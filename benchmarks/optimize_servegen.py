@@ -203,7 +203,7 @@ def main() -> int:
                  "reservation_plan_gap": c.reservation_plan.gap, "step_ms_median": c.step_ms[0],
                  "step_ms_max": c.step_ms[1], "actions": len(c.actions), "compare_s": s,
                  "cost_usd": c.fleetwise.cost_usd, "unmet_demand_fraction": c.fleetwise.unmet_demand_fraction,
-                 "ratio_to_hindsight": c.ratio_to_hindsight}
+                 "ratio_to_hindsight": c.ratio_to_hindsight, "evidence": [e.to_dict() for e in c.evidence]}
              for q, (c, s) in runs.items()}
     hp = ref.hindsight_plan
     goal = {"quantile": goal_q, "ratio_to_hindsight": ratio_tool, "ratio_to_best_hindsight": ratio_best,
@@ -255,6 +255,12 @@ def main() -> int:
     for q, p in per_q.items():
         print(f"| {q:g} | {p['reservations']} | {p['step_ms_median']:.1f} ms | {p['step_ms_max']:.0f} ms | {p['actions']} "
               f"| {p['compare_s']:.1f} s |")
+    for q, p in per_q.items():
+        for e in p["evidence"]:
+            print(f"Evidence (q={q:g}), {e['count']} x {e['offer']} {e['term']}: {e['history_days']:.1f} days of "
+                  f"history, break-even {e['break_even_utilization']:.0%}, last instance used "
+                  f"{e['last_instance_utilization']:.0%}, above break-even on {e['days_above_break_even']:.0%} of "
+                  "days" + "".join(f"; WARNING: {w}" for w in e["warnings"]))
     print(f"\nHindsight optimum (compare, plan_allocation): {reservations(hp.reserved)}; planned cost "
           f"${hp.total_usd:,.0f}, lower bound ${hp.lower_bound_usd:,.0f}, gap <= {hp.gap:.1%} ({hp.solve_s:.1f} s)")
     if full is not None:

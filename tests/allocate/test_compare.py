@@ -159,3 +159,17 @@ def test_all_missing_window_is_a_one_line_config_error():
     gaps = RateSeries(0.0, 3600.0, np.full(72, np.nan))
     with pytest.raises(ConfigError, match="no known demand values"):
         compare(gaps, GCP_LIKE, train_days=2, eval_days=1)
+
+
+def test_a_spike_beyond_the_caps_is_unmet_not_an_error():
+    # Demand peaks at 45 req/s in the operated day; the caps allow ~40 (3 on-demand + 1 spot of 10 req/s).
+    # Hindsight covers what the caps allow, and the spike shows as unmet demand for every strategy.
+    values = np.full(72, 20.0)
+    values[60] = 45.0
+    capped = [offer("a", 10, od=1.0, spot=0.4, hazard=0.05, caps={"on_demand": 3, "spot": 1})]
+    cmp = compare(RateSeries(0.0, 3600.0, values), capped, train_days=2, eval_days=1)
+    assert cmp.hindsight.cost_usd > 0
+    assert np.all(cmp.hindsight_plan.capacity_rps() <= 40.0 + 1e-9)
+    spike_share = (45.0 - 40.0) / values[48:].sum()  # at least this much no allocation could serve
+    assert cmp.hindsight.unmet_demand_fraction >= spike_share - 1e-12
+    assert cmp.fleetwise.unmet_demand_fraction >= spike_share - 1e-12

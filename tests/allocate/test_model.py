@@ -529,3 +529,20 @@ def test_two_stage_search_walks_to_the_right_reservation_count(monkeypatch):
     alloc = plan_allocation(offers, demand, 1.0, policy)
     assert alloc.reserved == optimum.reserved
     assert alloc.total_usd == pytest.approx(optimum.total_usd, rel=1e-9)
+
+
+def test_servable_rps_under_caps_and_shares():
+    from fleetwise.allocate.model import servable_rps
+
+    policy = replace(CLEAN, max_spot_share=0.5, min_nonspot_share=0.25)
+    # no caps: anything can be served
+    assert servable_rps([offer("a", 10, od=1.0, spot=0.4)], policy) == float("inf")
+    # 3 on-demand (30 req/s) + at most 5 spot (50): the share cap lets spot add only as much as non-spot (30)
+    capped = [offer("a", 10, od=1.0, spot=0.4, caps={"on_demand": 3, "spot": 5})]
+    assert servable_rps(capped, policy) == pytest.approx(60.0)
+    # a floor of 60% binds first: 30 non-spot req/s carry at most 50 req/s of demand
+    assert servable_rps(capped, replace(policy, min_nonspot_share=0.6)) == pytest.approx(50.0)
+    # the allocator covers exactly that much and no more
+    assert plan_allocation(capped, np.array([10.0, 60.0]), 1.0, policy).capacity_rps()[1] >= 60.0 - 1e-6
+    with pytest.raises(InfeasibleError):
+        plan_allocation(capped, np.array([10.0, 60.5]), 1.0, policy)

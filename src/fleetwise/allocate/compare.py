@@ -12,7 +12,8 @@ from fleetwise.allocate.baselines import (
     all_on_demand_peak, all_reserved_peak, percentile_heuristic, reactive_on_demand, score_baselines,
 )
 from fleetwise.allocate.evaluate import Evaluation, Schedule, evaluate, spot_uniforms
-from fleetwise.allocate.model import Allocation, Policy, plan_allocation
+from fleetwise.allocate.evidence import ReservationEvidence, reservation_evidence
+from fleetwise.allocate.model import Allocation, Policy, plan_allocation, servable_rps
 from fleetwise.allocate.offers import CapacityOffer
 from fleetwise.allocate.rolling import Action, RollingConfig, lead_steps, operate
 from fleetwise.errors import ConfigError
@@ -37,6 +38,7 @@ class Comparison:
     schedules: dict[str, Schedule] = field(default_factory=dict)
     actions: list[Action] = field(default_factory=list)
     step_ms: tuple[float, float] = (0.0, 0.0)  # median and max rolling-step time
+    evidence: list[ReservationEvidence] = field(default_factory=list)  # per reservation, from the training days
 
     @property
     def ratio_to_hindsight(self) -> float:
@@ -131,7 +133,9 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
                                      progress=progress)
     u = spot_uniforms(len(offers), n_eval, seed)
     ev = lambda s: evaluate(s, actual, period_h, cold_start_s=policy.cold_start_s, uniforms=u)  # noqa: E731
-    hindsight_plan = plan_allocation(offers, actual, period_h, policy)
+    # Hindsight serves all the demand the availability caps allow (a spike beyond them is unmet for everyone).
+    hindsight_plan = plan_allocation(offers, np.minimum(actual, servable_rps(offers, policy) * (1 - 1e-9)),
+                                     period_h, policy)
     hindsight = Schedule("hindsight optimum", offers, hindsight_plan.reserved, hindsight_plan.spot,
                          hindsight_plan.on_demand)
     peak = float(history.max())
@@ -146,6 +150,7 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
         period_h, actual, plan, ev(schedule), ev(hindsight), hindsight_plan, baselines,
         {s.name: s for s in (schedule, hindsight, *built)}, actions,
         (float(np.median(times)), float(times.max())) if times.size else (0.0, 0.0),
+        reservation_evidence(reserved, offers, series.values[:train], series.period_s),
     )
 
 

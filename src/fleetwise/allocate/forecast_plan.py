@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -13,6 +13,7 @@ from fleetwise.allocate.baselines import (
     score_baselines,
 )
 from fleetwise.allocate.evaluate import Evaluation, evaluate, spot_uniforms
+from fleetwise.allocate.evidence import ReservationEvidence, reservation_evidence
 from fleetwise.allocate.model import Allocation, Policy, plan_allocation
 from fleetwise.allocate.offers import CapacityOffer
 from fleetwise.errors import ConfigError
@@ -25,6 +26,7 @@ class ForwardPlan:
     allocation: Allocation  # its demand_rps is the forecast quantile planned for
     baselines: list[Evaluation]  # one the offers cannot express is marked not applicable
     method: str
+    evidence: list[ReservationEvidence] = field(default_factory=list)  # per reservation, from the series
 
 
 def plan_forward(series: RateSeries, offers: list[CapacityOffer], horizon_steps: int, *, quantile: float = 0.95,
@@ -45,4 +47,5 @@ def plan_forward(series: RateSeries, offers: list[CapacityOffer], horizon_steps:
         lambda: all_reserved_peak(offers, peak, horizon_steps),
         lambda: percentile_heuristic(offers, history, horizon_steps, policy.cold_start_s),
     ], lambda b: evaluate(b, path, period_h, cold_start_s=policy.cold_start_s, uniforms=u))
-    return ForwardPlan(alloc, baselines, fc.chosen or "auto")
+    evidence = reservation_evidence(alloc.reserved, offers, series.values, series.period_s)
+    return ForwardPlan(alloc, baselines, fc.chosen or "auto", evidence)

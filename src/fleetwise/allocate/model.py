@@ -460,13 +460,32 @@ def _tier_capacity(o: CapacityOffer, tiers: tuple[str, ...]) -> float:
     return sum(o.cap(t) for t in tiers if o.price(t) is not None)
 
 
-def _check_feasible(offers, demand, cap, avail, policy: Policy) -> None:
-    """Explain the obvious infeasibilities before asking the solver."""
-    peak = float(demand.max())
+def _capped_capacity(offers, cap, avail, policy: Policy) -> tuple[float, float]:
+    """(non-spot, availability-discounted spot) req/s the availability caps allow at most (inf: uncapped)."""
     nonspot = float(sum(c * _tier_capacity(o, ("on_demand", *policy.reserved_terms))
                         for o, c in zip(offers, cap, strict=True)))
     spot = float(sum(c * a * _tier_capacity(o, ("spot",)) for o, c, a in zip(offers, cap, avail, strict=True))
                  ) if policy.allow_spot else 0.0
+    return nonspot, spot
+
+
+def servable_rps(offers: list[CapacityOffer], policy: Policy = Policy()) -> float:
+    """The highest demand any allocation can cover under the availability caps, the spot-share cap and the
+    non-spot floor (inf when nothing is capped): with all non-spot capacity N and spot S, spot may add at most
+    phi / (1 - phi) x N, and the floor needs N >= beta x demand."""
+    cap = np.array([o.capacity_rps for o in offers])
+    avail = np.array([spot_availability(o.hazard_per_hour, policy.cold_start_s) for o in offers])
+    nonspot, spot = _capped_capacity(offers, cap, avail, policy)
+    phi, beta = policy.max_spot_share, policy.min_nonspot_share
+    spot_usable = spot if phi >= 1 else min(spot, phi / (1 - phi) * nonspot)
+    floor_limit = nonspot / beta if beta > 0 else float("inf")
+    return min(nonspot + spot_usable, floor_limit)
+
+
+def _check_feasible(offers, demand, cap, avail, policy: Policy) -> None:
+    """Explain the obvious infeasibilities before asking the solver."""
+    peak = float(demand.max())
+    nonspot, spot = _capped_capacity(offers, cap, avail, policy)
     if nonspot + spot < peak:
         raise InfeasibleError(
             f"peak demand {peak:,.1f} req/s exceeds what the availability caps allow "
