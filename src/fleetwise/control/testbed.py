@@ -383,11 +383,13 @@ def _simulate(trace: RequestTrace, config: TestbedConfig, spec, initial: int, no
 
 
 def _cost(chaos: _Chaos, spec) -> tuple[float, dict[str, float]]:
+    from fleetwise.sim.billing import billed_usd
+
     by_tier: dict[str, float] = {}
     prices = spec.itype.usd_per_hour
     for tier, first, last in chaos.seen.values():
         price = prices.get(tier, prices["on_demand"])
-        by_tier[tier] = by_tier.get(tier, 0.0) + max(0.0, last - first) * price / 3600.0
+        by_tier[tier] = by_tier.get(tier, 0.0) + billed_usd(max(0.0, last - first), price)
     return sum(by_tier.values()), by_tier
 
 

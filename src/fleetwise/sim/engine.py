@@ -10,19 +10,43 @@ Python scalars so one event costs microseconds:
   context, so the run's length is an arithmetic series); a request routed to the engine mid-run cuts the
   run at the end of the step in progress;
 * removals (migration, preemption) are lazy in the heap and exact in the aggregates.
+
+What an engine needs from the rest of the simulator is :class:`EngineHost` (the request side,
+:class:`fleetwise.sim.dispatch.Dispatcher`); what the rest needs from an engine is its admission methods
+(``has_room``, ``assign``, ``assign_transfer``), removals (``progress``, ``remove``, ``victim``,
+``could_make_room``), ``step_end`` for its scheduled events, and the counters routers read (``work``,
+``slots``, ``max_batch``, ``kv_free``).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from heapq import heappop, heappush
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from fleetwise.perf.steps import StepModel, steps_to_cover
 
 if TYPE_CHECKING:
-    from fleetwise.sim.core import Simulator
     from fleetwise.sim.fleet import Instance
+
+
+class EngineHost(Protocol):
+    """The narrow interface an engine talks to: request lengths and classes, KV needs, outcomes, queued work
+    and the event queue."""
+
+    osl: list[int]  # output tokens of each request
+    cls: list[int]  # priority class of each request
+    assigned_work: list[int]  # tokens a request brought to the engine that holds it
+
+    def kv_need(self, rid: int) -> int: ...
+
+    def first_token(self, rid: int, t: float) -> None: ...
+
+    def complete(self, rid: int, t: float) -> None: ...
+
+    def pull(self, engine: Engine, t: float) -> None: ...
+
+    def push_step(self, t: float, engine: Engine) -> None: ...
 
 
 def steps_done(elapsed: float, dt0: float, slope: float, k: int) -> int:
@@ -38,16 +62,16 @@ def steps_done(elapsed: float, dt0: float, slope: float, k: int) -> int:
 class Engine:
     """Mutable state of one engine; the simulator calls ``assign``, ``remove``, ``plan`` and ``step_end``."""
 
-    __slots__ = ("id", "instance", "sim", "sm", "max_batch", "budget", "kv_cap", "kv_free",
-                 "prefill", "dec", "heap", "n_dec", "ctx_sum", "counter", "slots", "work", "version",
-                 "busy_until", "run_t0", "run_dt0", "run_slope", "run_k", "chunks", "step_dec", "step_dt", "busy_s",
-                 "serving", "class_count", "class_kv", "joining")
+    __slots__ = ("budget", "busy_s", "busy_until", "chunks", "class_count", "class_kv", "counter", "ctx_sum",
+                 "dec", "heap", "host", "id", "instance", "joining", "kv_cap", "kv_free", "max_batch", "n_dec",
+                 "prefill", "run_dt0", "run_k", "run_slope", "run_t0", "serving", "slots", "sm", "step_dec",
+                 "step_dt", "version", "work")
 
-    def __init__(self, eid: int, instance: Instance, sim: Simulator, sm: StepModel, *, max_batch: int,
+    def __init__(self, eid: int, instance: Instance, host: EngineHost, sm: StepModel, *, max_batch: int,
                  budget: int, kv_cap: int, classes: int) -> None:
         self.id = eid
         self.instance = instance
-        self.sim = sim
+        self.host = host
         self.sm = sm
         self.max_batch = max_batch
         self.budget = budget
@@ -108,7 +132,7 @@ class Engine:
             if ready > now:
                 keep.append((ready, rid, gen, context))
                 continue
-            finish = self.counter + (self.sim.osl[rid] - gen)
+            finish = self.counter + (self.host.osl[rid] - gen)
             self.dec[rid] = (self.counter, context, gen, finish)
             heappush(self.heap, (finish, rid))
             self.n_dec += 1
@@ -125,7 +149,7 @@ class Engine:
     def _schedule(self, t_end: float) -> None:
         self.version += 1
         self.busy_until = t_end
-        self.sim.push_step(t_end, self)
+        self.host.push_step(t_end, self)
 
     # -- stepping ------------------------------------------------------------------------------------
     def plan(self, now: float) -> None:
@@ -207,20 +231,20 @@ class Engine:
                     self._prompt_done(entry, now)
             self.chunks = []
         if self.serving:
-            self.sim.pull(self, now)
+            self.host.pull(self, now)
         self.plan(now)
         if not self.slots and not self.serving:
             self.instance.engine_idle(now)
 
     def _prompt_done(self, entry: list, now: float) -> None:
         rid, _, total, gen = entry
-        sim = self.sim
-        sim.first_token(rid, now)
+        host = self.host
+        host.first_token(rid, now)
         gen += 1
-        osl = sim.osl[rid]
+        osl = host.osl[rid]
         if gen >= osl:
             self._release(rid, now)
-            sim.complete(rid, now)
+            host.complete(rid, now)
             return
         finish = self.counter + (osl - gen)
         self.dec[rid] = (self.counter, total + 1, gen, finish)
@@ -230,7 +254,7 @@ class Engine:
 
     def _retire(self, now: float) -> None:
         heap, dec, counter = self.heap, self.dec, self.counter
-        sim = self.sim
+        host = self.host
         while heap and heap[0][0] <= counter:
             f, rid = heappop(heap)
             d = dec.get(rid)
@@ -240,15 +264,15 @@ class Engine:
             self.n_dec -= 1
             self.ctx_sum -= d[1] + counter - d[0]
             self._release(rid, now)
-            sim.complete(rid, now)
+            host.complete(rid, now)
 
     def _release(self, rid: int, now: float) -> None:
-        sim = self.sim
-        need = sim.kv_need(rid)
+        host = self.host
+        need = host.kv_need(rid)
         self.kv_free += need
         self.slots -= 1
-        self.work -= sim.assigned_work[rid]
-        c = sim.cls[rid]
+        self.work -= host.assigned_work[rid]
+        c = host.cls[rid]
         self.class_count[c] -= 1
         self.class_kv[c] -= need
 
@@ -256,8 +280,8 @@ class Engine:
     def progress(self, now: float) -> list[tuple[int, int, int]]:
         """(rid, generated tokens, tokens still to generate) of every admitted request at ``now``."""
         done = self._run_steps_done(now)
-        out = [(e[0], e[3], self.sim.osl[e[0]] - e[3]) for e in self.prefill]
-        out += [(rid, gen, self.sim.osl[rid] - gen) for _, rid, gen, _ in self.joining]
+        out = [(e[0], e[3], self.host.osl[e[0]] - e[3]) for e in self.prefill]
+        out += [(rid, gen, self.host.osl[rid] - gen) for _, rid, gen, _ in self.joining]
         for rid, (c0, _, g0, f) in self.dec.items():
             out.append((rid, g0 + self.counter + done - c0, f - self.counter - done))
         return out
@@ -302,7 +326,7 @@ class Engine:
         worst = max((c for c, n in enumerate(self.class_count) if n), default=-1)
         if worst <= below:
             return None
-        cls = self.sim.cls
+        cls = self.host.cls
         for entry in reversed(self.prefill):
             if cls[entry[0]] == worst:
                 return entry[0]

@@ -1,8 +1,8 @@
-"""Instances in the simulated fleet: lifecycle, billing, and the engines each one hosts.
+"""Instances in the simulated fleet: their states, price and billed time, and the engines each one hosts.
 
-Lifecycle: requested -> provisioning (cold start) -> serving -> draining -> terminated. An instance is billed
+States: requested -> provisioning (cold start) -> serving -> draining -> terminated. An instance is billed
 from the moment it is requested (the cloud bills the boot and the model load) until it terminates;
-reserved instances are billed for the whole run whether used or not (see :mod:`fleetwise.sim.results`).
+reserved instances are billed for the whole run whether used or not (see :mod:`fleetwise.sim.billing`).
 A spot instance's ``role`` stays "spot" when its launch fell back to on-demand, so policies count it
 against their spot target while it is billed at the on-demand price (``tier``).
 """
@@ -10,10 +10,11 @@ against their spot target while it is billed at the on-demand price (``tier``).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
+
+from fleetwise.sim.billing import billed_usd
 
 if TYPE_CHECKING:
-    from fleetwise.sim.core import Simulator
     from fleetwise.sim.engine import Engine
 
 # "requested" and "provisioning" are one state here: the cloud bills from the request, and the cold start
@@ -36,13 +37,22 @@ class InstanceType:
         return self.usd_per_hour[tier]
 
 
+class InstanceOwner(Protocol):
+    """What an instance needs from the fleet that launched it (:class:`fleetwise.sim.lifecycle.Lifecycle`)."""
+
+    itype: InstanceType
+
+    def terminate(self, inst: Instance, t: float) -> None: ...
+
+
 class Instance:
     """One rented machine."""
 
-    __slots__ = ("id", "role", "tier", "requested_s", "ready_s", "end_s", "state", "engines", "sim",
-                 "preempted", "replaces")
+    __slots__ = ("end_s", "engines", "id", "owner", "preempted", "ready_s", "replaces", "requested_s", "role",
+                 "state", "tier")
 
-    def __init__(self, iid: int, role: str, tier: str, requested_s: float, ready_s: float, sim: Simulator) -> None:
+    def __init__(self, iid: int, role: str, tier: str, requested_s: float, ready_s: float,
+                 owner: InstanceOwner) -> None:
         self.id = iid
         self.role = role
         self.tier = tier
@@ -51,7 +61,7 @@ class Instance:
         self.end_s: float | None = None
         self.state = PROVISIONING
         self.engines: list[Engine] = []
-        self.sim = sim
+        self.owner = owner
         self.preempted = False
         self.replaces: Instance | None = None  # the on-demand fallback this spot instance takes over from
 
@@ -61,12 +71,12 @@ class Instance:
     def engine_idle(self, now: float) -> None:
         """A draining engine went idle: terminate once all of them are."""
         if self.state == DRAINING and all(not e.slots for e in self.engines):
-            self.sim.terminate(self, now)
+            self.owner.terminate(self, now)
 
     def billed_s(self, until: float) -> float:
         end = self.end_s if self.end_s is not None else until
         return max(0.0, min(end, until) - self.requested_s)
 
     def cost_usd(self, until: float) -> float:
-        """USD billed up to ``until`` at the tier it runs in (reservations are billed by the simulator)."""
-        return self.billed_s(until) * self.sim.itype.price(self.tier) / 3600.0
+        """USD billed up to ``until`` at the tier it runs in (reservations are billed by the ledger)."""
+        return billed_usd(self.billed_s(until), self.owner.itype.price(self.tier))

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fleetwise.sim.core import DONE, DROPPED, OPEN, RunLog, Simulator, Tick
+from fleetwise.sim.billing import SECONDS_PER_HOUR
+from fleetwise.sim.core import RunLog, Simulator, Tick
+from fleetwise.sim.dispatch import DONE, DROPPED, OPEN
 from fleetwise.sim.fleet import ROLES
 
 
@@ -85,17 +87,7 @@ class SimulationResult:
 def peak_usd_per_hour(sim: Simulator, end_s: float) -> float:
     """The highest spend rate of the run: the reservations held plus the other instances billed at the same
     moment (per-second billing, so an instance cancelled at its launch time costs nothing)."""
-    events = []
-    for inst in sim.instances:
-        stop = min(inst.end_s if inst.end_s is not None else end_s, end_s)
-        if inst.tier != "reserved" and stop > inst.requested_s:
-            price = sim.itype.price(inst.tier)
-            events += [(inst.requested_s, 1, price), (stop, 0, -price)]  # at equal times, ends come first
-    rate = peak = 0.0
-    for _, _, change in sorted(events):
-        rate += change
-        peak = max(peak, rate)
-    return sim.reserved_peak * sim.itype.price("reserved") + peak
+    return sim.ledger.peak_usd_per_hour(sim.instances, end_s)
 
 
 def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -> SimulationResult:
@@ -115,12 +107,9 @@ def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -
     tpot_lim = np.array([c.tpot_ms for c in reqs.classes])[reqs.cls] / 1e3
     met = done & (ttft <= ttft_lim) & (tpot <= tpot_lim)
     end = log.end_s
-    by_tier = dict.fromkeys(ROLES, 0.0)
+    by_tier = sim.ledger.by_tier(log.instances, end, ROLES)
     launched = dict.fromkeys(ROLES, 0)
-    by_tier["reserved"] = sim.reserved_peak * end * sim.itype.price("reserved") / 3600.0  # held all run
-    for inst in log.instances:  # a reserved instance's tier is "reserved"
-        if inst.tier != "reserved":
-            by_tier[inst.tier] += inst.cost_usd(end)
+    for inst in log.instances:
         launched[inst.tier] += 1
     cost = sum(by_tier.values())
     tokens = float((reqs.isl[done] + osl[done]).sum())
@@ -156,5 +145,5 @@ def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -
         kv_transfers=sim.kv_transfers,
         timeline=log.ticks, preemption_events=log.preemptions, arrival_s=arrival, ttft_s=ttft, tpot_s=tpot,
         wall_s=wall_s, budget_usd_per_hour=None if math.isinf(sim.cap_usd_per_hour) else sim.cap_usd_per_hour,
-        usd_per_hour_mean=cost / end * 3600.0 if end > 0 else 0.0, usd_per_hour_peak=peak_usd_per_hour(sim, end),
+        usd_per_hour_mean=cost / end * SECONDS_PER_HOUR if end > 0 else 0.0, usd_per_hour_peak=peak_usd_per_hour(sim, end),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Callable
+from collections.abc import Callable
 
 from fleetwise.sim.core import SimConfig, Simulator
 from fleetwise.sim.policies import Policy
@@ -12,10 +12,12 @@ from fleetwise.sim.results import SimulationResult, summarize
 from fleetwise.sim.setup import FleetSpec
 
 
-def simulate_fleet(requests: SimRequests, spec: FleetSpec, policy: Policy, config: SimConfig = SimConfig(),
+def simulate_fleet(requests: SimRequests, spec: FleetSpec, policy: Policy, config: SimConfig | None = None,
                    progress: Callable[[float], None] | None = None) -> SimulationResult:
-    """Replay ``requests`` through the fleet ``spec`` driven by ``policy``; returns the measured outcome."""
+    """Replay ``requests`` through the fleet ``spec`` driven by ``policy`` (default options: ``SimConfig()``);
+    returns the measured outcome."""
     start = time.perf_counter()
-    sim = Simulator(requests, spec.itype, spec.engine, policy, config, spec.capacity_rps_per_instance, progress)
+    sim = Simulator(requests, spec.itype, spec.engine, policy, SimConfig() if config is None else config,
+                    spec.capacity_rps_per_instance, progress)
     log = sim.run()
     return summarize(sim, log, policy.name, time.perf_counter() - start)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -28,8 +29,6 @@ from fleetwise.sim.run import simulate_fleet
 from fleetwise.sim.setup import FleetSpec, instances_for
 from fleetwise.traffic.tabular import csv_records, utf8_text
 
-STRATEGIES = ("static-peak", "static-spot", "reactive", "reactive-spot", "budget", "rolling", "hybrid", "hpa-queue",
-              "wva", "dynamo-load", "skyserve")
 SIZING_WINDOW_S = 300.0  # rates over 5 minutes: short enough to see bursts, long enough to be more than noise
 MAX_SCHEDULE_INSTANCES = 10_000  # instances of one role a schedule may ask for at one time
 
@@ -52,42 +51,81 @@ def split_spot(n: int, spot_fraction: float, reserved: int = 0) -> dict[str, int
     return {"reserved": reserved, "on_demand": rest - spot, "spot": spot}
 
 
+@dataclass(frozen=True)
+class Sizing:
+    """What a named strategy is built from: the fleet, the instances the trace's first and busiest five minutes
+    need at the SLO, and the user's options."""
+
+    spec: FleetSpec
+    first: int
+    peak: int
+    spot_fraction: float = 0.5
+    reserved: int = 0
+    budget_usd_per_hour: float | None = None
+    max_instances: int = 1000
+
+
+def _static(s: Sizing, name: str) -> Policy:
+    return StaticSchedule.fixed(split_spot(s.peak, s.spot_fraction if name == "static-spot" else 0.0, s.reserved),
+                                name)
+
+
+def _reactive(s: Sizing, name: str) -> Policy:
+    return Reactive(initial_instances=s.first, reserved=s.reserved, max_instances=s.max_instances,
+                    spot_fraction=s.spot_fraction if name == "reactive-spot" else 0.0, name=name)
+
+
+def _budget(s: Sizing, name: str) -> Policy:
+    if s.budget_usd_per_hour is None:
+        raise ConfigError("the budget strategy needs a USD/hour budget (--budget-usd-per-hour)")
+    # Within the budget from the start: what it would not buy later, it must not start with either.
+    start = fit_budget(s.budget_usd_per_hour, s.spec.itype, s.reserved, max(s.first, s.reserved))
+    return Budget(initial_instances=start, reserved=s.reserved, max_instances=s.max_instances,
+                  usd_per_hour=s.budget_usd_per_hour, name=name)
+
+
+def _rolling(s: Sizing, name: str) -> Policy:
+    return Rolling(initial_instances=s.first, reserved=s.reserved)
+
+
+def _hybrid(s: Sizing, name: str) -> Policy:
+    return Hybrid(Rolling(initial_instances=s.first, reserved=s.reserved))
+
+
+def _anchor(cls: type) -> Callable[[Sizing, str], Policy]:
+    def build(s: Sizing, name: str) -> Policy:
+        return cls(initial_instances=s.first, max_instances=max(s.max_instances, s.first))
+    return build
+
+
+def _skyserve(s: Sizing, name: str) -> Policy:
+    return SkyServeFallback(target_qps_per_replica=s.spec.capacity_rps_per_instance, initial_instances=s.first,
+                            max_instances=max(s.max_instances, s.first))
+
+
+# Every named strategy of ``fleetwise simulate --policy`` / ``compare --strategies``: name -> builder.
+STRATEGIES: dict[str, Callable[[Sizing, str], Policy]] = {
+    "static-peak": _static, "static-spot": _static, "reactive": _reactive, "reactive-spot": _reactive,
+    "budget": _budget, "rolling": _rolling, "hybrid": _hybrid, "hpa-queue": _anchor(HpaQueue),
+    "wva": _anchor(WvaSaturation), "dynamo-load": _anchor(DynamoLoad), "skyserve": _skyserve,
+}
+
+
 def make_policy(name: str, requests: SimRequests, spec: FleetSpec, *, spot_fraction: float = 0.5,
                 reserved: int = 0, budget_usd_per_hour: float | None = None, max_instances: int = 1000) -> Policy:
     """A strategy by name, sized from the trace and the per-instance capacity at the SLO."""
     rates = window_rates(requests)
-    first = instances_for(rates[0], spec)
-    peak = instances_for(rates.max(), spec)
-    if name == "static-peak":
-        return StaticSchedule.fixed(split_spot(peak, 0.0, reserved), name)
-    if name == "static-spot":
-        return StaticSchedule.fixed(split_spot(peak, spot_fraction, reserved), name)
-    if name in ("reactive", "reactive-spot"):
-        return Reactive(initial_instances=first, reserved=reserved, max_instances=max_instances,
-                        spot_fraction=spot_fraction if name == "reactive-spot" else 0.0, name=name)
-    if name == "budget":
-        if budget_usd_per_hour is None:
-            raise ConfigError("the budget strategy needs a USD/hour budget (--budget-usd-per-hour)")
-        # Within the budget from the start: what it would not buy later, it must not start with either.
-        start = fit_budget(budget_usd_per_hour, spec.itype, reserved, max(first, reserved))
-        return Budget(initial_instances=start, reserved=reserved, max_instances=max_instances,
-                      usd_per_hour=budget_usd_per_hour, name=name)
-    if name == "rolling":
-        return Rolling(initial_instances=first, reserved=reserved)
-    if name == "hybrid":
-        return Hybrid(Rolling(initial_instances=first, reserved=reserved))
-    if name in ("hpa-queue", "wva", "dynamo-load"):
-        anchor = {"hpa-queue": HpaQueue, "wva": WvaSaturation, "dynamo-load": DynamoLoad}[name]
-        return anchor(initial_instances=first, max_instances=max(max_instances, first))
-    if name == "skyserve":
-        return SkyServeFallback(target_qps_per_replica=spec.capacity_rps_per_instance, initial_instances=first,
-                                max_instances=max(max_instances, first))
-    raise ConfigError(f"unknown strategy '{name}' (one of {', '.join(STRATEGIES)})")
+    sizing = Sizing(spec, instances_for(rates[0], spec), instances_for(rates.max(), spec), spot_fraction, reserved,
+                    budget_usd_per_hour, max_instances)
+    build = STRATEGIES.get(name)
+    if build is None:
+        raise ConfigError(f"unknown strategy '{name}' (one of {', '.join(STRATEGIES)})")
+    return build(sizing, name)
 
 
-def compare_strategies(requests: SimRequests, spec: FleetSpec, names: list[str], config: SimConfig = SimConfig(),
+def compare_strategies(requests: SimRequests, spec: FleetSpec, names: list[str], config: SimConfig | None = None,
                        progress: Callable[[str, float], None] | None = None, **policy_opts) -> list[SimulationResult]:
-    """Run every named strategy on the same requests, fleet and seed."""
+    """Run every named strategy on the same requests, fleet and seed (default options: ``SimConfig()``)."""
     policies = [make_policy(n, requests, spec, **policy_opts) for n in names]  # validate all before running
     out = []
     for policy in policies:
