@@ -31,6 +31,11 @@ def files(tmp_path):
         POINTS_HEADER.rstrip("\n") + ",metric,value\n"
         + GOOD_POINT.rstrip("\n") + ",output_throughput,20000\n"
     )
+    (tmp_path / "foobar.csv").write_text("foo,bar\n1,2\n3,4\n5,6\n")
+    trace = "timestamp,input_tokens,output_tokens\n"
+    (tmp_path / "one_row.csv").write_text(trace + "0,100,50\n")
+    (tmp_path / "same_time.csv").write_text(trace + "5,100,50\n5,200,50\n5,10,5\n")
+    (tmp_path / "trace.csv").write_text(trace + "".join(f"{k * 0.5},{500 + k},{100 + k}\n" for k in range(200)))
     bad = tmp_path / "badcat"
     bad.mkdir()
     (bad / "offers.yaml").write_text(offer_yaml("bad_offer", on_demand="-5.0"))
@@ -84,7 +89,31 @@ CASES = [
     ("perf-does-not-fit", ("perf", "--model", "llama-3.1-70b", "--gpu", "l4", "--precision", "bf16"),
      ("l4",), 3),
     ("calibrate-tier-bogus", ("calibrate", "measured.csv", "--tiers", "bogus"), ("tier", "bogus"), 2),
+    ("synth-peak-hour", ("traffic", "synth", "--peak-hour", "99", "-o", "s.csv"), ("peak_hour", "[0, 24)", "99"),
+     None),
+    ("summarize-unknown-columns", ("traffic", "summarize", "foobar.csv"),
+     ("foobar.csv", "'foo', 'bar'", "'timestamp', 'rate_rps'", "--value-col"), 2),
+    ("series-unknown-columns", ("traffic", "summarize", "foobar.csv", "--format", "series"),
+     ("foobar.csv", "'foo', 'bar'", "value column", "--time-col"), 2),
+    ("forecast-unknown-columns", ("forecast", "foobar.csv"), ("foobar.csv", "'foo', 'bar'"), 2),
+    ("compare-spot-without-spot-prices", ("compare", "--trace", "trace.csv", "--cloud", "lambda", "--strategies",
+                                          "static-peak,static-spot"),
+     ("static-spot", "lambda/", "no spot price", "--cloud aws"), None),
+    ("simulate-spot-without-spot-prices", ("simulate", "--trace", "trace.csv", "--cloud", "lambda", "--policy",
+                                           "reactive-spot"), ("--policy reactive-spot", "no spot price"), None),
 ]
+
+
+@pytest.mark.parametrize("trace", ["one_row.csv", "same_time.csv"])
+@pytest.mark.parametrize("argv", [("traffic", "summarize"), ("traffic", "convert", "-o", "out.csv"),
+                                  ("traffic", "convert", "--freq", "1min", "-o", "out.csv"), ("simulate", "--trace"),
+                                  ("forecast",)],
+                         ids=["summarize", "convert", "convert-freq", "simulate", "forecast"])
+def test_traces_without_a_rate_are_refused_alike(cli, user_error, files, argv, trace):
+    """One check for every command that reads a trace as traffic: the same line from each, nothing written."""
+    reason = "at least two requests" if trace == "one_row.csv" else "arrive at the same time"
+    user_error(cli(*argv, trace), trace, reason)
+    assert not (files / "out.csv").exists()
 
 
 @pytest.mark.parametrize(("argv", "needles", "code"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])

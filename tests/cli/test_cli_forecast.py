@@ -179,3 +179,13 @@ def test_backtest_of_a_method_without_enough_history_is_not_silent(cli, files):
         assert "backtest" in json.loads(res.out)
     else:
         assert res.err.startswith("fleetwise: error:") and "history" in res.err.lower()
+
+
+def test_short_history_warns_on_stderr_and_in_json(cli, tmp_path):
+    path = tmp_path / "hour.csv"
+    write_series_csv(synthetic_series(SyntheticSpec(days=1 / 24, period_s=300, noise_cv=0.2), seed=3), path)
+    res = cli("forecast", str(path), "--quantiles", "0.5,0.95", "--horizon", "1h", "--json")
+    d = as_json(res)
+    assert len(d["warnings"]) == 1 and "too little history for a calibrated band" in d["warnings"][0]
+    assert [line for line in res.err.splitlines() if "warning" in line] == [f"fleetwise: warning: {d['warnings'][0]}"]
+    assert all(r["q0.95"] > r["q0.5"] for r in d["forecast"])

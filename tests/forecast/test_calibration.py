@@ -7,7 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from fleetwise.forecast.calibration import apply_offsets, lead_bucket, log_ratio, offsets_from_residuals
+from fleetwise.forecast.calibration import (
+    apply_offsets,
+    lead_bucket,
+    log_ratio,
+    offsets_from_residuals,
+    widen_offsets,
+)
 
 
 def _conformal(x: np.ndarray, q: float) -> float:
@@ -129,3 +135,16 @@ def test_apply_offsets_inverts_log_ratio():
     r = log_ratio(actual, forecast, floor=0.25)
     back = apply_offsets(forecast, r[None, :], floor=0.25)[0]
     np.testing.assert_allclose(back, actual, atol=1e-12)
+
+
+def test_widening_takes_the_history_spread_around_its_median():
+    """Each quantile at least as far out as the history's own log ratios to its median; the median stays."""
+    history = np.array([8.0, 9.0, 10.0, 11.0, 12.0, np.nan, 10.0])
+    qs = np.array([0.05, 0.5, 0.95])
+    narrow = np.zeros((3, 4))
+    wide = widen_offsets(narrow, history, qs, floor=0.0)
+    assert wide[:, 0] == pytest.approx([math.log(8 / 10), 0.0, math.log(12 / 10)])  # 6 values: the extremes
+    assert np.all(wide == wide[:, :1])  # the same at every lead
+    already = np.array([[-1.0] * 4, [0.1] * 4, [1.0] * 4])  # wider than the history: kept as it is
+    np.testing.assert_array_equal(widen_offsets(already, history, qs, floor=0.0), already)
+    np.testing.assert_array_equal(widen_offsets(narrow, np.array([5.0, np.nan]), qs, 0.0), narrow)  # one value

@@ -9,6 +9,7 @@ import pytest
 
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import AUTO_CANDIDATES, DEFAULT_QUANTILES, METHODS, Forecast, QuantileForecaster
+from fleetwise.forecast.calibration import level_floor
 from fleetwise.traffic import RateSeries, SyntheticSpec, synthetic_series
 
 MONDAY_2023_11_13 = 1_699_833_600.0
@@ -146,3 +147,21 @@ def test_fewer_than_two_known_values_is_a_config_error():
 def test_too_little_history_for_a_method_is_a_config_error(series):
     with pytest.raises(ConfigError, match="needs at least"):
         QuantileForecaster("seasonal-naive-week").fit(series.slice(0, 5 * 48)).predict_quantiles(6)
+
+
+def test_one_hour_of_history_widens_the_band_and_says_so():
+    """Twelve 5-minute bins leave no past error to calibrate on: P95 above P50, with a warning."""
+    hour = synthetic_series(SyntheticSpec(days=1 / 24, period_s=300, noise_cv=0.2), seed=3)
+    fc = QuantileForecaster().fit(hour).predict_quantiles(12, (0.5, 0.95))
+    assert np.all(fc.quantile(0.95) > fc.quantile(0.5))
+    assert len(fc.warnings) == 1 and "too little history for a calibrated band" in fc.warnings[0]
+    known = hour.values[np.isfinite(hour.values)]
+    c = level_floor(known)  # the stated rule: P95 / P50 = the history's max over its median (12 values)
+    ratio = (fc.quantile(0.95) + c) / (fc.quantile(0.5) + c)
+    assert ratio == pytest.approx(np.full(12, (known.max() + c) / (np.median(known) + c)), rel=1e-9)
+    median_only = QuantileForecaster().fit(hour).predict_quantiles(12, (0.5,))
+    assert median_only.warnings == ()  # no band asked for, nothing to warn about
+
+
+def test_a_calibrated_band_has_no_warning(forecasts):
+    assert all(fc.warnings == () for fc in forecasts.values())

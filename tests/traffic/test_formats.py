@@ -33,7 +33,8 @@ PROMETHEUS = json.dumps({"status": "success", "data": {"resultType": "matrix", "
         ("client.csv", SERVEGEN, "servegen"),
         ("series.csv", "time,value\n0,1.5\n", "series"),
         ("rps.csv", "ds,qps\n0,1.5\n", "series"),
-        ("two.csv", "when,how_many\n0,1.5\n", "series"),  # any two-column CSV is a series
+        ("two.csv", "when,rate\n0,1.5\n", "series"),  # one known column of two says what the other is
+        ("two-t.csv", "time,how_many\n0,1.5\n", "series"),
         ("rate.csv", "window_start_s,total_rate_rps,active_clients\n0,212.78,43\n", "series"),
         ("prom.json", PROMETHEUS, "prometheus"),
     ],
@@ -52,6 +53,18 @@ def test_detect_parquet_trace(tmp_path):
 def test_detect_directory_is_servegen(write):
     write("clients/chunk-0-trace.csv", SERVEGEN)
     assert detect(write("clients/chunk-1-trace.csv", SERVEGEN).parent) == "servegen"
+
+
+@pytest.mark.parametrize("header", ["foo,bar", "when,how_many"])
+def test_two_unknown_columns_are_not_a_series(write, header):
+    """Neither column names a time or a value: an error naming the file, its columns and those expected."""
+    path = write("unknown.csv", f"{header}\n1,2\n3,4\n5,6\n")
+    a, b = header.split(",")
+    with pytest.raises(InputFormatError, match=rf"unknown.csv.*'{a}', '{b}'.*'timestamp', 'rate_rps'.*--value-col"):
+        detect(path)
+    with pytest.raises(InputFormatError, match=rf"unknown.csv.*'{a}', '{b}'.*time column.*value column"):
+        series_columns(path, None, None, None)  # --format series alone does not make them one
+    assert series_columns(path, None, b, None).time == a  # one named column says what the other is
 
 
 def test_detect_missing_file(tmp_path):
@@ -116,8 +129,8 @@ def test_trace_columns_missing_role_named(write):
 def test_series_columns(write):
     cols = series_columns(write("s.csv", "ts,x,rps\n0,9,1\n"), None, None, None)
     assert (cols.time, cols.value, cols.time_unit_s) == ("ts", "rps", 1.0)
-    cols = series_columns(write("two.csv", "when,how_many\n0,1\n"), None, None, 1e-3)
-    assert (cols.time, cols.value, cols.time_unit_s) == ("when", "how_many", 1e-3)
+    cols = series_columns(write("two.csv", "when,rps\n0,1\n"), None, None, 1e-3)
+    assert (cols.time, cols.value, cols.time_unit_s) == ("when", "rps", 1e-3)
     with pytest.raises(InputFormatError, match="--value-col"):
         series_columns(write("three.csv", "a,b,c\n1,2,3\n"), None, None, None)
 
@@ -161,3 +174,13 @@ def test_error_lines_escape_binary_headers_and_cap_long_lists():
     line = some_of(offers, "p4.4x", "offers")
     assert line.startswith("closest: ") and "15 known; list them with 'fleetwise catalog offers'" in line
     assert len(some_of(offers, "zzz", "offers")) < 200
+
+
+def test_the_package_load_function_survives_importing_its_submodule():
+    import subprocess
+    import sys
+
+    code = ("import fleetwise.traffic.load\nfrom fleetwise.traffic import load\nimport fleetwise.traffic as t\n"
+            "assert callable(load) and callable(t.load), load\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr

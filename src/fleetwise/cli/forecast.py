@@ -12,6 +12,7 @@ from rich.table import Table
 
 from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json, split_csv
+from fleetwise.cli.progress import Quiet, progress
 from fleetwise.cli.traffic import (
     Counts,
     Fmt,
@@ -103,7 +104,7 @@ def forecast_cmd(
     plot: PlotOpt = None,
     fmt: Fmt = "auto", time_col: TimeCol = None, value_col: ValueCol = None, input_col: InputCol = None,
     output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
-    counts: Counts = False, keep_zeros: NoGaps = False,
+    counts: Counts = False, keep_zeros: NoGaps = False, quiet: Quiet = False,
 ) -> None:
     """Forecast request rate as quantiles; --backtest measures every method's accuracy honestly first."""
     if method not in METHOD_CHOICES:
@@ -116,20 +117,23 @@ def forecast_cmd(
     scores, chosen = [], None
     if do_backtest:
         names = (*METHODS, "auto") if method == "auto" else (method,)
-        with err_console.status(f"backtesting {len(names)} method(s) at {horizon_steps} bins ahead..."):
+        with progress("forecast", f"backtesting {len(names)} method(s) at {horizon_steps} bins ahead", quiet=quiet):
             scores = backtest(series, horizon_steps, methods=names, quantiles=qs, history_days=history_days,
                               folds=folds)
         chosen = next((s for s in scores if s.method == method), None)
         if chosen is None:
             raise ConfigError(f"method '{method}' has too little history for a backtest after "
                               f"{history_days:g} day(s) of warm-up; raise --history-days")
-    with err_console.status("forecasting..."):
+    with progress("forecast", "forecasting", quiet=quiet):
         fc = QuantileForecaster(method).fit(series).predict_quantiles(horizon_steps, qs)
+    for line in fc.warnings:
+        err_console.print(f"[yellow]fleetwise: warning:[/] {line}", highlight=False, soft_wrap=True)
     if plot:
         from fleetwise.report.figures import forecast_figure, save_figure, score_table
 
         tables = [("Backtest", score_table(scores))] if scores else []
-        save_figure(forecast_figure(series, fc), plot, title=f"Forecast: {series.source}", tables=tables)
+        note = " (band not calibrated: too little history)" if fc.warnings else ""
+        save_figure(forecast_figure(series, fc), plot, title=f"Forecast: {series.source}{note}", tables=tables)
     if json_:
         out = {"method": fc.method, "requested_method": method, "period_s": series.period_s,
                "horizon_steps": horizon_steps, "quantiles": list(qs)}
@@ -137,6 +141,7 @@ def forecast_cmd(
             d = chosen.to_dict()
             out["backtest"] = {k: d[k] for k in ("wape", "mape", "pinball", "coverage", "under_provision", "folds")}
             out["backtest_all"] = [s.to_dict() for s in scores]
+        out["warnings"] = list(fc.warnings)
         out["forecast"] = fc.records()
         print_json(out)
     else:

@@ -13,7 +13,7 @@ from fleetwise.atomic import check_output_path, write_atomic
 __all__ = ["check_output_path", "console", "err_console", "print_json", "split_csv", "write_atomic"]
 
 console = Console()
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # a message or warning stays one line in a log or a pipe
 
 
 def _clean(value: Any) -> Any:

@@ -8,11 +8,11 @@ from typing import Annotated, Optional
 
 import typer
 from rich import box
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json, split_csv
+from fleetwise.cli.progress import Quiet, progress
 from fleetwise.cli.traffic import (
     Compress,
     Fmt,
@@ -98,8 +98,9 @@ def _requests(trace: Path | None, compress: float, multiply: float, priorities: 
     else:
         tr = load_input(trace, **load_opts)
         if not isinstance(tr, RequestTrace):
-            raise InputFormatError(f"{trace}: is a rate series; simulate needs requests (fleetwise traffic convert "
-                                   "--freq none turns a series into a trace)")
+            raise InputFormatError(f"{trace}: is a rate series; simulate needs requests ('fleetwise traffic convert "
+                                   f"{trace} -o trace.csv' samples a trace from it)")
+        tr.with_span()
     if compress != 1.0:
         tr = time_compress(tr, compress)
     if multiply != 1.0:
@@ -157,17 +158,24 @@ def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, regi
                       lengths=(requests.isl, requests.osl))
 
 
+def _check_spot(spec, needs: list[str], gpu: str, gpus: int) -> None:
+    """What needs spot instances on an offer without a spot price would run all on-demand: refuse instead."""
+    if not needs or spec.offer.price("spot") is not None:
+        return
+    from fleetwise.sim.setup import spot_clouds
+
+    clouds = spot_clouds(gpu, gpus)
+    where = f"a cloud with spot (--cloud {', '.join(clouds[:4])})" if clouds else "another --gpu"
+    raise ConfigError(f"{' and '.join(needs)}: needs spot instances, but {spec.offer.id} has no spot price (every "
+                      f"spot launch would run on-demand); drop it, or pick {where} or an --offer with a spot price")
+
+
 def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed, kv_gbps):
     from fleetwise.sim.core import SimConfig
 
     return SimConfig(router=router, drain=drain, control_interval_s=parse_duration(interval, "--control-interval"),
                      spot_availability=spot_avail, hazard_per_hour=hazard, preemption_times_s=_replay(replay),
                      tail_s=parse_duration(tail, "--tail"), seed=seed, kv_transfer_gb_per_s=kv_gbps)
-
-
-def _progress() -> Progress:
-    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-                    TimeElapsedColumn(), console=err_console, transient=True)
 
 
 def _fmt_pcts(p: dict) -> str:
@@ -273,7 +281,7 @@ def simulate_cmd(
     drain: DrainOpt = "drain", kv_gbps: KvNet = 0.0, control_interval: Interval = "60s",
     budget_usd_per_hour: Budget = None,
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
-    json_out: Json = False, report: Report = None, timeline: TimelineOpt = None,
+    json_out: Json = False, report: Report = None, timeline: TimelineOpt = None, quiet: Quiet = False,
 ) -> None:
     """Replay a trace through a simulated fleet: cost, TTFT/TPOT per class, SLO attainment, preemptions.
 
@@ -306,6 +314,9 @@ def simulate_cmd(
         or spot_wanted_by_schedule
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
                   cold_start_s, load_gbps, hazard, want_spot)
+    needs = [n for n, v in ((f"--policy {policy}", "spot" in (policy or "")), ("--spot-fraction", spot_fraction),
+                            ("--preemptions", preemptions), ("--schedule (spot rows)", spot_wanted_by_schedule)) if v]
+    _check_spot(spec, needs, gpu, gpus)
     if sched is not None:
         # An optimize schedule is re-read to convert its counts to this instance type (a CSV is already so).
         pol = read_schedule(schedule, (spec.offer.gpu, spec.offer.gpu_count)) if schedule.suffix.lower() == ".json" \
@@ -319,9 +330,9 @@ def simulate_cmd(
                           budget_usd_per_hour=budget_usd_per_hour)
     err_console.print(f"fleetwise: {len(reqs):,} requests over {reqs.arrival_s[-1] / 60:,.1f} min on "
                       f"{spec.describe()}", highlight=False)
-    with _progress() as bar:
-        task = bar.add_task(f"simulating {pol.name}", total=1.0)
-        result = simulate_fleet(reqs, spec, pol, config, lambda f: bar.update(task, completed=f))
+    n = len(reqs)
+    with progress("simulate", f"simulating {pol.name}", total=n, unit="requests", quiet=quiet) as p:
+        result = simulate_fleet(reqs, spec, pol, config, lambda f: p.update(f * n))
     _emit([result], spec, json_out, report, timeline, f"fleetwise simulate: {pol.name}")
 
 
@@ -338,7 +349,7 @@ def compare_cmd(
     drain: DrainOpt = "drain", kv_gbps: KvNet = 0.0, control_interval: Interval = "60s",
     budget_usd_per_hour: Budget = None,
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
-    json_out: Json = False, report: Report = None,
+    json_out: Json = False, report: Report = None, quiet: Quiet = False,
 ) -> None:
     """Run several strategies on the same trace, fleet and seed; print them side by side.
 
@@ -364,13 +375,19 @@ def compare_cmd(
     want_spot = any("spot" in n or n == "rolling" for n in names)
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
                   cold_start_s, load_gbps, hazard, want_spot)
+    _check_spot(spec, [n for n in names if "spot" in n], gpu, gpus)
     err_console.print(f"fleetwise: {len(reqs):,} requests over {reqs.arrival_s[-1] / 60:,.1f} min on "
                       f"{spec.describe()}", highlight=False)
-    with _progress() as bar:
-        tasks = {n: bar.add_task(f"simulating {n}", total=1.0) for n in names}
-        results = compare_strategies(reqs, spec, names, config, lambda n, f: bar.update(tasks[n], completed=f),
-                                     spot_fraction=spot_fraction, reserved=reserved,
-                                     budget_usd_per_hour=budget_usd_per_hour)
+    n = len(reqs)
+    with progress("compare", "simulating", total=n * len(names), unit="requests", quiet=quiet) as p:
+        order: dict[str, int] = {}  # the strategies run one after another, in this order
+
+        def update(name: str, f: float) -> None:
+            k = order.setdefault(name, len(order))
+            p.update((k + f) * n, description=f"simulating {name} ({k + 1}/{len(names)})")
+
+        results = compare_strategies(reqs, spec, names, config, update, spot_fraction=spot_fraction,
+                                     reserved=reserved, budget_usd_per_hour=budget_usd_per_hour)
     _emit(results, spec, json_out, report, None, "fleetwise compare", many=True)
 
 

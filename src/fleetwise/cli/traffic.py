@@ -93,7 +93,7 @@ def series_input(path: Path | None, freq: str | None, *, what: str, trace_bin_s:
     else:
         obj = load_input(path, **load_opts)
         if isinstance(obj, RequestTrace):
-            return trace_to_series(obj, period_s or trace_bin_s)
+            return trace_to_series(obj.with_span(), period_s or trace_bin_s)
         series = obj
     return series.resample(period_s) if period_s else series  # at its own period, resample returns the series
 
@@ -198,7 +198,7 @@ def convert_cmd(
                      value_col=value_col, time_unit=time_unit, max_bad_rows=max_bad_rows, counts=counts,
                      keep_zeros=keep_zeros)
     if isinstance(obj, RequestTrace):
-        trace = rate_multiply(time_compress(obj, compress), multiply, seed=seed)
+        trace = rate_multiply(time_compress(obj.with_span(), compress), multiply, seed=seed)
         if freq:
             series = trace_to_series(trace, parse_duration(freq, "--freq"))
             write_series_csv(series, out)

@@ -4,11 +4,17 @@ Residuals are log ratios r = log((y + c) / (f + c)) with c a small floor, so err
 and a level shift does not distort them. For each lead bucket (1, 2-3, 4-7, 8-15, ... steps ahead) the q-th
 quantile of the residuals seen in a trailing window becomes a multiplicative offset: f_q = (f + c) e^{r_q} - c.
 Only residuals whose actual value is already known at the origin are used, so backtests stay honest.
+
+With fewer than :data:`MIN_SAMPLES` such residuals (a short history) there is no calibrated band: each quantile's
+offset is then widened to at least the history's own spread around its median (:func:`widen_offsets`), and the
+forecast says so.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+MIN_SAMPLES = 20  # past errors behind a calibrated quantile: with fewer, its q0.95 rests on the largest one alone
 
 
 def lead_bucket(horizon: int) -> np.ndarray:
@@ -37,7 +43,7 @@ def apply_offsets(point: np.ndarray, offsets: np.ndarray, floor: float) -> np.nd
 
 
 def offsets_from_residuals(residuals: np.ndarray, leads: np.ndarray, horizon: int, quantiles: np.ndarray,
-                           min_samples: int = 20) -> np.ndarray:
+                           min_samples: int = MIN_SAMPLES) -> np.ndarray:
     """(Q, H) log offsets from residuals observed at the given leads (1-based).
 
     A bucket with too few residuals borrows from the nearest shorter-lead bucket that has enough, and failing
@@ -62,3 +68,24 @@ def offsets_from_residuals(residuals: np.ndarray, leads: np.ndarray, horizon: in
             last = np.quantile(sel, np.clip(np.ceil((m + 1) * quantiles) / m, 0, 1))
         out[:, buckets == b] = last[:, None]
     return out
+
+
+def _conservative_levels(quantiles: np.ndarray, n: int) -> np.ndarray:
+    """Empirical levels for ``n`` samples that err outward: ceil((n + 1) q) / n above the median, its mirror
+    below (with a handful of samples, the extremes)."""
+    upper = np.ceil((n + 1) * quantiles) / n
+    lower = 1 - np.ceil((n + 1) * (1 - quantiles)) / n
+    return np.clip(np.where(quantiles >= 0.5, upper, lower), 0, 1)
+
+
+def widen_offsets(offsets: np.ndarray, history: np.ndarray, quantiles: np.ndarray, floor: float) -> np.ndarray:
+    """(Q, H) offsets widened to at least the history's own spread: the log ratios of its known values to
+    their median, at each quantile's conservative level. Quantiles above the median move up, those below move
+    down, the median stays: the band of a forecast whose errors are not known yet."""
+    known = history[np.isfinite(history)]
+    if known.size < 2:
+        return offsets
+    spread = np.log((known + floor) / (float(np.median(known)) + floor))
+    wide = np.quantile(spread, _conservative_levels(quantiles, spread.size))[:, None]
+    up, down = (quantiles > 0.5)[:, None], (quantiles < 0.5)[:, None]
+    return np.where(up, np.maximum(offsets, wide), np.where(down, np.minimum(offsets, wide), offsets))

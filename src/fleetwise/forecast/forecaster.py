@@ -12,6 +12,7 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 from fleetwise.forecast.backtest import DEFAULT_QUANTILES, DEFAULT_WINDOW_DAYS, _check_quantiles
+from fleetwise.forecast.calibration import MIN_SAMPLES
 from fleetwise.forecast.rolling import AUTO_CANDIDATES, Roller, series_roller
 from fleetwise.traffic.records import RateSeries
 
@@ -26,6 +27,8 @@ class Forecast:
     epoch: bool
     quantiles: tuple[float, ...]
     values: np.ndarray  # (len(quantiles), horizon) req/s
+    warnings: tuple[str, ...] = ()
+    """What makes the forecast less certain than it looks (a band not calibrated on past errors)."""
 
     @property
     def starts(self) -> np.ndarray:
@@ -110,4 +113,12 @@ class QuantileForecaster:
             self.chosen = names[int(ranker.auto(origin, self.candidates).chosen[0])]
         paths = roller(n).paths(self.chosen, origin)
         keep = [int(np.flatnonzero(np.isclose(paths.quantiles, q))[0]) for q in qs]
-        return Forecast(self.chosen, s.end_s, s.period_s, s.epoch, qs, paths.values[0][keep])
+        errors = int(paths.errors_known[0]) if paths.errors_known is not None else MIN_SAMPLES
+        warnings = (_uncalibrated(errors),) if errors < MIN_SAMPLES and any(q != 0.5 for q in qs) else ()
+        return Forecast(self.chosen, s.end_s, s.period_s, s.epoch, qs, paths.values[0][keep], warnings)
+
+
+def _uncalibrated(errors: int) -> str:
+    return (f"too little history for a calibrated band: {errors} past forecast error(s) to calibrate the quantiles "
+            f"on, {MIN_SAMPLES} needed; the quantiles other than 0.5 are widened to the history's own spread "
+            "around its median instead (the wider of the two), not calibrated - give more history (a day or more)")

@@ -9,7 +9,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fleetwise.errors import ConfigError
-from fleetwise.forecast.calibration import apply_offsets, level_floor, log_ratio, offsets_from_residuals
+from fleetwise.forecast.calibration import (
+    MIN_SAMPLES,
+    apply_offsets,
+    level_floor,
+    log_ratio,
+    offsets_from_residuals,
+    widen_offsets,
+)
 from fleetwise.forecast.models import METHODS, UNUSABLE, Ensemble, PointModel, default_stride
 from fleetwise.traffic.records import RateSeries, steps_in_days, steps_per_day, steps_per_hour
 
@@ -30,6 +37,8 @@ class Paths:
     quantiles: np.ndarray  # (Q,)
     values: np.ndarray  # (n, Q, H); NaN where the method had too little history
     chosen: np.ndarray | None = None  # for auto: index into AUTO candidates per origin
+    errors_known: np.ndarray | None = None
+    """(n,) past errors each origin's band was calibrated on; below MIN_SAMPLES it was widened instead."""
 
 
 def actuals(values: np.ndarray, origins: np.ndarray, horizon: int) -> np.ndarray:
@@ -100,6 +109,7 @@ class Roller:
         out = np.full((len(origins), len(self.quantiles), self.horizon), np.nan)
         leads = np.arange(1, self.horizon + 1)
         target = all_origins[:, None] + leads[None, :] - 1
+        errors_known = np.zeros(len(origins), dtype=np.int64)
         for k, o in enumerate(origins):
             if not ready[k]:
                 continue
@@ -107,8 +117,11 @@ class Roller:
             offsets = offsets_from_residuals(
                 resid[known], np.broadcast_to(leads, resid.shape)[known], self.horizon, self.quantiles
             )
+            errors_known[k] = np.isfinite(resid[known]).sum()
+            if errors_known[k] < MIN_SAMPLES:
+                offsets = widen_offsets(offsets, self.values[max(o - self.window, 0):o], self.quantiles, self.floor)
             out[k] = apply_offsets(point[k], offsets, self.floor)
-        return Paths(name, origins, self.quantiles, out)
+        return Paths(name, origins, self.quantiles, out, errors_known=errors_known)
 
     def _residuals(self, origins: np.ndarray, point: np.ndarray) -> np.ndarray:
         return log_ratio(actuals(self.values, origins, self.horizon), point, self.floor)

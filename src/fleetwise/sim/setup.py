@@ -65,6 +65,12 @@ def pick_offer(gpu: str, gpus: int, *, offer: str | None = None, clouds=(), regi
     return min(fits, key=lambda o: (replica_usd_per_hour(o, "on_demand", gpus), o.id))
 
 
+def spot_clouds(gpu: str, gpus: int, catalog=None) -> list[str]:
+    """Clouds with an offer of ``gpus`` or more of the GPU at a spot price (for a hint when the offer has none)."""
+    cat = catalog or load_catalog()
+    return sorted({o.cloud for o in cat.find_offers(gpus=[gpu], tier="spot") if o.gpu_count >= gpus})
+
+
 def slo_batch(sm: StepModel, max_batch: int, max_num_tokens: int, kv_tokens: int, isl: float, osl: float,
               tpot_ms: float) -> int:
     """Largest batch whose steady-state step meets the TPOT target (at least 1).

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from fleetwise.errors import InputFormatError
+from fleetwise.errors import InputFormatError, quote_input
 from fleetwise.traffic.tabular import _csv_header, file_kind, open_text
 
 TRACE_FORMATS = ("azure", "burstgpt", "mooncake", "trace")
@@ -109,13 +109,33 @@ def detect(path: Path, prefer: str | None = None) -> str:
         return "series"
     if _pick(names, INPUT_ALIASES) or _pick(names, OUTPUT_ALIASES):
         return "trace"  # a token column: a trace missing the other one, which trace_columns names
-    if kind == "csv" and len(names) == 2:
+    if kind == "csv" and _series_pair(names, None, None):
         return "series"
     raise InputFormatError(
-        f"cannot tell the format from the columns {', '.join(map(repr, names))}; pass --format "
-        f"({', '.join(FORMATS[1:])}) or name the columns with --time-col/--input-col/--output-col/--value-col",
+        f"cannot tell the format from the columns {_listed(names)}: a request trace has time, input-token and "
+        "output-token columns (e.g. 'timestamp', 'input_tokens', 'output_tokens'), a rate series time and value "
+        "columns (e.g. 'timestamp', 'rate_rps'); name them with --time-col, --input-col, --output-col or "
+        f"--value-col, or pass --format ({', '.join(FORMATS[1:])})",
         file=str(path),
     )
+
+
+def _listed(names, most: int = 6) -> str:
+    """Quoted names, at most ``most`` of them (a wide file's header is not echoed whole)."""
+    shown = ", ".join(quote_input(n, 40) for n in list(names)[:most])
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _series_pair(names: list[str], time_col: str | None, value_col: str | None) -> tuple[str, str] | None:
+    """(time, value) columns of a series, by the names given, else by their aliases; in a two-column file one
+    named or known column says what the other is. None when that leaves either unknown (``foo,bar`` is not read
+    as a series by guesswork)."""
+    time = time_col or _pick(names, TIME_ALIASES)
+    value = value_col or _pick(names, VALUE_ALIASES)
+    if len(names) == 2 and (time or value) and not (time and value):
+        other = [n for n in names if n not in (time, value)]
+        time, value = (time, other[0]) if time else (other[0], value)
+    return (time, value) if time and value else None
 
 
 def trace_columns(
@@ -144,11 +164,11 @@ def trace_columns(
 
 def series_columns(path: Path, time_col: str | None, value_col: str | None, time_unit_s: float | None) -> Columns:
     names = column_names(path)
-    time = time_col or _pick(names, TIME_ALIASES) or (names[0] if len(names) == 2 else None)
-    value = value_col or _pick(names, VALUE_ALIASES) or (names[1] if len(names) == 2 else None)
-    if not time or not value:
+    pair = _series_pair(names, time_col, value_col)
+    if pair is None:
         raise InputFormatError(
-            f"cannot tell the time and value columns among {', '.join(map(repr, names))}; "
-            "name them with --time-col and --value-col", file=str(path),
+            f"cannot tell the time and value columns among {_listed(names)}: a rate series needs a time column "
+            f"({_listed(TIME_ALIASES[:4])}, ...) and a value column ({_listed(VALUE_ALIASES[:4])}, ...); name "
+            "them with --time-col and --value-col", file=str(path),
         )
-    return Columns(time, value=value, time_unit_s=time_unit_s or 1.0)
+    return Columns(pair[0], value=pair[1], time_unit_s=time_unit_s or 1.0)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fleetwise.errors import ConfigError
+from fleetwise.errors import ConfigError, InputFormatError
 
 SECONDS_PER_HOUR = 3600.0
 SECONDS_PER_DAY = 86_400.0
@@ -98,6 +98,18 @@ class RequestTrace:
     @property
     def mean_rate_rps(self) -> float:
         return (len(self) - 1) / self.duration_s if self.duration_s > 0 else float("nan")
+
+    def with_span(self) -> RequestTrace:
+        """The trace itself when it has a rate (two requests or more, over a time span), else an error naming
+        its file: every command that reads a trace as traffic (summarize, convert, simulate, forecast, optimize) asks
+        this."""
+        if len(self) < 2:
+            raise InputFormatError(f"a trace needs at least two requests to have a rate (it has {len(self)})",
+                                   file=self.report.file)
+        if self.duration_s <= 0:
+            raise InputFormatError(f"all {len(self):,} requests arrive at the same time ({self.start_s:g} s): a "
+                                   "trace needs a time span to have a rate", file=self.report.file)
+        return self
 
     def prefix(self, i: int) -> np.ndarray:
         if self.prefix_offsets is None or self.prefix_ids is None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fleetwise.errors import ConfigError, InputFormatError
+from fleetwise.errors import ConfigError
 from fleetwise.traffic.convert import bin_count, trace_to_series
 from fleetwise.traffic.records import RateSeries, RequestTrace, steps_per_day, time_of_day_s, weekday
 
@@ -113,12 +113,7 @@ def summarize(obj: RequestTrace | RateSeries, *, bin_s: float | None = None, pro
 
 
 def _summarize_trace(trace: RequestTrace, bin_s: float, profile_bin_s: float) -> Summary:
-    if len(trace) < 2:
-        raise InputFormatError("a trace needs at least two requests to summarize", file=trace.report.file)
-    if trace.duration_s <= 0:
-        raise InputFormatError(f"all {len(trace):,} requests arrive at the same time ({trace.start_s:g} s): a "
-                               "trace needs a time span to have a rate", file=trace.report.file)
-    series = trace_to_series(trace, bin_s)
+    series = trace_to_series(trace.with_span(), bin_s)
     rate = _rate_stats(series.values)
     gaps = np.diff(trace.arrival_s)
     tokens = trace.input_tokens + trace.output_tokens

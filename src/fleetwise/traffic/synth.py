@@ -59,6 +59,7 @@ class SyntheticSpec:
         if not 0 <= self.daily_amplitude < 1:
             raise ConfigError(f"daily_amplitude must be in [0, 1) (got {self.daily_amplitude})")
         checks = (
+            (0 <= self.peak_hour < 24, f"peak_hour must be an hour of the day, in [0, 24) (got {self.peak_hour:g})"),
             (self.noise_cv >= 0, "noise_cv must be >= 0"),
             (self.noise_corr_s > 0, "noise_corr_s must be > 0"),
             (self.weekend_factor > 0, "weekend_factor must be > 0"),
