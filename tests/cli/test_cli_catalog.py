@@ -6,12 +6,13 @@ import json
 
 import pytest
 
-EXPECTED = {  # one id each section must list
+EXPECTED = {  # one id each section must list (offers: the short id in tables, the full id in JSON)
     "gpus": "h100-sxm",
     "models": "llama-3.1-70b",
     "precisions": "fp8",
-    "offers": "aws/us-east-1/p5.48xlarge",
+    "offers": "aws:p5.48xlarge",
 }
+JSON_IDS = {**EXPECTED, "offers": "aws/us-east-1/p5.48xlarge"}
 
 
 @pytest.mark.parametrize("section", list(EXPECTED))
@@ -29,7 +30,7 @@ def test_catalog_section_json(cli, section):
     rows = json.loads(res.out)
     assert isinstance(rows, list) and rows
     ids = [r["id"] for r in rows]
-    assert EXPECTED[section] in ids
+    assert JSON_IDS[section] in ids
     assert len(ids) == len(set(ids))
 
 
@@ -48,3 +49,33 @@ def test_seed_scenario_offers(cli):
     assert by_id["h100_8x"]["gpu"] == "8xh100-sxm"
     assert by_id["a100_8x"]["gpu"] == "8xa100-80gb"
     assert all(r["on_demand"] and r["on_demand"] > 0 for r in rows)
+
+
+def test_catalog_quality_lists_sourced_figures(cli):
+    rows = json.loads(cli("catalog", "quality", "--json").out)
+    by_key = {(r["precision"], r["models"]): r for r in rows}
+    assert by_key[("int4", "llama-3.1-70b")]["drop_pct"] == pytest.approx(2.6)
+    assert by_key[("bf16", "*")]["drop_pct"] == 0.0
+    assert all(r["source"] and r["as_of"] for r in rows)
+    fp4 = {r["models"] for r in rows if r["precision"] == "fp4"}
+    assert not any("llama" in m for m in fp4), fp4  # no published NVFP4 figure for the Llama entries
+    res = cli("catalog", "quality")
+    assert res.code == 0 and "llama-3.1-70b" in res.out
+
+
+def test_catalog_offers_fit_80_columns_through_a_pipe(fleetwise_exe):
+    import os
+    import subprocess
+
+    env = {**os.environ, "COLUMNS": "80", "NO_COLOR": "1"}
+    env.pop("FLEETWISE_CATALOG", None)
+    proc = subprocess.run([fleetwise_exe, "catalog", "offers"], check=False, capture_output=True, text=True, timeout=60,
+                          env=env)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 80, proc.stdout
+    assert "…" not in proc.stdout
+    header = next(line for line in lines if "on_demand" in line)
+    for column in ("offer", "region", "gpu", "on_demand"):
+        assert column in header, header
+    assert "azure:Standard_ND96isr_H100_v5" in proc.stdout  # the longest ids stay whole

@@ -110,6 +110,21 @@ class Model:
 
 
 @dataclass(frozen=True)
+class QualityDelta:
+    """A published accuracy drop of one precision for some models, relative to their released format (bf16, or
+    FP8 for models released in FP8)."""
+
+    models: tuple[str, ...]  # model ids it was measured on; "*" = every model (the bf16/fp16 reference)
+    drop_pct: float  # percentage points of recovery lost (100 - recovery %); negative when the quantized model scored higher
+    basis: str  # what was measured: benchmark averages and the recovery figures they gave
+    source: str
+    as_of: str
+
+    def covers(self, model_id: str) -> bool:
+        return model_id in self.models or "*" in self.models
+
+
+@dataclass(frozen=True)
 class Precision:
     """A weight / activation / KV-cache numeric format and where it runs natively."""
 
@@ -122,8 +137,14 @@ class Precision:
     source: str
     as_of: str
     aliases: tuple[str, ...] = ()
-    quality_delta: str = ""  # published accuracy change vs bf16, with its source
+    quality_delta: str = ""  # published accuracy change vs bf16, with its source (prose)
     notes: str = ""
+    quality: tuple[QualityDelta, ...] = ()  # the figures plan filters on, per model
+
+    def quality_for(self, model_id: str) -> QualityDelta | None:
+        """The published quality figure for a model (an exact model entry before a "*" one), or None."""
+        exact = [q for q in self.quality if model_id in q.models]
+        return (exact or [q for q in self.quality if "*" in q.models] or [None])[0]
 
 
 TIERS = ("on_demand", "reserved_1y", "reserved_3y", "spot")

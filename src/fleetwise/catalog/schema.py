@@ -12,6 +12,11 @@ from fleetwise.catalog.validation import NonNegativeInt, NonNegativeNumber, Posi
 BytesPerValue = Annotated[PositiveNumber, Field(le=4)]
 
 
+def _iso(value: object) -> object:
+    """YAML reads an unquoted 2025-01-01 as a date: keep it as the ISO string."""
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
 class _Strict(BaseModel):
     """YAML has real types: a number must be written as a number (``true`` is not 1, ``"80"`` is not 80)."""
 
@@ -41,10 +46,7 @@ class _Entry(_Strict):
     aliases: list[str] = Field(default_factory=list)
     notes: str = ""
 
-    @field_validator("as_of", mode="before")
-    @classmethod
-    def _date_to_str(cls, value: object) -> object:
-        return value.isoformat() if hasattr(value, "isoformat") else value
+    _as_of = field_validator("as_of", mode="before")(classmethod(lambda cls, value: _iso(value)))
 
 
 class GPUEntry(_Entry):
@@ -117,6 +119,23 @@ class ModelEntry(_Entry):
         return records.Model(**data, moe=moe, mla=mla)
 
 
+class QualityEntry(_Strict):
+    """A published quality figure: the accuracy drop (percentage points of recovery) on some models."""
+
+    models: list[str] = Field(min_length=1, description='Model ids it was measured on; "*" for every model.')
+    drop_pct: float = Field(ge=-100, le=100, allow_inf_nan=False, description="100 - recovery %, as published.")
+    basis: str = Field(min_length=1, description="What was measured, with the published figures.")
+    source: str = Field(min_length=1)
+    as_of: str = Field(min_length=4)
+
+    _as_of = field_validator("as_of", mode="before")(classmethod(lambda cls, value: _iso(value)))
+
+    def to_record(self) -> records.QualityDelta:
+        data = self.model_dump()
+        data["models"] = tuple(m.lower() for m in self.models)
+        return records.QualityDelta(**data)
+
+
 class PrecisionEntry(_Entry):
     weight_bytes: BytesPerValue
     compute_dtype: Literal["bf16", "fp16", "fp8", "int8", "fp4"]
@@ -124,12 +143,13 @@ class PrecisionEntry(_Entry):
     kv_bytes: BytesPerValue
     native_generations: list[Literal["ampere", "ada", "hopper", "blackwell", "cdna3"]]
     quality_delta: str = ""
+    quality: list[QualityEntry] = Field(default_factory=list)
 
     def to_record(self) -> records.Precision:
-        data = self.model_dump()
+        data = self.model_dump(exclude={"quality"})
         data["aliases"] = tuple(self.aliases)
         data["native_generations"] = tuple(self.native_generations)
-        return records.Precision(**data)
+        return records.Precision(**data, quality=tuple(q.to_record() for q in self.quality))
 
 
 class PriceEntry(_Strict):

@@ -6,14 +6,21 @@ batch cap. Each distinct performance configuration is screened with the closed-f
 and TPOT meet the SLO. The best candidates are then re-checked with the event simulation
 (:mod:`fleetwise.perf.serving`) on sampled request lengths, and the ranking uses the simulated goodput
 wherever it exists. Replicas are packed onto whole instances, which are paid for whole.
+
+Headroom and redundancy: each replica runs at most at ``max_load`` x its goodput and there are at least
+``min_replicas``. Library defaults (1 replica, load 1.0, no quality limit) keep the pure cheapest-capacity answer
+that allocation and simulation callers build on; ``fleetwise plan`` passes the ``OPERATOR_*`` values, which
+are what a service should deploy. Every candidate carries its published quality drop and the confidence of its
+performance prediction (:mod:`fleetwise.plan.qualify`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -26,11 +33,21 @@ from fleetwise.perf.profile import get_profile
 from fleetwise.perf.replica import Replica, build_replica
 from fleetwise.perf.serving import Workload as SimWorkload
 from fleetwise.perf.serving import simulate
+from fleetwise.plan.confidence import profile_coverage
+from fleetwise.plan.qualify import Annotation, Judge, check_filters
 from fleetwise.plan.workload import Workload
 
 DEFAULT_TPS = (1, 2, 4, 8)
 DEFAULT_BATCH_CAPS = (16, 32, 64, 128, 256, 512, 1024)
 _GRID = np.geomspace(0.005, 1.0, 48)
+
+OPERATOR_MIN_REPLICAS = 2
+"""The service survives the loss of one replica (a node failure, a spot reclaim, a rolling restart)."""
+OPERATOR_MAX_LOAD = 0.8
+"""Goodput is the rate at which the SLO percentile just holds: at 80% of it, a 25% burst above the planned rate
+(or the error of the performance model) still fits before latency breaks the SLO."""
+OPERATOR_MAX_QUALITY_DROP_PCT = 1.0
+"""At most 1 percentage point of published accuracy recovery lost against the bf16 model."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,10 @@ class PlanRequest:
     verify_top: int = 6
     sim_requests: int = 400
     seed: int = 0
+    min_replicas: int = 1  # the CLI passes OPERATOR_MIN_REPLICAS
+    max_load: float = 1.0  # fraction of goodput each replica may run at; the CLI passes OPERATOR_MAX_LOAD
+    max_quality_drop_pct: float | None = None  # None: no quality filter; the CLI passes OPERATOR_MAX_QUALITY_DROP_PCT
+    confidence: str = "any"  # measured | interpolated | any: the least-known prediction kept
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,15 @@ class Candidate:
     p95_tpot_ms: float
     verified: bool
     usd_per_month: float = 0.0  # instances running all month, plus the request's overhead percentage
+    load_per_replica: float = 0.0  # planned rate / (replicas x goodput)
+    survives_one_loss: bool = False  # after losing one replica, the rest still carry the rate within goodput
+    survives_instance_loss: bool = False  # the same after losing one whole instance (all replicas on it)
+    quality_drop_pct: float | None = None  # published accuracy drop vs bf16; None = no published figure
+    quality_source: str = ""
+    quality_as_of: str = ""
+    confidence: str = ""  # measured | interpolated | extrapolated (see fleetwise.plan.confidence)
+    error_band_pct: float | None = None  # relative error of the latency prediction, %; None = unknown
+    error_band_source: str = ""
 
     @property
     def label(self) -> str:
@@ -211,13 +241,36 @@ def verify_goodput(replica: Replica, wl: Workload, slo: SLO, guess: float, n: in
     return Goodput(*best, verified=True)
 
 
+def replicas_needed(rate_rps: float, goodput_rps: float, min_replicas: int = 1, max_load: float = 1.0) -> int:
+    """max(min_replicas, ceil(rate / (max_load x goodput))): enough replicas that none runs above max_load."""
+    return max(min_replicas, 1, math.ceil(rate_rps / (max_load * goodput_rps) - 1e-9))
+
+
+def survives_loss(rate_rps: float, goodput_rps: float, replicas: int, lost: int = 1) -> bool:
+    """Do ``replicas - lost`` replicas still carry the rate within their goodput?"""
+    left = replicas - lost
+    return left >= 1 and rate_rps <= left * goodput_rps * (1 + 1e-9)
+
+
+def _annotated(c: Candidate, ann: Annotation | None) -> Candidate:
+    if ann is None:
+        return c
+    q = ann.quality
+    return replace(
+        c, quality_drop_pct=q.drop_pct if q else None, quality_source=q.source if q else "",
+        quality_as_of=q.as_of if q else "", confidence=ann.confidence,
+        error_band_pct=None if ann.error_band is None else round(100 * ann.error_band, 1),
+        error_band_source=ann.error_band_source,
+    )
+
+
 def _price_candidate(key: PerfKey, offer: Offer, g: Goodput, req: PlanRequest) -> Candidate | None:
     per_instance = replicas_per_instance(offer, key.tp)
     price = offer.price(req.tier)
     if g.rps <= 0 or per_instance == 0 or price is None:
         return None
     rate = req.workload.rate_rps
-    replicas = max(1, math.ceil(rate / g.rps - 1e-9))
+    replicas = replicas_needed(rate, g.rps, req.min_replicas, req.max_load)
     instances = math.ceil(replicas / per_instance)
     usd_hour = instances * price
     return Candidate(
@@ -229,6 +282,8 @@ def _price_candidate(key: PerfKey, offer: Offer, g: Goodput, req: PlanRequest) -
         usd_per_1m_total_tokens=usd_per_million(usd_hour, rate * (req.workload.isl.mean + req.workload.osl.mean)),
         p95_ttft_ms=g.p95_ttft_ms, p95_tpot_ms=g.p95_tpot_ms, verified=g.verified,
         usd_per_month=usd_hour * HOURS_PER_MONTH * (1 + req.overhead_pct / 100.0),
+        load_per_replica=rate / (replicas * g.rps), survives_one_loss=survives_loss(rate, g.rps, replicas),
+        survives_instance_loss=survives_loss(rate, g.rps, replicas, min(replicas, per_instance)),
     )
 
 
@@ -270,6 +325,7 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
     profile = get_profile(req.engine)
     if req.workload.rate_rps <= 0:
         raise ConfigError("rate must be > 0 requests/s")
+    _check_headroom(req)
     check_tier(req.tier)
     offers = cat.find_offers(clouds=req.clouds, regions=req.regions, gpus=req.gpus, tier=req.tier)
     if not offers:
@@ -279,10 +335,17 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
         by_gpu.setdefault(offer.gpu, []).append(offer)
     rejected: list[Rejected] = []
     screened: dict[PerfKey, tuple[Replica, Goodput]] = {}
+    judge = Judge(profile, profile_coverage(profile, req.catalog), {cat.precision(p).id for p in req.precisions},
+                  req.max_quality_drop_pct, req.confidence)
     evaluated = 0
     for model, gpu, tp, precision in _configs(req, cat, offers):
         n_offers = sum(1 for o in by_gpu[gpu.id] if o.gpu_count >= tp)
         label = f"{model.id} {gpu.id} TP{tp} {precision.id}"
+        why = judge(model, gpu, precision)[1]
+        if why:
+            rejected.append(Rejected(label, why))
+            evaluated += n_offers * len(req.batch_caps)
+            continue
         try:
             build_replica(model, gpu, tp, tp, precision, profile)  # reject once per config, with the reason
         except InfeasibleError as exc:
@@ -299,7 +362,7 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
             screened[key] = (replica, g)
     if progress:
         progress(f"screened {len(screened)} configurations on {len(offers)} offers")
-    cands, every = _rank(screened, by_gpu, req)
+    cands, every = _rank(screened, by_gpu, req, judge.notes)
     for _ in range(8):  # verify the leaders by simulation until the top of the ranking is verified
         todo = [c for c in cands[: req.verify_top] if not c.verified]
         if not todo:
@@ -309,7 +372,7 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
             screened[c] = (replica, verify_goodput(replica, req.workload, req.slo, g.rps, req.sim_requests, req.seed))
             if progress:
                 progress(f"verified {c.model} {c.gpu} TP{c.tp} {c.precision} batch<={c.max_batch}")
-        cands, every = _rank(screened, by_gpu, req)
+        cands, every = _rank(screened, by_gpu, req, judge.notes)
     if not cands:
         raise InfeasibleError(_why_none(rejected, req))
     result = PlanResult(req, cands, _dedupe(rejected), evaluated, time.perf_counter() - start)
@@ -318,14 +381,30 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
     return result
 
 
-def _rank(screened, by_gpu, req: PlanRequest) -> tuple[list[Candidate], list[Candidate]]:
+def _cost_order(c: Candidate) -> tuple:
+    """Cheapest first; at equal cost the verified, better-known, higher-quality, higher-goodput one."""
+    known = ("measured", "interpolated", "extrapolated", "").index(c.confidence)
+    drop = math.inf if c.quality_drop_pct is None else c.quality_drop_pct
+    return (round(c.usd_per_hour, 6), not c.verified, known, drop, -c.goodput_rps, c.num_gpus)
+
+
+def _check_headroom(req: PlanRequest) -> None:
+    if isinstance(req.min_replicas, bool) or not isinstance(req.min_replicas, int) or req.min_replicas < 1:
+        raise ConfigError(f"min_replicas must be a whole number >= 1 (got {req.min_replicas})")
+    if not 0 < req.max_load <= 1:
+        raise ConfigError(f"max_load must be > 0 and <= 1, a fraction of goodput (got {req.max_load})")
+    check_filters(req.max_quality_drop_pct, req.confidence)
+
+
+def _rank(screened, by_gpu, req: PlanRequest, notes=None) -> tuple[list[Candidate], list[Candidate]]:
     cands = []
     for key, (_, g) in screened.items():
+        ann = (notes or {}).get((key.model, key.gpu, key.precision))
         for offer in by_gpu[key.gpu]:
             c = _price_candidate(key, offer, g, req)
             if c is not None:
-                cands.append(c)
-    cands.sort(key=lambda c: (c.usd_per_hour, not c.verified, -c.goodput_rps, c.num_gpus))
+                cands.append(_annotated(c, ann))
+    cands.sort(key=_cost_order)
     # The batch cap is a tuning knob: keep the best cap for each configuration on each offer.
     best: dict[tuple, Candidate] = {}
     for c in cands:
@@ -342,12 +421,21 @@ def _dedupe(rejected: list[Rejected]) -> list[Rejected]:
     return out
 
 
+def _cut(text: str, limit: int = 160) -> str:
+    """``text`` cut at a word boundary within ``limit`` characters, with '...' when cut."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + "..."
+
+
 def _why_none(rejected: list[Rejected], req: PlanRequest) -> str:
-    reasons: dict[str, int] = {}
+    reasons: dict[str, list] = {}  # reasons alike but for their numbers and names -> [count, first example]
     for r in rejected:
-        kind = r.reason.split(" (")[0].split(" on ")[0][:60]
-        reasons[kind] = reasons.get(kind, 0) + 1
-    top = "; ".join(f"{n}x {k}" for k, n in sorted(reasons.items(), key=lambda kv: -kv[1])[:3])
+        kind = re.sub(r"[\d.]+", "#", r.reason.split(" (")[0])
+        entry = reasons.setdefault(kind, [0, f"{r.config}: {r.reason}"])
+        entry[0] += 1
+    top = "; ".join(_cut(example) + (f" (and {n - 1} more like it)" if n > 1 else "")
+                    for n, example in sorted(reasons.values(), key=lambda e: -e[0])[:3])
     return (
         f"no configuration serves {', '.join(req.models)} within p{req.slo.percentile} TTFT {req.slo.ttft_ms:g} ms "
         f"/ TPOT {req.slo.tpot_ms:g} ms ({top})"
