@@ -8,8 +8,8 @@ Processes (all on 127.0.0.1, all stopped at the end, also on Ctrl-C):
   ``fleetwise emulate -m llama-3.1-70b --gpus 2 --workers 4`` (the strong one, fp8 TP2), ``--time-scale``
   = ``--compress``;
 * one ``fleetwise gateway --config gateway.yaml --state sqlite:///...`` per mechanism, with prices derived
-  from the fleet (``fleet:`` entries: a replica's on-demand $/hour over its tokens/hour at the perf model's
-  goodput);
+  from the fleet once at the start (``fleetwise.gateway.pricing``: a replica's on-demand $/hour over its
+  tokens/hour at the perf model's goodput) and written into every gateway's config, so all meter alike;
 * the load: ``fleetwise replay`` of the first N requests of the Azure LLM conversation trace (2023) at its
   own arrival times (compressed), chat API, ``--model auto`` (the cheap/strong route), with the stated shares
   below; the routing threshold comes from ``fleetwise gateway calibrate`` on the very requests replay sends;
@@ -52,6 +52,7 @@ MECHANISMS = ("none", "cache", "dedup", "route", "all")
 MIX = {"deterministic_share": 0.5, "temperature": 0.7, "duplicate_share": 0.15, "duplicate_window": 50, "seed": 0}
 FLEET = {"llama-3.1-8b": {"gpu": "h100", "gpus": 1, "precision": "fp8"},
          "llama-3.1-70b": {"gpu": "h100", "gpus": 2, "precision": "fp8"}}
+PRICES: dict = {}  # filled by main() from FLEET
 
 
 def free_port() -> int:
@@ -99,10 +100,20 @@ def fleetwise_json(*args: str) -> dict:
     return json.loads(done.stdout)
 
 
+def fleet_prices() -> dict:
+    """USD per 1M tokens of each model, derived from the fleet once (fleetwise.gateway.pricing, the rule the
+    gateway applies to ``fleet:`` entries), so every gateway of the run meters at the same prices."""
+    from fleetwise.gateway.config import GatewayFile
+    from fleetwise.gateway.pricing import prices_from
+
+    prices = prices_from(GatewayFile.model_validate({"fleet": FLEET}))
+    return {m: {"input": p.input_usd_per_1m, "output": p.output_usd_per_1m} for m, p in prices.items()}
+
+
 def gateway_config(urls: dict[str, list[str]], threshold: float, mechanism: str) -> dict:
     route = {"cheap": "llama-3.1-8b", "strong": "llama-3.1-70b",
              "threshold": threshold if mechanism in ("route", "all") else 0.0}
-    return {"backends": urls, "routes": {"auto": route}, "fleet": FLEET,
+    return {"backends": urls, "routes": {"auto": route}, "prices_usd_per_1m_tokens": PRICES,
             "cache": {"ttl_s": 3600, "max_entries": 100_000 if mechanism in ("cache", "all") else 0},
             "single_flight": mechanism in ("dedup", "all")}
 
@@ -137,7 +148,7 @@ def run_mechanism(work: Path, mechanism: str, threshold: float, urls: dict[str, 
     with process(["gateway", "--config", str(cfg), "--port", str(port), "--state", state],
                  gw + "/health", work / f"gateway-{mechanism}.log"):
         replay = fleetwise_json(
-            "replay", "--trace", str(TRACE), "--limit", str(args.requests), "--time-compress", str(args.compress),
+            "replay", str(TRACE), "--limit", str(args.requests), "--time-compress", str(args.compress),
             "--url", gw, "--model", "auto", "--api", "chat", "--json", "--quiet",
             "--stream" if args.stream else "--no-stream",
             "--deterministic-share", str(MIX["deterministic_share"]), "--temperature", str(MIX["temperature"]),
@@ -173,8 +184,10 @@ def main() -> None:
     ap.add_argument("--stream", action="store_true", help="stream the answers (TTFT/TPOT columns too)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops the processes as Ctrl-C does
     if not TRACE.exists():
         raise SystemExit(f"error: {TRACE} not found (the shared data directory beside the checkout)")
+    PRICES.update(fleet_prices())
     rows = []
     with tempfile.TemporaryDirectory(prefix="fleetwise-savings-") as tmp:
         work = Path(tmp)
@@ -197,7 +210,7 @@ def main() -> None:
     for r in rows:
         r["saving_vs_none"] = 1.0 - r["cost_usd"] / base if base else None
     if args.json:
-        print(json.dumps({"threshold": threshold, "calibration": calibration, "mix": MIX,
+        print(json.dumps({"threshold": threshold, "calibration": calibration, "mix": MIX, "prices": PRICES,
                           "requests": args.requests, "compress": args.compress, "rows": rows}, indent=2))
         return
     print(f"{args.requests:,} requests of the Azure conversation trace at {args.compress:g}x through fleetwise "

@@ -727,7 +727,7 @@ def test_default_synthetic_workload(cli):
     res = cli("simulate", "--json")
     d = as_json(res)
     check_accounting(d)
-    assert "no --trace given" in flat(res.err)
+    assert "no TRACE given" in flat(res.err)
     assert 60_000 < d["requests"] < 80_000  # about 20 req/s for an hour
     assert d["duration_s"] >= 3600 * 0.98
     assert d["strategy"] == "static-peak"

@@ -58,7 +58,26 @@ COMMANDS: dict[str, tuple[str, str]] = {
                             "(stream or not), GET /v1/models, /v1/usage, /metrics.")),
     "report": ("report", "Reports over what the gateway and the controller recorded."),
 }
-_SETTINGS = {"pretty_exceptions_enable": False, "add_completion": False, "rich_markup_mode": "rich"}
+_SETTINGS = {"pretty_exceptions_enable": False, "add_completion": False, "rich_markup_mode": "rich",
+             "context_settings": {"help_option_names": ["-h", "--help"]}}
+
+
+def _flags_without_type() -> None:
+    """Typer 0.2x prints a flag's type in rich help (``--json <bool>``), which reads as if it took a value
+    (``--json true`` is an error). A flag shows no type, as in click's own help."""
+    option = getattr(typer.core, "TyperOption", None)
+    original = getattr(option, "display_type_rich", None)
+    if original is None or getattr(original, "_fleetwise", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and not self.count else original(self, ctx)
+
+    display_type_rich._fleetwise = True
+    option.display_type_rich = display_type_rich
+
+
+_flags_without_type()
 
 
 class _Listed(click.Command):
@@ -108,8 +127,22 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            print(f"fleetwise {version('fleetwise')}")
+        except PackageNotFoundError:  # run from a source tree without installing
+            print("fleetwise (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    show_version: bool = typer.Option(False, "--version", "-V", help="Print the version and exit.",
+                                      callback=_version, is_eager=True),
+) -> None:
     # A callback makes typer build a group even before any command is registered (they come from LazyGroup).
     pass
 

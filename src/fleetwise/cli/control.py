@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fleetwise.cli import checks
+from fleetwise.cli.options import TpotSlo, TtftSlo, accelerator
 
 control_app = typer.Typer(no_args_is_help=False, add_completion=False)
 
@@ -35,10 +36,8 @@ def control_command(
     engine: Annotated[str, typer.Option(help="Engine profile: vllm, sglang, trtllm.")] = "vllm",
     offer: Annotated[str | None, typer.Option(help="Instance offer whose prices apply (default: cheapest).")]
     = None,
-    ttft_ms: Annotated[float, typer.Option("--ttft-p95-ms", help="p95 TTFT target.",
-                                           callback=checks.number(gt=0, what="TTFT target"))] = 1000.0,
-    tpot_ms: Annotated[float, typer.Option("--tpot-p95-ms", help="p95 TPOT / inter-token latency target.",
-                                           callback=checks.number(gt=0, what="TPOT target"))] = 50.0,
+    ttft_ms: TtftSlo = 1000.0,
+    tpot_ms: TpotSlo = 50.0,
     interval: Annotated[float, typer.Option(help="Slow loop period, s: forecast + rolling MILP.",
                                             callback=checks.number(ge=1, le=86400, what="interval"))] = 300.0,
     fast_interval: Annotated[float, typer.Option(help="Reconcile step period, s: SLO burn, queue, spot notices.",
@@ -83,6 +82,7 @@ def control_command(
     from fleetwise.control.service import build_controller, serve
 
     o = _with_file(ctx, config_file)
+    o["gpu"], o["gpus"] = accelerator(o["gpu"], o["gpus"], ctx)
     config = ControlConfig(model=o["model"], gpu=o["gpu"], gpus=o["gpus"], precision=o["precision"],
                            engine=o["engine"], offer=o["offer"], ttft_ms=o["ttft_ms"], tpot_ms=o["tpot_ms"],
                            mode=o["mode"], interval_s=o["interval"], fast_interval_s=o["fast_interval"],

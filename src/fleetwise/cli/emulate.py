@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from fleetwise.cli import checks
+from fleetwise.cli.options import accelerator
 from fleetwise.errors import ConfigError
 
 MAX_WORKERS = 256
@@ -16,6 +17,7 @@ but on two cores more than a few dozen busy ones slow each other's clocks."""
 
 
 def emulate_command(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option("--model", "-m", help="Model to serve (catalog name or Hugging Face id).")]
     = "llama-3.1-8b",
     gpu: Annotated[str, typer.Option(help="GPU type the worker emulates.")] = "h100",
@@ -72,6 +74,7 @@ def emulate_command(
     if interrupt_kind not in NOTICE_KINDS:
         raise ConfigError(f"--interrupt-kind: unknown notice kind '{interrupt_kind}' (one of "
                           f"{', '.join(NOTICE_KINDS)})")
+    gpu, gpus = accelerator(gpu, gpus, ctx)
     first = port if port_base is None else port_base
     if workers > 1 and first == 0:
         ports = (0,) * workers

@@ -16,6 +16,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from fleetwise.cli import checks
+from fleetwise.cli.options import TpotSlo, TraceAlias, TraceArg, TtftSlo, accelerator, input_file
 from fleetwise.cli.output import console, err_console, print_json
 from fleetwise.cli.traffic import Fmt, InputCol, MaxBad, OutputCol, TimeCol, TimeUnit, load_input
 from fleetwise.errors import ConfigError, InputFormatError, UnknownNameError
@@ -24,9 +25,7 @@ from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 
 PLAIN_PROGRESS_EVERY_S = 5.0
 
-TraceArg = Annotated[Path, typer.Option(
-    "--trace", help="Request trace (Azure, BurstGPT, Mooncake, CSV/Parquet/JSONL).")]
-Urls = Annotated[list[str], typer.Option(
+Urls = Annotated[list[str] | None, typer.Option(
     "--url", help="OpenAI-compatible base URL (http://host:port). Repeat to spread requests over several "
     "endpoints by least outstanding tokens.")]
 ModelOpt = Annotated[str | None, typer.Option(
@@ -51,10 +50,8 @@ InFlight = Annotated[int, typer.Option(
 Timeout = Annotated[float, typer.Option(
     "--timeout-s", help="Fail a request unanswered after this many (wall-clock) seconds.",
     callback=checks.positive)]
-Ttft = Annotated[float, typer.Option("--ttft-p95-ms", help="TTFT target of slo_attainment, ms.",
-                                     callback=checks.slo_target)]
-Tpot = Annotated[float, typer.Option("--tpot-p95-ms", help="TPOT target of slo_attainment, ms.",
-                                     callback=checks.slo_target)]
+Ttft = TtftSlo
+Tpot = TpotSlo
 Out = Annotated[str | None, typer.Option(
     "--out", "-o", help="Write one CSV row per request.", metavar="<path>", callback=checks.output_file())]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (simulate's keys where they mean the same).")]
@@ -249,7 +246,8 @@ def _warnings(s: dict) -> None:
 
 
 def replay_cmd(
-    trace: TraceArg, url: Urls, model: ModelOpt = None,
+    ctx: typer.Context, trace: TraceArg = None, url: Urls = None, trace_alias: TraceAlias = None,
+    model: ModelOpt = None,
     fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
     time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     compress: Compress = 1.0, multiply: Multiply = 1.0, seed: Seed = 0, limit: Limit = None,
@@ -279,6 +277,11 @@ def replay_cmd(
     say otherwise (e.g. to measure a gateway's cache and de-duplication; --seed draws them).
     """
     from fleetwise.replay import APIS, HTTP_CLIENTS, RequestMix, find_model, normalize_url, replay_trace
+
+    trace = input_file(trace, trace_alias, "TRACE", "--trace", required=True)
+    if not url:
+        raise ConfigError("give at least one --url (an OpenAI-compatible base URL)")
+    gpu, gpus = accelerator(gpu, gpus, ctx)
 
     if api not in APIS:
         raise ConfigError(f"--api must be one of {', '.join(APIS)} (got '{api}')")

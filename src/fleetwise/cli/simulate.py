@@ -11,6 +11,7 @@ from rich import box
 from rich.table import Table
 
 from fleetwise.cli import checks
+from fleetwise.cli.options import TraceAlias, accelerator, input_file
 from fleetwise.cli.output import console, err_console, print_json, split_csv
 from fleetwise.cli.progress import Quiet, progress
 from fleetwise.cli.traffic import (
@@ -28,8 +29,12 @@ from fleetwise.errors import ConfigError, InputFormatError
 from fleetwise.traffic.durations import parse_duration
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 
-TraceOpt = Annotated[Optional[Path], typer.Option(
-    "--trace", help="Request trace (Azure, BurstGPT, Mooncake, CSV/Parquet/JSONL); default: 1 h synthetic.")]
+TraceOpt = Annotated[Optional[Path], typer.Argument(
+    metavar="TRACE", show_default=False,
+    help="Request trace (Azure, BurstGPT, Mooncake, CSV/Parquet/JSONL); default: 1 h synthetic.")]
+CatalogOpt = Annotated[Optional[str], typer.Option(
+    "--catalog", help="Catalog: 'seed-scenario' or a directory overlaying the default.",
+    envvar="FLEETWISE_CATALOG_NAME")]
 Model = Annotated[str, typer.Option("--model", "-m", help="Model to serve.")]
 Gpu = Annotated[str, typer.Option(help="GPU type of the replica.")]
 Gpus = Annotated[int, typer.Option("--gpus", help="GPUs per replica (num_gpus/tp data-parallel engines).",
@@ -41,9 +46,9 @@ Engine = Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang.
 OfferOpt = Annotated[Optional[str], typer.Option("--offer", help="Instance offer id (default: cheapest per replica).")]
 Cloud = Annotated[Optional[list[str]], typer.Option(help="Only offers of these clouds.")]
 Region = Annotated[Optional[list[str]], typer.Option(help="Only offers in these regions.")]
-Ttft = Annotated[float, typer.Option("--ttft-p95-ms", help="TTFT target (interactive class), ms.",
+Ttft = Annotated[float, typer.Option("--ttft-ms", "--ttft-p95-ms", help="p95 TTFT target (interactive class), ms.",
                                      callback=checks.slo_target)]
-Tpot = Annotated[float, typer.Option("--tpot-p95-ms", help="TPOT target (interactive class), ms.",
+Tpot = Annotated[float, typer.Option("--tpot-ms", "--tpot-p95-ms", help="p95 TPOT target (interactive class), ms.",
                                      callback=checks.slo_target)]
 SPOT_FRACTION = checks.number(ge=0, le=1, what="spot fraction")
 SpotFrac = Annotated[float, typer.Option(help="Share of instances (or of launches) on spot.", callback=SPOT_FRACTION)]
@@ -91,7 +96,7 @@ def _requests(trace: Path | None, compress: float, multiply: float, priorities: 
     from fleetwise.traffic.synth import SyntheticSpec, synthetic_trace
 
     if trace is None:
-        err_console.print("fleetwise: no --trace given; using a synthetic 1-hour chat trace (about 20 req/s with a "
+        err_console.print("fleetwise: no TRACE given; using a synthetic 1-hour chat trace (about 20 req/s with a "
                           "burst, seed 0)", highlight=False)
         tr = synthetic_trace(SyntheticSpec(days=1 / 24, period_s=60.0, daily_amplitude=0.0, noise_cv=0.2,
                                            bursts_per_day=24.0), seed=0)
@@ -149,13 +154,13 @@ def _replay(path: Path | None) -> tuple[float, ...] | None:
 
 
 def _setup(requests, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft, tpot, cold, load_gbps,
-           hazard, want_spot):
+           hazard, want_spot, catalog=None):
     from fleetwise.sim.setup import fleet_spec
 
     return fleet_spec(model, gpu, gpus, tp, precision, engine=engine, offer=offer, clouds=split_csv(cloud),
                       regions=split_csv(region), ttft_ms=ttft, tpot_ms=tpot, cold_start_s=cold,
                       load_gb_per_s=load_gbps, hazard_per_hour=hazard, want_spot=want_spot,
-                      lengths=(requests.isl, requests.osl))
+                      lengths=(requests.isl, requests.osl), catalog=catalog)
 
 
 def _check_spot(spec, needs: list[str], gpu: str, gpus: int) -> None:
@@ -262,7 +267,7 @@ def _emit(results, spec, json_out: bool, report: str | None, timeline: str | Non
 
 
 def simulate_cmd(
-    trace: TraceOpt = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
+    ctx: typer.Context, trace: TraceOpt = None, trace_alias: TraceAlias = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
     output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     model: Model = "llama-3.1-70b", gpu: Gpu = "h100-sxm", gpus: Gpus = 4, tp: Tp = None, precision: Prec = "fp8",
     engine: Engine = "trtllm", offer: OfferOpt = None, cloud: Cloud = None, region: Region = None,
@@ -281,6 +286,7 @@ def simulate_cmd(
     drain: DrainOpt = "drain", kv_gbps: KvNet = 0.0, control_interval: Interval = "60s",
     budget_usd_per_hour: Budget = None,
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
+    catalog: CatalogOpt = None,
     json_out: Json = False, report: Report = None, timeline: TimelineOpt = None, quiet: Quiet = False,
 ) -> None:
     """Replay a trace through a simulated fleet: cost, TTFT/TPOT per class, SLO attainment, preemptions.
@@ -294,6 +300,9 @@ def simulate_cmd(
     from fleetwise.sim.policies import StaticSchedule
     from fleetwise.sim.run import simulate_fleet
     from fleetwise.sim.strategies import STRATEGIES, make_policy, read_schedule, split_spot
+
+    trace = input_file(trace, trace_alias, "TRACE", "--trace")
+    gpu, gpus = accelerator(gpu, gpus, ctx)
 
     if policy is not None and policy not in STRATEGIES:
         raise ConfigError(f"unknown --policy '{policy}' (one of {', '.join(STRATEGIES)})")
@@ -313,7 +322,7 @@ def simulate_cmd(
     want_spot = bool(spot_fraction) or "spot" in (policy or "") or policy == "rolling" or preemptions is not None \
         or spot_wanted_by_schedule
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
-                  cold_start_s, load_gbps, hazard, want_spot)
+                  cold_start_s, load_gbps, hazard, want_spot, catalog)
     needs = [n for n, v in ((f"--policy {policy}", "spot" in (policy or "")), ("--spot-fraction", spot_fraction),
                             ("--preemptions", preemptions), ("--schedule (spot rows)", spot_wanted_by_schedule)) if v]
     _check_spot(spec, needs, gpu, gpus)
@@ -337,7 +346,7 @@ def simulate_cmd(
 
 
 def compare_cmd(
-    trace: TraceOpt = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
+    ctx: typer.Context, trace: TraceOpt = None, trace_alias: TraceAlias = None, fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None,
     output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     strategies: Annotated[str, typer.Option(help="Comma-separated: static-peak, static-spot, reactive, "
                                                  "reactive-spot, budget, rolling.")] = "static-peak,reactive,rolling",
@@ -349,6 +358,7 @@ def compare_cmd(
     drain: DrainOpt = "drain", kv_gbps: KvNet = 0.0, control_interval: Interval = "60s",
     budget_usd_per_hour: Budget = None,
     compress: Compress = 1.0, multiply: Multiply = 1.0, tail: Tail = "30min", seed: Seed = 0,
+    catalog: CatalogOpt = None,
     json_out: Json = False, report: Report = None, quiet: Quiet = False,
 ) -> None:
     """Run several strategies on the same trace, fleet and seed; print them side by side.
@@ -358,6 +368,8 @@ def compare_cmd(
     """
     from fleetwise.sim.strategies import STRATEGIES, compare_strategies
 
+    trace = input_file(trace, trace_alias, "TRACE", "--trace")
+    gpu, gpus = accelerator(gpu, gpus, ctx)
     names = split_csv([strategies])
     if not names:
         raise ConfigError("--strategies needs at least one strategy")
@@ -374,7 +386,7 @@ def compare_cmd(
     _check_steps(reqs, config)
     want_spot = any("spot" in n or n == "rolling" for n in names)
     spec = _setup(reqs, model, gpu, gpus, tp, precision, engine, offer, cloud, region, ttft_ms, tpot_ms,
-                  cold_start_s, load_gbps, hazard, want_spot)
+                  cold_start_s, load_gbps, hazard, want_spot, catalog)
     _check_spot(spec, [n for n in names if "spot" in n], gpu, gpus)
     err_console.print(f"fleetwise: {len(reqs):,} requests over {reqs.arrival_s[-1] / 60:,.1f} min on "
                       f"{spec.describe()}", highlight=False)

@@ -10,14 +10,15 @@ from typing import Annotated
 import typer
 
 from fleetwise.cli import checks
+from fleetwise.cli.options import TpotSlo, TraceAlias, TraceArg, TtftSlo, accelerator, input_file
 from fleetwise.cli.output import console, print_json
-from fleetwise.cli.replay import Compress, Duration, Json, Limit, Multiply, Seed, Start, TraceArg, _trace
+from fleetwise.cli.replay import Compress, Duration, Json, Limit, Multiply, Seed, Start, _trace
 from fleetwise.cli.traffic import Fmt, MaxBad
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 
 
 def testbed_cmd(
-    trace: TraceArg, fmt: Fmt = "auto", max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
+    ctx: typer.Context, trace: TraceArg = None, trace_alias: TraceAlias = None, fmt: Fmt = "auto", max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     start: Start = None, duration: Duration = None, limit: Limit = None, multiply: Multiply = 1.0, seed: Seed = 0,
     compress: Compress = 10.0,
     model: Annotated[str, typer.Option("--model", "-m", help="Model every worker serves.")] = "llama-3.1-8b",
@@ -44,10 +45,8 @@ def testbed_cmd(
     cold_start_s: Annotated[float, typer.Option(
         "--cold-start-s", help="Emulated cold start of a worker on top of its process start, trace seconds.",
         callback=checks.number(ge=0, le=3600, what="cold start"))] = 0.0,
-    ttft_ms: Annotated[float, typer.Option("--ttft-p95-ms", help="p95 TTFT target.",
-                                           callback=checks.slo_target)] = 1000.0,
-    tpot_ms: Annotated[float, typer.Option("--tpot-p95-ms", help="p95 TPOT target.",
-                                           callback=checks.slo_target)] = 50.0,
+    ttft_ms: TtftSlo = 1000.0,
+    tpot_ms: TpotSlo = 50.0,
     json_out: Json = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress on stderr.")] = False,
 ) -> None:
@@ -62,6 +61,8 @@ def testbed_cmd(
     from fleetwise.control.localprom import LocalPrometheus
     from fleetwise.control.testbed import TestbedConfig, run_testbed
 
+    trace = input_file(trace, trace_alias, "TRACE", "--trace", required=True)
+    gpu, gpus = accelerator(gpu, gpus, ctx)
     if metrics == "auto":
         metrics = "prometheus" if LocalPrometheus.available() else "scrape"
 

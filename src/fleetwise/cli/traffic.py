@@ -178,6 +178,25 @@ def _lengths(path: Path | None) -> EmpiricalLengths | tuple[LengthDist, LengthDi
     return EmpiricalLengths(src.input_tokens, src.output_tokens)
 
 
+JsonOut = Annotated[bool, typer.Option("--json", help="Print what was written as JSON (file, kind, size, span).")]
+
+
+def _written(out: str, obj, json_out: bool, text: str) -> None:
+    """Say what a command wrote: a line for people, or JSON (file, kind, requests or bins, span, mean rate)."""
+    if not json_out:
+        console.print(text)
+        return
+    if isinstance(obj, RequestTrace):
+        info = {"kind": "trace", "requests": len(obj), "duration_s": obj.duration_s,
+                "mean_rate_rps": obj.mean_rate_rps}
+    else:
+        import numpy as np
+
+        info = {"kind": "series", "bins": len(obj), "period_s": obj.period_s, "duration_s": len(obj) * obj.period_s,
+                "mean_rate_rps": float(np.nanmean(obj.values)) if len(obj) else None}
+    print_json({"out": str(out), **info})
+
+
 def convert_cmd(
     file: Annotated[Path, typer.Argument(help="Trace or rate-series file.")],
     out: OutCsv,
@@ -191,7 +210,7 @@ def convert_cmd(
     seed: Annotated[int, typer.Option(help="Seed for sampling.", callback=checks.seed)] = 0,
     fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
     value_col: ValueCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
-    counts: Counts = False, keep_zeros: NoGaps = False,
+    counts: Counts = False, keep_zeros: NoGaps = False, json_out: JsonOut = False,
 ) -> None:
     """Trace -> rate series (--freq), series -> sampled trace, or a scaled replay of a trace (CSV out)."""
     obj = load_input(file, fmt=fmt, time_col=time_col, input_col=input_col, output_col=output_col,
@@ -202,17 +221,17 @@ def convert_cmd(
         if freq:
             series = trace_to_series(trace, parse_duration(freq, "--freq"))
             write_series_csv(series, out)
-            console.print(f"{len(series)} bins of {series.period_s:g} s written to {out}")
+            _written(out, series, json_out, f"{len(series)} bins of {series.period_s:g} s written to {out}")
         else:
             write_trace_csv(trace, out)
-            console.print(f"{len(trace):,} requests written to {out}")
+            _written(out, trace, json_out, f"{len(trace):,} requests written to {out}")
         return
     series = obj.resample(parse_duration(freq, "--freq")) if freq else obj
     lengths = _lengths(lengths_from)
     series = series_time_compress(series.with_values(series.values * multiply), compress)
     trace = series_to_trace(series, lengths, seed=seed)
     write_trace_csv(trace, out)
-    console.print(f"{len(trace):,} requests sampled from {len(series)} bins written to {out}")
+    _written(out, trace, json_out, f"{len(trace):,} requests sampled from {len(series)} bins written to {out}")
 
 
 def synth_cmd(
@@ -232,6 +251,7 @@ def synth_cmd(
     lengths_from: Annotated[Optional[Path], typer.Option(
         help="With --trace: resample lengths from this trace (default: chat lognormals).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.", callback=checks.seed)] = 0,
+    json_out: JsonOut = False,
 ) -> None:
     """A seeded synthetic workload (daily/weekly seasonality, trend, noise, bursts) as a series or a trace.
 
@@ -243,14 +263,14 @@ def synth_cmd(
     series = synthetic_series(spec, seed)
     if not trace:
         write_series_csv(series, out)
-        console.print(f"{len(series)} bins of {spec.period_s:g} s written to {out}")
+        _written(out, series, json_out, f"{len(series)} bins of {spec.period_s:g} s written to {out}")
         return
     lengths = _lengths(lengths_from)
     expected = float(math.fsum(series.counts))
     with err_console.status(f"sampling ~{expected:,.0f} requests..."):
         sampled = synthetic_trace(spec, lengths, seed=seed)  # the same series, regenerated from the seed
         write_trace_csv(sampled, out)
-    console.print(f"{len(sampled):,} requests written to {out}")
+    _written(out, sampled, json_out, f"{len(sampled):,} requests written to {out}")
 
 
 def register(app: typer.Typer) -> None:

@@ -117,16 +117,17 @@ def fleet_spec(model: str, gpu: str, gpus: int = 1, tp: int | None = None, preci
                cold_start_s: float | None = None, load_gb_per_s: float = DEFAULT_LOAD_GB_PER_S,
                boot_s: float = DEFAULT_BOOT_S, hazard_per_hour: float | None = None,
                max_batch: int | None = None, want_spot: bool = False,
-               lengths: tuple[np.ndarray, np.ndarray] | None = None) -> FleetSpec:
+               lengths: tuple[np.ndarray, np.ndarray] | None = None, catalog: str | None = None) -> FleetSpec:
     """Resolve a replica configuration and an instance offer into a fleet the simulator can run.
 
     The per-instance capacity policies size against is the perf model's closed-form goodput at the SLO for
     the mean lengths; with ``lengths`` (the trace's input / output tokens) it is found by simulating one
     replica on those lengths instead (bisection on the rate, p95 TTFT and TPOT), which heavy-tailed traces
     need - a mean-length estimate over-promises there. Only requests within the model's context window count
-    (longer ones are dropped, not served), and the mean lengths are then theirs.
+    (longer ones are dropped, not served), and the mean lengths are then theirs. ``catalog``: a catalog name or
+    directory (see :func:`fleetwise.catalog.load_catalog`; None: the default).
     """
-    cat = load_catalog()
+    cat = load_catalog(catalog)
     replica = replica_from_names(model, gpu, gpus, tp, precision, engine, catalog=cat, max_batch=max_batch)
     if lengths is not None:
         lengths = servable(np.asarray(lengths[0]), np.asarray(lengths[1]), replica.model.max_context)
