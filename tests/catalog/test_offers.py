@@ -12,9 +12,10 @@ import pytest
 
 from fleetwise.catalog import DATA_DIR, ENV_VAR, TIERS, load_catalog
 from fleetwise.catalog.records import SPOT_BUCKET_MONTHLY_RATE, hazard_from_monthly_fraction
+from tests.shared_data import shared
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-PRICE_DATA = PROJECT_ROOT.parent / "shared" / "data" / "prices"
+PRICE_DATA = shared("prices")
 BUCKETS_IN_ORDER = ["<5%", "5-10%", "10-15%", "15-20%", ">20%"]
 CLOUDS = ("aws", "gcp", "azure", "lambda")
 

@@ -20,7 +20,9 @@ from pathlib import Path
 
 import pytest
 
-MEASURED = Path("/work/shared/data/perf/measured_calibration.csv")
+from tests.shared_data import shared
+
+MEASURED = shared("perf", "measured_calibration.csv")
 
 
 @dataclass

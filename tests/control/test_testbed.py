@@ -3,16 +3,15 @@ emulated workers, spot notices, the replay, and the simulator's prediction of th
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
 from fleetwise.control.testbed import TestbedConfig, run_testbed
 from fleetwise.errors import ConfigError
 from fleetwise.traffic.records import RequestTrace
+from tests.shared_data import shared
 
-AZURE = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces" / "azure_llm_conv_2023.csv"
+AZURE = shared("traces", "azure_llm_conv_2023.csv")
 
 
 def _trace(seconds: float = 180.0) -> RequestTrace:

@@ -4,7 +4,6 @@ look-ahead, and the automatic choice on real data."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,9 +13,10 @@ from fleetwise.forecast import AUTO_CANDIDATES, METHODS, QuantileForecaster, Sco
 from fleetwise.forecast.backtest import eval_origins, score
 from fleetwise.forecast.rolling import Paths
 from fleetwise.traffic import RateSeries, SyntheticSpec, load_series, synthetic_series
+from tests.shared_data import shared
 
 DAY = 144  # 10-minute bins
-REAL = Path("/work/shared/data/traces/servegen_m-large_rate_10min.csv")
+REAL = shared("traces", "servegen_m-large_rate_10min.csv")
 
 
 # --- scoring -----------------------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ import pytest
 from fleetwise.catalog import load_catalog
 from fleetwise.perf.profile import EngineProfile, get_profile
 from fleetwise.plan.confidence import allowed, error_band, model_class, profile_coverage
+from tests.shared_data import shared
 
 HEADER = ["engine", "model", "gpu", "num_gpus", "tp", "precision", "isl", "osl", "mode", "rate_qps", "batch",
           "metric", "value", "unit", "source"]
-SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "perf" / "measured_calibration.csv"
+SHARED = shared("perf", "measured_calibration.csv")
 
 
 def _points(path: Path, rows: list[tuple[str, str, str, str]]) -> Path:

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 
 from fleetwise.errors import ConfigError
 from fleetwise.plan.search import SLO, PlanRequest, plan, replicas_needed, survives_loss
 from fleetwise.plan.workload import LengthDist, Workload
+from tests.shared_data import shared
 
 RATE = 10.0
-POINTS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "perf" / "measured_calibration.csv"
+POINTS = shared("perf", "measured_calibration.csv")
 
 
 def request(**kw) -> PlanRequest:

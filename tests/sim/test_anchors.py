@@ -14,6 +14,7 @@ from fleetwise.sim.fleet import InstanceType
 from fleetwise.sim.policies import Drain, FleetState, Launch
 from fleetwise.sim.run import simulate_fleet
 from fleetwise.sim.strategies import STRATEGIES, make_policy
+from tests.shared_data import shared
 
 from .helpers import check_outcomes, poisson, requests
 
@@ -210,7 +211,7 @@ def test_anchor_runs_a_simulated_trace(name, make_spec, capacity_rps):
 
 
 BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "control_anchors.py"
-TRACE = Path(__file__).resolve().parents[3] / "shared" / "data" / "traces" / "azure_llm_conv_2023.csv"
+TRACE = shared("traces", "azure_llm_conv_2023.csv")
 
 
 @pytest.mark.skipif(not TRACE.is_file(), reason="needs ../shared/data/traces/azure_llm_conv_2023.csv")

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import itertools
 import math
-from pathlib import Path
-
 from dataclasses import replace
 
 import numpy as np
@@ -21,6 +19,7 @@ from fleetwise.sim.results import summarize
 from fleetwise.sim.run import simulate_fleet
 from fleetwise.traffic.load import load_trace
 from fleetwise.traffic.records import RequestTrace
+from tests.shared_data import shared
 
 from .helpers import (
     INTERACTIVE,
@@ -32,7 +31,7 @@ from .helpers import (
     requests,
 )
 
-AZURE_CODE = Path("/work/shared/data/traces/azure_llm_code_2023.csv")
+AZURE_CODE = shared("traces", "azure_llm_code_2023.csv")
 
 
 def run_sim(reqs, spec, policy, config: SimConfig | None = None):

@@ -1,6 +1,6 @@
 """Shared fixtures of the traffic tests: writing small input files and building traces by hand.
 
-Every file is made inside ``tmp_path``; the real traces in /work/shared/data/traces are only read by the
+Every file is made inside ``tmp_path``; the real traces in ../shared/data/traces (tests/shared_data.py) are only read by the
 tests that say so, and those are skipped when the data is absent.
 """
 

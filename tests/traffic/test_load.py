@@ -1,5 +1,5 @@
 """Loaders: every trace and series format, bad-row accounting with file line numbers, sorting, time zones,
-gap handling, and the real sample traces in /work/shared/data/traces (skipped when absent)."""
+gap handling, and the real sample traces in ../shared/data/traces (skipped when absent)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ from fleetwise.traffic import (
     load_series,
     load_trace,
 )
+from tests.shared_data import shared
 
 T0 = datetime(2023, 11, 16, 18, 15, 46, tzinfo=timezone.utc).timestamp()  # 1_700_158_546
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
@@ -53,7 +54,7 @@ MOONCAKE = (
     '{"timestamp": 4250, "input_length": 2290, "output_length": 316, "hash_ids": [0, 42, 43, 44]}\n'
 )
 
-DATA = Path("/work/shared/data/traces")
+DATA = shared("traces")
 AZURE_CONV = DATA / "azure_llm_conv_2023.csv"
 AZURE_CODE = DATA / "azure_llm_code_2023.csv"
 MOONCAKE_REAL = DATA / "mooncake_conversation.jsonl"
