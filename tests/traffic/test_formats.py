@@ -184,3 +184,19 @@ def test_the_package_load_function_survives_importing_its_submodule():
             "assert callable(load) and callable(t.load), load\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
+
+
+def test_summary_page_shows_its_statistics_next_to_the_figure(tmp_path):
+    from typer.testing import CliRunner
+
+    from fleetwise.cli import _register, app
+
+    _register()
+    path = tmp_path / "t.csv"
+    path.write_text("timestamp,input_tokens,output_tokens\n" + "".join(f"{k * 0.5},{100 + k},{20 + k % 7}\n"
+                                                                     for k in range(400)))
+    page = tmp_path / "s.html"
+    res = CliRunner().invoke(app, ["traffic", "summarize", str(path), "--plot", str(page)])
+    assert res.exit_code == 0, res.output
+    text = page.read_text()
+    assert text.count("<table") == 3 and "<img" in text and "Token lengths" in text and ">400<" in text

@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from fleetwise.cli import checks
-from fleetwise.cli.output import console, err_console, print_json, split_csv
+from fleetwise.cli.output import console, err_console, fmt_num, print_json, split_csv
 from fleetwise.cli.progress import Quiet, progress
 from fleetwise.cli.traffic import (
     Counts,
@@ -79,7 +79,7 @@ def _render(series: RateSeries, fc, scores, chosen_score, horizon_steps: int) ->
     for c in rows[0]:
         t.add_column(c, justify="right")
     for r in rows[::step]:
-        t.add_row(*(_time_label(v, fc.epoch) if k == "time" else f"{v:.4g}" for k, v in r.items()))
+        t.add_row(*(_time_label(v, fc.epoch) if k == "time" else fmt_num(v, 4) for k, v in r.items()))
     console.print(t)
 
 

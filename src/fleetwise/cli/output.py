@@ -10,7 +10,7 @@ from rich.console import Console
 
 from fleetwise.atomic import check_output_path, write_atomic
 
-__all__ = ["check_output_path", "console", "err_console", "print_json", "split_csv", "write_atomic"]
+__all__ = ["check_output_path", "console", "err_console", "fmt_num", "print_json", "split_csv", "write_atomic"]
 
 console = Console()
 err_console = Console(stderr=True, soft_wrap=True)  # a message or warning stays one line in a log or a pipe
@@ -37,3 +37,13 @@ def split_csv(values: list[str] | None) -> list[str]:
     for value in values or []:
         out.extend(v.strip() for v in value.split(",") if v.strip())
     return out
+
+
+def fmt_num(value: float, digits: int = 3) -> str:
+    """A number for a table: ``digits`` significant digits below 1,000, thousands separators above, never an
+    exponent (``18,500``, not ``1.85e+04``); NaN as '-'."""
+    if value != value:
+        return "-"
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"

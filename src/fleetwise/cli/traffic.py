@@ -11,7 +11,7 @@ from rich import box
 from rich.table import Table
 
 from fleetwise.cli import checks
-from fleetwise.cli.output import console, err_console, print_json
+from fleetwise.cli.output import console, err_console, fmt_num, print_json
 from fleetwise.errors import ConfigError
 from fleetwise.traffic import (
     FORMATS,
@@ -108,12 +108,12 @@ def fmt_duration(seconds: float) -> str:
 
 def _render_summary(s) -> None:
     console.print(f"[bold]{s.source}[/]: {s.kind}, {fmt_duration(s.duration_s)}, {s.requests:,.0f} requests, "
-                  f"mean {s.mean_rate_rps:.3g} req/s" + (f", {s.missing_bins} missing bins" if s.missing_bins else ""))
+                  f"mean {fmt_num(s.mean_rate_rps)} req/s" + (f", {s.missing_bins} missing bins" if s.missing_bins else ""))
     t = Table(box=box.SIMPLE_HEAD, title=f"Rate per {fmt_duration(s.rate_bin_s)} bin (req/s) and burstiness")
     for c in ("mean", "p50", "p95", "max", "peak/mean", "inter-arrival CV"):
         t.add_column(c, justify="right")
     cv = f"{s.interarrival_cv:.2f}" if s.interarrival_cv is not None else "-"
-    t.add_row(*(f"{s.rate[k]:.3g}" for k in ("mean", "p50", "p95", "max")), f"{s.peak_to_mean:.2f}", cv)
+    t.add_row(*(fmt_num(s.rate[k]) for k in ("mean", "p50", "p95", "max")), f"{s.peak_to_mean:.2f}", cv)
     console.print(t)
     if s.input_tokens:
         lt = Table(box=box.SIMPLE_HEAD, title="Token lengths")
@@ -132,7 +132,7 @@ def _render_summary(s) -> None:
             pt.add_column(c, justify="right")
         for k in top:
             pt.add_row(p.weekday_label(int(p.weekday[k])), hhmm(float(p.bin_start_s[k])),
-                       str(int(p.samples[k])), *(f"{v:.3g}" for v in p.rate_rps[k]))
+                       str(int(p.samples[k])), *(fmt_num(v) for v in p.rate_rps[k]))
         console.print(pt)
 
 
@@ -157,9 +157,10 @@ def summarize_cmd(
     summary = summarize(obj, bin_s=parse_duration(bin_, "--bin") if bin_ else None,
                         profile_bin_s=parse_duration(profile_bin, "--profile-bin"))
     if plot:
-        from fleetwise.report.figures import save_figure, traffic_figure
+        from fleetwise.report.figures import save_figure, traffic_figure, traffic_tables
 
-        save_figure(traffic_figure(summary), plot, title=f"Traffic summary: {summary.source}")
+        save_figure(traffic_figure(summary), plot, title=f"Traffic summary: {summary.source}",
+                    tables=traffic_tables(summary))
     if json_:
         print_json(summary.to_dict())
     else:

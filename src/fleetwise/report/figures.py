@@ -64,6 +64,26 @@ def save_figure(fig, path: str | Path, title: str = "fleetwise", tables: list[tu
     write_atomic(path, _figure_bytes(fig, suffix[1:]))
 
 
+def traffic_tables(summary) -> list[tuple[str, str]]:
+    """The statistics of a traffic summary as HTML tables (a page shows them next to its figure)."""
+    from fleetwise.report.html import table_html
+
+    overview = table_html(
+        ["kind", "span (h)", "requests", "mean req/s", "peak / mean", "inter-arrival CV", "tokens/s (in + out)",
+         "missing bins"],
+        [[summary.kind, summary.duration_s / 3600, summary.requests, summary.mean_rate_rps, summary.peak_to_mean,
+          summary.interarrival_cv, summary.tokens_per_s_mean, summary.missing_bins]])
+    rate = table_html([f"req/s per {summary.rate_bin_s:g} s bin", *summary.rate],
+                      [["rate", *summary.rate.values()]])
+    rows = [[name, *dist.values()] for name, dist in (("input tokens", summary.input_tokens),
+                                                      ("output tokens", summary.output_tokens)) if dist]
+    sections = [("Overview", overview), ("Rate", rate)]
+    if rows:
+        keys = next(d for d in (summary.input_tokens, summary.output_tokens) if d)
+        sections.append(("Token lengths", table_html(["", *keys], rows)))
+    return sections
+
+
 def traffic_figure(summary):
     """Rate over time, the weekday x time-of-day P95 heatmap, and token-length histograms (traces)."""
     plt = pyplot()

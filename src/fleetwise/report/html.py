@@ -18,6 +18,8 @@ def table_html(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
 
 
 def _fmt(value: object) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return "-"
     if isinstance(value, float):
         return f"{value:,.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
     return str(value)

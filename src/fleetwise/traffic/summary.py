@@ -50,7 +50,7 @@ class Summary:
     kind: str  # "trace" or "series"
     start_s: float
     duration_s: float
-    requests: float
+    requests: int  # a series' expected count, rounded
     mean_rate_rps: float
     rate_bin_s: float
     rate: dict[str, float]  # mean, p50, p95, max of the per-bin rate
@@ -104,7 +104,7 @@ def summarize(obj: RequestTrace | RateSeries, *, bin_s: float | None = None, pro
     known = np.isfinite(series.values)
     return Summary(
         source=obj.source, kind="series", start_s=series.start_s, duration_s=series.period_s * len(series),
-        requests=float(np.nansum(series.counts)), mean_rate_rps=rate["mean"], rate_bin_s=series.period_s,
+        requests=int(round(float(np.nansum(series.counts)))), mean_rate_rps=rate["mean"], rate_bin_s=series.period_s,
         rate=rate, peak_to_mean=rate["max"] / rate["mean"] if rate["mean"] > 0 else float("nan"),
         interarrival_cv=None, input_tokens=None, output_tokens=None, tokens_per_s_mean=None,
         missing_bins=int((~known).sum()), warnings=obj.report.warnings(),
@@ -123,7 +123,7 @@ def _summarize_trace(trace: RequestTrace, bin_s: float, profile_bin_s: float) ->
     every = max(len(trace) // 200_000, 1)
     return Summary(
         source=trace.source, kind="trace", start_s=trace.start_s, duration_s=trace.duration_s,
-        requests=float(len(trace)), mean_rate_rps=trace.mean_rate_rps, rate_bin_s=bin_s, rate=rate,
+        requests=len(trace), mean_rate_rps=trace.mean_rate_rps, rate_bin_s=bin_s, rate=rate,
         peak_to_mean=rate["max"] / rate["mean"] if rate["mean"] > 0 else float("nan"),
         interarrival_cv=float(gaps.std() / gaps.mean()) if gaps.mean() > 0 else float("nan"),
         input_tokens=_dist(trace.input_tokens), output_tokens=_dist(trace.output_tokens),
