@@ -10,8 +10,9 @@ import yaml
 
 PERF_8B = ("--model", "llama-3.1-8b", "--gpu", "H100", "--gpus", "1", "--precision", "fp8",
            "--isl", "128", "--osl", "128")
-PRED_COLUMNS = ("output_throughput", "request_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_itl_ms",
-                "p99_itl_ms", "mean_e2e_ms", "status")
+PRED_COLUMNS = ("output_throughput", "request_throughput", "total_token_throughput", "mean_ttft_ms",
+                "median_ttft_ms", "p99_ttft_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "mean_tpot_ms",
+                "median_tpot_ms", "p99_tpot_ms", "mean_e2e_ms", "status")
 
 
 def _json(res) -> dict:
@@ -188,3 +189,37 @@ def test_calibrate_writes_a_profile_perf_accepts(cli, measured_four, tmp_path):
 
     check = _json(cli("validate", measured_four, "--engine", "tmp/profile.yaml", "--json"))
     assert {t["tier"] for t in check["tiers"]} == {"offline_throughput"}
+
+
+ENGINE_ROWS = (
+    "engine,engine_version,model,gpu,num_gpus,tp,precision,isl,osl,mode,rate_qps,concurrency,batch,metric,value,"
+    "unit,source\n"
+    "vllm,0.8,llama-3.1-8b,h100-sxm,1,1,bf16,128,2048,offline,inf,,16,output_throughput,2000,tokens/s,a\n"
+    "sglang,0.4,llama-3.1-8b,h100-sxm,1,1,bf16,128,2048,offline,inf,,16,output_throughput,2400,tokens/s,b\n"
+    "vllm,0.8,llama-3.1-8b,h100-sxm,1,1,bf16,sharegpt,sharegpt,rate,4,,,mean_ttft,30,ms,"
+    "ShareGPT 200 prompts (mean in/out from totals 215.2/122.2)\n"
+    "vllm,0.8,llama-3.1-8b,h100-sxm,1,1,bf16,1024,128,concurrency,,8,,median_itl,9,ms,c 64 prompts\n"
+)
+
+
+def test_calibrate_fits_the_engine_rows_of_a_multi_engine_file(cli, tmp_path):
+    path = tmp_path / "engines.csv"
+    path.write_text(ENGINE_ROWS, encoding="utf-8")
+    res = cli("calibrate", path, "--engine", "sglang", "--max-evals", "5", "--tiers", "offline_throughput",
+              "-o", tmp_path / "sglang.yaml")
+    assert res.code == 0, res.err
+    data = yaml.safe_load((tmp_path / "sglang.yaml").read_text(encoding="utf-8"))
+    assert data["name"] == "sglang" and "(1 cases" in data["source"]
+    assert data["coverage"]["gpu_precision"] == ["h100-sxm/bf16"]
+    res = cli("calibrate", path, "--engine", "trtllm", "--max-evals", "5", "-o", tmp_path / "t.yaml")
+    assert res.code != 0 and "engines (sglang, vllm)" in res.err
+
+
+def test_perf_points_keeps_sharegpt_and_concurrency_cells(cli, tmp_path):
+    path = tmp_path / "engines.csv"
+    path.write_text(ENGINE_ROWS, encoding="utf-8")
+    rows = list(csv.DictReader(cli("perf", "--points", path).out.splitlines()))
+    assert [(r["isl"], r["mode"], r["concurrency"]) for r in rows] == [
+        ("128", "offline", ""), ("128", "offline", ""), ("sharegpt", "rate", ""), ("1024", "concurrency", "8")]
+    assert all(r["status"] == "ok" and float(r["median_itl_ms"]) > 0 for r in rows)
+    assert float(rows[3]["p99_tpot_ms"]) >= float(rows[3]["median_tpot_ms"]) > 0

@@ -12,8 +12,9 @@ from fleetwise.errors import InputFormatError, SolverError
 from fleetwise.perf.calibrate import FIT_TIERS, calibrate, predict_case, predict_points, tier_errors
 from fleetwise.perf.points import Case, Point, read_points
 from fleetwise.perf.profile import FITTED_BOUNDS, EngineProfile, get_profile
+from tests.shared_data import SHARED_DATA
 
-DATA = Path(__file__).parents[2].parent / "shared" / "data"
+DATA = SHARED_DATA
 MEASURED = DATA / "perf" / "measured_calibration.csv"
 needs_data = pytest.mark.skipif(not MEASURED.exists(), reason=f"calibration data not found at {MEASURED}")
 

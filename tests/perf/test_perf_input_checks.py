@@ -163,7 +163,7 @@ def test_calibrate_max_evals_must_be_positive(profile, evals):
 
 def _profile_file(tmp_path: Path, field: str, value: str) -> Path:
     lines = [ln for ln in get_profile("trtllm").to_yaml().splitlines()
-             if not ln.startswith((f"{field}:", "fit_error:", "  "))]
+             if not ln.startswith((f"{field}:", "fit_error:", "coverage:", "  "))]
     return _write(tmp_path, "\n".join([*lines, f"{field}: {value}"]) + "\n", f"{field}.yaml")
 
 

@@ -79,7 +79,7 @@ def test_sparse_traffic_is_not_a_gap():
 
 
 def test_partly_observed_bins_beside_a_gap_are_missing_too():
-    from fleetwise.traffic.gaps import mask_partial, partial_bins
+    from fleetwise.traffic.gaps import mask_partial
 
     v = np.full(60, 1000.0)
     v[20:25] = 0.0  # collection stopped for 5 bins

@@ -9,23 +9,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from fleetwise.catalog import load_catalog
 from fleetwise.cli import checks
 from fleetwise.cli.output import console, err_console, print_json, write_atomic
+from fleetwise.cli.progress import Quiet, progress
 from fleetwise.errors import ConfigError, InputFormatError, UnknownNameError
 from fleetwise.perf.calibrate import FIT_TIERS, TIERS, calibrate, predict_case, predict_points, tier_errors
-from fleetwise.perf.points import KEY_COLUMNS, check_points, read_points
+from fleetwise.perf.points import KEY_COLUMNS, SHAREGPT, check_points, read_points
 from fleetwise.perf.predict import predict
 from fleetwise.perf.profile import get_profile
 from fleetwise.perf.replica import replica_from_names
 
 PRED_COLUMNS = (
-    "output_throughput", "request_throughput", "mean_ttft_ms", "p99_ttft_ms", "mean_itl_ms", "p99_itl_ms",
+    "output_throughput", "request_throughput", "total_token_throughput", "mean_ttft_ms", "median_ttft_ms",
+    "p99_ttft_ms", "mean_itl_ms", "median_itl_ms", "p99_itl_ms", "mean_tpot_ms", "median_tpot_ms", "p99_tpot_ms",
     "mean_e2e_ms",
 )
+# PRED.csv says median where the benchmarks do; ServingMetrics calls it p50.
+_PRED_FIELDS = {c: c.replace("median_", "p50_") for c in PRED_COLUMNS}
 GOALS = {"offline_throughput": 0.15, "rate_itl": 0.20, "rate_ttft": 0.30}
 # Request counts the event simulation runs through, and its arrival rate.
 SIM_SIZE = checks.number(ge=1, le=checks.MAX_SIMULATED_REQUESTS,
@@ -59,7 +62,7 @@ def perf_command(
                                                      callback=checks.at_least_one)] = None,
     engine: Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang, or a .yaml profile.")] = "trtllm",
     points: Annotated[str | None, typer.Option(help="Predict every row of this POINTS.csv instead.")] = None,
-    out: Annotated[str | None, typer.Option(help="With --points: write predictions here (CSV).",
+    out: Annotated[str | None, typer.Option("--out", "-o", help="With --points: write predictions here (CSV).",
                                                callback=checks.output_file())] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
@@ -108,9 +111,9 @@ def _perf_points(path: str, out: str | None) -> None:
     for p in pts:
         c = p.case
         metrics, status = predict_case(c, get_profile(c.engine))
-        values = [round(getattr(metrics, k), 3) if metrics else "" for k in PRED_COLUMNS]
-        keys = [c.engine, c.model, c.gpu, c.num_gpus, c.tp, c.precision, c.isl, c.osl, c.mode,
-                c.rate_qps if c.rate_qps is not None else "", c.batch if c.batch is not None else ""]
+        values = [round(getattr(metrics, _PRED_FIELDS[k]), 3) if metrics else "" for k in PRED_COLUMNS]
+        keys = [c.engine, c.model, c.gpu, c.num_gpus, c.tp, c.precision, *_lengths_cells(c), c.mode,
+                *("" if v is None else v for v in (c.rate_qps, c.concurrency, c.batch))]
         writer.writerow([*keys, *[p.extra.get(k, "") for k in extra_cols], *values, status])
     if out:
         write_atomic(out, buf.getvalue())
@@ -119,11 +122,20 @@ def _perf_points(path: str, out: str | None) -> None:
         print(buf.getvalue(), end="")
 
 
+def _lengths_cells(case) -> tuple[int | str, int | str]:
+    """isl, osl as the points file gave them: numbers, or 'sharegpt' for ShareGPT lengths."""
+    return (SHAREGPT, SHAREGPT) if case.lengths == SHAREGPT else (case.isl, case.osl)
+
+
 def calibrate_command(
     points: Annotated[str, typer.Argument(help="Measured points CSV (engine,model,gpu,...,metric,value).")],
-    engine: Annotated[str, typer.Option(help="Engine profile to start from: trtllm, vllm, sglang, or .yaml.")] = "trtllm",
-    output: Annotated[str, typer.Option("--output", "-o", help="Where to write the fitted profile YAML.",
-                                        callback=checks.output_file())] = "profile.yaml",
+    engine: Annotated[str | None, typer.Option(
+        help="Engine profile to start from: trtllm (default), vllm, sglang, or .yaml; in a file of several "
+             "engines, the rows of this one are fitted.")] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Where to write the fitted profile YAML "
+                                        "(default: profile.yaml).", callback=checks.output_file())] = None,
+    output: Annotated[str | None, typer.Option("--output", hidden=True, help="--out's old name.",
+                                               callback=checks.output_file())] = None,
     name: Annotated[str | None, typer.Option(help="Name of the fitted profile (default: the engine's).")] = None,
     max_evals: Annotated[int, typer.Option(help="Model evaluations the fit may use.",
                                            callback=checks.at_least_one)] = 150,
@@ -136,6 +148,9 @@ def calibrate_command(
     precision: Annotated[str | None, typer.Option(help="With a replay file: the server's precision.")] = None,
     replicas: Annotated[int, typer.Option(help="With a replay file: replicas the replay spread its requests over.",
                                           callback=checks.at_least_one)] = 1,
+    quiet: Quiet = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON: the profile written, its fit error per "
+                                                          "tier and what its points cover.")] = False,
 ) -> None:
     """Fit an engine's efficiency factors to measured points by least squares; report the error per tier.
 
@@ -143,11 +158,19 @@ def calibrate_command(
     --gpu, --precision and, when the replay used several URLs, --replicas): its requests are cut into windows
     of at least 200, each a rate-mode point at its mean lengths and rate.
     """
+    if out and output:
+        raise ConfigError("give -o/--out once (--output is its old spelling)")
+    output = out or output or "profile.yaml"
+    named, engine = engine, engine or "trtllm"
     pts = _measured_points(points, engine, model, gpu, gpus, precision, replicas)
     engines = sorted({p.case.engine for p in pts})
+    if len(engines) > 1 and named and Path(named).stem in engines:  # several engines: fit the one named
+        pts = [p for p in pts if p.case.engine == Path(named).stem]
+        engines = [Path(named).stem]
     if len(engines) > 1:  # one set of efficiency factors fitted to several engines fits none of them
         raise InputFormatError(f"rows measure {len(engines)} engines ({', '.join(engines)}); calibrate fits one "
-                               "profile: keep one engine's rows", file=points, field="engine")
+                               "profile: keep one engine's rows, or name one of them with --engine", file=points,
+                               field="engine")
     chosen = [t.strip() for t in tiers.split(",") if t.strip()]
     unknown = [t for t in chosen if t not in TIERS]
     if unknown:
@@ -156,22 +179,14 @@ def calibrate_command(
     if name:
         start = start.with_params(name=name)
     t0 = time.perf_counter()
-    bar = Progress(TextColumn("fitting"), BarColumn(),
-                   TextColumn("{task.completed}/{task.total} evals, cost {task.fields[cost]:.4f}"),
-                   TimeElapsedColumn(), console=err_console, transient=True)
-    task = bar.add_task("fit", total=max_evals, cost=float("nan"))
-
-    def progress(i: int, cost: float) -> None:
-        if not bar.live.is_started:  # shown from the first evaluation: checks that fail before leave no trace
-            bar.start()
-        bar.update(task, completed=min(i, max_evals), cost=cost)
-
-    try:
-        fitted = calibrate(pts, start, dataset=points, max_evals=max_evals, tiers=chosen, progress=progress)
-    finally:
-        if bar.live.is_started:  # Progress.stop() prints a newline on a non-terminal even if never started
-            bar.stop()
+    with progress("calibrate", "fitting", total=max_evals, unit="evals", quiet=quiet) as p:
+        fitted = calibrate(pts, start, dataset=points, max_evals=max_evals, tiers=chosen,
+                           progress=lambda i, cost: p.update(min(i, max_evals), note=f"cost {cost:.4f}"))
     write_atomic(output, fitted.to_yaml())
+    if json_out:
+        print_json({"out": output, "profile": fitted.name, "points": len(pts), "fit_error": fitted.fit_error,
+                    "coverage": fitted.coverage, "elapsed_s": time.perf_counter() - t0})
+        return
     table = Table(title=f"Fit of '{fitted.name}' on {points} ({time.perf_counter() - t0:.0f} s)")
     table.add_column("tier")
     table.add_column("MAPE", justify="right")

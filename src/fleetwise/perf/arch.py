@@ -125,3 +125,11 @@ def kv_shard_factor(m: Model, tp: int) -> float:
     if m.mla is not None:
         return 1.0
     return 1.0 / min(tp, m.num_kv_heads)
+
+
+def model_class(m: Model) -> str:
+    """The architecture class calibration coverage is counted by: 'mla' (DeepSeek latent attention, MoE in
+    the catalog), 'moe' or 'dense' - what changes the physics a fit has to learn."""
+    if m.mla is not None:
+        return "mla"
+    return "moe" if m.moe is not None else "dense"

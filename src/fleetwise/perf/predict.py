@@ -53,6 +53,7 @@ class ServingMetrics:
     p95_itl_ms: float
     p99_itl_ms: float
     mean_e2e_ms: float
+    p50_e2e_ms: float
     p95_e2e_ms: float
     mean_batch: float
     num_requests: int
@@ -92,6 +93,7 @@ def summarize(res: SimResult, dp: int = 1, frontend_latency_ms: float = 0.0) -> 
     scale = dp / duration if duration > 0 else 0.0
     t_m, t50, t90, t95, t99 = _pcts(ttft)
     p_m, p50, p90, p95, p99 = _pcts(tpot)
+    e2e_p50, e2e_p95 = (float(v) for v in np.percentile(e2e, [50, 95]))
     return ServingMetrics(
         output_throughput=float(res.osl.sum()) * scale,
         request_throughput=n * scale,
@@ -99,7 +101,7 @@ def summarize(res: SimResult, dp: int = 1, frontend_latency_ms: float = 0.0) -> 
         mean_ttft_ms=t_m, p50_ttft_ms=t50, p90_ttft_ms=t90, p95_ttft_ms=t95, p99_ttft_ms=t99,
         mean_tpot_ms=p_m, p50_tpot_ms=p50, p90_tpot_ms=p90, p95_tpot_ms=p95, p99_tpot_ms=p99,
         mean_itl_ms=itl_mean, p50_itl_ms=itl_p[0], p90_itl_ms=itl_p[1], p95_itl_ms=itl_p[2], p99_itl_ms=itl_p[3],
-        mean_e2e_ms=float(e2e.mean()), p95_e2e_ms=float(np.percentile(e2e, 95)),
+        mean_e2e_ms=float(e2e.mean()), p50_e2e_ms=e2e_p50, p95_e2e_ms=e2e_p95,
         mean_batch=res.mean_batch, num_requests=n * dp, duration_s=duration,
     )
 

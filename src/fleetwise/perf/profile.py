@@ -91,6 +91,9 @@ class EngineProfile:
     source: str = "uncalibrated defaults"
     fitted_on: str = ""
     fit_error: dict[str, Annotated[NonNegativeNumber, Strict()]] = field(default_factory=dict)
+    """MAPE per validation tier on ``fitted_on`` (after its stated exclusion rules), as the calibrator measured."""
+    coverage: dict[str, list[str]] = field(default_factory=dict)
+    """What ``fitted_on`` has points for: 'gpu_precision' ('h100-sxm/fp8'), 'model_classes', 'models'."""
 
     def with_params(self, **params: float) -> EngineProfile:
         """A copy with some parameters changed (used by the calibrator)."""

@@ -95,7 +95,13 @@ def _read_triples(path: str, mtime: float, engine: str, catalog: str | None) -> 
 
 
 def profile_coverage(profile: EngineProfile, catalog: str | None = None) -> Coverage:
-    """Coverage of the calibration file(s) the profile was fitted on; empty when it names none that exists."""
+    """What the profile was calibrated on: the coverage it recorded when it was fitted (``coverage``:
+    'gpu/precision/class' triples, written by ``fleetwise calibrate``), else the calibration file(s) its
+    ``fitted_on`` names; empty when it has neither."""
+    recorded = (profile.coverage or {}).get("gpu_precision_class")
+    if recorded:
+        triples = {tuple(item.split("/", 2)) for item in recorded if item.count("/") == 2}
+        return Coverage(frozenset(triples), f"the {profile.name} profile's recorded coverage of {profile.fitted_on}")
     triples: set[tuple[str, str, str]] = set()
     files = _points_files(profile.fitted_on or "")
     for path in files:
