@@ -25,7 +25,7 @@ def test_ranked_cheapest_first_and_meets_slo(result):
     assert costs == sorted(costs)
     best = result.best
     assert best.verified, "the top candidate is checked by simulation"
-    assert best.p95_ttft_ms <= 1000 and best.p95_tpot_ms <= 50
+    assert best.slo_ttft_ms <= 1000 and best.slo_tpot_ms <= 50
     assert best.goodput_rps * best.replicas >= 10 - 1e-9
     assert best.instances * (best.usd_per_hour / best.instances) == pytest.approx(best.usd_per_hour)
 
@@ -65,8 +65,8 @@ def test_pareto_front_excludes_dominated(result):
     for i in front:
         c = result.candidates[i]
         assert not any(
-            o.usd_per_hour <= c.usd_per_hour and o.p95_ttft_ms <= c.p95_ttft_ms and o.p95_tpot_ms <= c.p95_tpot_ms
-            and (o.usd_per_hour, o.p95_ttft_ms, o.p95_tpot_ms) != (c.usd_per_hour, c.p95_ttft_ms, c.p95_tpot_ms)
+            o.usd_per_hour <= c.usd_per_hour and o.slo_ttft_ms <= c.slo_ttft_ms and o.slo_tpot_ms <= c.slo_tpot_ms
+            and (o.usd_per_hour, o.slo_ttft_ms, o.slo_tpot_ms) != (c.usd_per_hour, c.slo_ttft_ms, c.slo_tpot_ms)
             for o in result.candidates
         )
 

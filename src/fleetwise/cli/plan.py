@@ -33,7 +33,7 @@ VIEWS = ("ranking", "batch", "precision", "gpu")
 
 FIELDS = (
     "model", "gpu", "num_gpus", "tp", "precision", "max_batch", "goodput_rps", "replicas", "instances",
-    "usd_per_hour", "usd_per_month", "usd_per_1m_output_tokens", "usd_per_1m_total_tokens", "p95_ttft_ms", "p95_tpot_ms",
+    "usd_per_hour", "usd_per_month", "usd_per_1m_output_tokens", "usd_per_1m_total_tokens", "slo_ttft_ms", "slo_tpot_ms",
     "offer", "cloud", "region", "instance_type", "tier", "verified", "load_per_replica", "survives_one_loss",
     "survives_instance_loss", "quality_drop_pct", "quality_source", "quality_as_of", "confidence", "error_band_pct",
     "error_band_source",
@@ -84,7 +84,7 @@ def _cells(i: int, c: Candidate, pareto: bool, many_models: bool) -> list[str]:
         f"{i}{mark}", *([c.model] if many_models else []), f"{c.tp}x {c.gpu}", c.precision, str(c.max_batch),
         str(c.replicas), f"{c.instances}x {c.cloud}:{c.instance_type}", c.region, f"{c.load_per_replica:.0%}",
         "ok" if c.survives_one_loss else "no", f"{c.goodput_rps:.1f}", f"{c.usd_per_hour:,.2f}",
-        f"{c.usd_per_1m_output_tokens:.3f}", f"{c.p95_ttft_ms:.0f}", f"{c.p95_tpot_ms:.1f}", _quality(c),
+        f"{c.usd_per_1m_output_tokens:.3f}", f"{c.slo_ttft_ms:.0f}", f"{c.slo_tpot_ms:.1f}", _quality(c),
         _CONFIDENCE_SHORT.get(c.confidence, c.confidence or "-"),
         "?" if c.error_band_pct is None else f"{c.error_band_pct:.0f}%", "sim" if c.verified else "est",
     ]

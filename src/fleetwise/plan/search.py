@@ -105,8 +105,8 @@ class Goodput:
     """Goodput of one performance configuration and its latency at that load."""
 
     rps: float  # per replica
-    p95_ttft_ms: float
-    p95_tpot_ms: float
+    slo_ttft_ms: float  # TTFT at the SLO's percentile (p95 unless SLO.percentile says otherwise), at that load
+    slo_tpot_ms: float
     verified: bool = False
     reason: str = ""
 
@@ -132,8 +132,8 @@ class Candidate:
     usd_per_hour: float
     usd_per_1m_output_tokens: float
     usd_per_1m_total_tokens: float
-    p95_ttft_ms: float
-    p95_tpot_ms: float
+    slo_ttft_ms: float  # TTFT at the SLO's percentile (request.slo.percentile), at the goodput rate
+    slo_tpot_ms: float
     verified: bool
     usd_per_month: float = 0.0  # instances running all month, plus the request's overhead percentage
     load_per_replica: float = 0.0  # planned rate / (replicas x goodput)
@@ -280,7 +280,7 @@ def _price_candidate(key: PerfKey, offer: Offer, g: Goodput, req: PlanRequest) -
         instances=instances, usd_per_hour=usd_hour,
         usd_per_1m_output_tokens=usd_per_million(usd_hour, rate * req.workload.osl.mean),
         usd_per_1m_total_tokens=usd_per_million(usd_hour, rate * (req.workload.isl.mean + req.workload.osl.mean)),
-        p95_ttft_ms=g.p95_ttft_ms, p95_tpot_ms=g.p95_tpot_ms, verified=g.verified,
+        slo_ttft_ms=g.slo_ttft_ms, slo_tpot_ms=g.slo_tpot_ms, verified=g.verified,
         usd_per_month=usd_hour * HOURS_PER_MONTH * (1 + req.overhead_pct / 100.0),
         load_per_replica=rate / (replicas * g.rps), survives_one_loss=survives_loss(rate, g.rps, replicas),
         survives_instance_loss=survives_loss(rate, g.rps, replicas, min(replicas, per_instance)),
@@ -289,7 +289,7 @@ def _price_candidate(key: PerfKey, offer: Offer, g: Goodput, req: PlanRequest) -
 
 def pareto_front(cands: Sequence[Candidate]) -> list[int]:
     """Indices of candidates no other candidate beats on cost, TTFT and TPOT at once."""
-    pts = np.array([[c.usd_per_hour, c.p95_ttft_ms, c.p95_tpot_ms] for c in cands])
+    pts = np.array([[c.usd_per_hour, c.slo_ttft_ms, c.slo_tpot_ms] for c in cands])
     front = []
     for i, p in enumerate(pts):
         dominated = np.any(np.all(pts <= p, axis=1) & np.any(pts < p, axis=1))
