@@ -65,8 +65,8 @@ def demands(synthetic_default: bool) -> tuple[list[tuple[str, object]], list[str
     """[(label, demand array)], default case first; and notes on what was skipped."""
     import numpy as np
 
-    from fleetwise.traffic import SyntheticSpec, load_series, synthetic_series
     from fleetwise.forecast.models import ffill
+    from fleetwise.traffic import SyntheticSpec, load_series, synthetic_series
 
     notes, cases = [], []
     syn = synthetic_series(SyntheticSpec(days=30, period_s=3600, base_rps=200), seed=0).values[:PERIODS]

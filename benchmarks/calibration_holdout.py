@@ -72,7 +72,7 @@ def main() -> int:
         t0 = time.perf_counter()
         calls = [0]
 
-        def progress(i: int, cost: float) -> None:
+        def progress(i: int, cost: float, calls: list[int] = calls) -> None:
             calls[0] = i
             if i % 5 == 0:
                 print(".", end="", file=sys.stderr, flush=True)

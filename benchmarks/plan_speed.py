@@ -55,7 +55,7 @@ def main() -> int:
         for _ in range(RUNS):
             marks: list[tuple[float, str]] = []
             t0 = time.perf_counter()
-            result = plan(req, progress=lambda msg: marks.append((time.perf_counter(), msg)))
+            result = plan(req, progress=lambda msg, marks=marks: marks.append((time.perf_counter(), msg)))
             times.append(time.perf_counter() - t0)
             screen_msg = next(m for m in marks if m[1].startswith("screened "))
             screen_times.append(screen_msg[0] - t0)

@@ -28,9 +28,9 @@ def main() -> int:
 
     replica = replica_from_names("llama-3.1-70b", "h100-sxm", 4, 4, "fp8", "trtllm")
     cases = [
-        ("offline 1000/1000", dict(isl=1000, osl=1000, mode="offline")),
-        ("offline 128/4096", dict(isl=128, osl=4096, mode="offline")),
-        ("rate 10 req/s, 2000 req, 1000/1000", dict(isl=1000, osl=1000, mode="rate", rate_qps=10.0, num_requests=2000)),
+        ("offline 1000/1000", {"isl": 1000, "osl": 1000, "mode": "offline"}),
+        ("offline 128/4096", {"isl": 128, "osl": 4096, "mode": "offline"}),
+        ("rate 10 req/s, 2000 req, 1000/1000", {"isl": 1000, "osl": 1000, "mode": "rate", "rate_qps": 10.0, "num_requests": 2000}),
     ]
     rows = []
     for label, kw in cases:

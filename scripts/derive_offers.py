@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import os
 import sys
 from collections import defaultdict
@@ -274,7 +275,7 @@ def _p5_history_note(data: Path) -> str:
         return ""
     rows = [r for r in _read(path) if _num(r.get("price_usd"))]
     rows.sort(key=lambda r: r["timestamp"])
-    for before, after in zip(rows, rows[1:]):
+    for before, after in itertools.pairwise(rows):
         if float(after["price_usd"]) < float(before["price_usd"]):
             return (
                 f"us-east-1 on-demand was cut from {float(before['price_usd']):g} to {float(after['price_usd']):g}"
@@ -306,7 +307,7 @@ def derive_aws(data: Path) -> list[dict]:
                 raise DataError(f"{AWS_FILE}: {itype} has {r['GPU_memory']} GB GPU memory, expected {count}x{mem_per_gpu}")
             if _num(r["ondemand"]):
                 usable[region] = r
-        regions, region_note = _choose_regions("aws", usable, lambda reg: float(usable[reg]["ondemand"]))
+        regions, region_note = _choose_regions("aws", usable, lambda reg, usable=usable: float(usable[reg]["ondemand"]))
         if not regions:
             print(f"warning: aws {itype}: no usable rows; skipped", file=sys.stderr)
             continue
@@ -403,7 +404,7 @@ def derive_gcp(data: Path) -> list[dict]:
                 skipped.add(why)
                 continue
             usable[region] = min(candidates)
-        regions, region_note = _choose_regions("gcp", usable, lambda reg: usable[reg][0])
+        regions, region_note = _choose_regions("gcp", usable, lambda reg, usable=usable: usable[reg][0])
         if not regions:
             print(f"warning: gcp {mtype}: no usable (host + accelerator) price; skipped", file=sys.stderr)
             continue
@@ -439,7 +440,7 @@ def derive_azure(data: Path) -> list[dict]:
                 raise DataError(f"{AZURE_FILE}: {itype} has {r['AcceleratorCount']} GPUs, expected {count}")
             if _num(r["Price"]):
                 usable[region] = r
-        regions, region_note = _choose_regions("azure", usable, lambda reg: float(usable[reg]["Price"]))
+        regions, region_note = _choose_regions("azure", usable, lambda reg, usable=usable: float(usable[reg]["Price"]))
         if not regions:
             print(f"warning: azure {itype}: no usable rows; skipped", file=sys.stderr)
             continue
@@ -561,7 +562,7 @@ def validate(out: Path, expected: dict[str, list[dict]]) -> None:
     os.environ.pop(ENV_VAR, None)
     shipped = out.resolve() == (DATA_DIR / DEFAULT).resolve()
     catalog = load_catalog() if shipped else load_catalog(str(out))
-    for cloud, offers in expected.items():
+    for offers in expected.values():
         for entry in offers:
             offer = catalog.offer(entry["id"])
             if offer.price("on_demand") != entry["price_usd_per_hour"]["on_demand"]:

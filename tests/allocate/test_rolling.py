@@ -170,7 +170,7 @@ def test_small_demand_next_to_a_big_instance_is_covered_not_left_short():
 
 
 def test_a_step_without_a_plan_in_time_holds_the_running_fleet(monkeypatch):
-    import fleetwise.allocate.rolling as rolling
+    from fleetwise.allocate import rolling
     from fleetwise.errors import SolverError
 
     opt = RollingOptimizer(OFFERS, RESERVED, 1.0, Policy(), CONFIG, lead_steps=1)

@@ -67,7 +67,7 @@ def cli(monkeypatch, capsys):
             code = 0
         except SystemExit as exc:
             code = _exit_code(exc)
-        except BaseException:  # what the console script would show: a traceback and exit 1
+        except BaseException:  # noqa: BLE001 - what the console script would show: a traceback and exit 1
             extra_err = traceback.format_exc()
             code = 1
         captured = capsys.readouterr()
@@ -93,7 +93,7 @@ def script(fleetwise_exe):
         env.pop("FLEETWISE_CATALOG", None)
         env.pop("FLEETWISE_CATALOG_NAME", None)
         proc = subprocess.run(
-            [fleetwise_exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env
+            [fleetwise_exe, *map(str, args)], capture_output=True, text=True, timeout=timeout, env=env, check=False
         )
         return Result(proc.returncode, proc.stdout, proc.stderr)
 

@@ -133,8 +133,8 @@ def test_unreadable_or_empty_points_file(tmp_path):
     "body",
     [
         ROW + "\n" + "trtllm,llama-3.1-8b,h100,1,1,fp8,abc,128,offline,,,\n",
-        'trtllm,llama-3.1-8b,h100,1,1,fp8,128,128,offline,,,"two\nlines"\n'
-        "trtllm,llama-3.1-8b,h100,1,1,fp8,abc,128,offline,,,\n",
+        ('trtllm,llama-3.1-8b,h100,1,1,fp8,128,128,offline,,,"two\nlines"\n'
+         "trtllm,llama-3.1-8b,h100,1,1,fp8,abc,128,offline,,,\n"),
     ],
 )
 def test_error_line_is_the_physical_file_line(tmp_path, body):

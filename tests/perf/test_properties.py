@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 
 import numpy as np
@@ -190,5 +191,5 @@ def test_higher_rate_never_lowers_ttft_long_outputs(make_replica):
         predict(r, 50, 2000, "rate", rate_qps=f * capacity, num_requests=100, arrival="constant")
         for f in np.geomspace(0.01, 0.1, 6)
     ]
-    for lo, hi in zip(runs, runs[1:], strict=False):
+    for lo, hi in itertools.pairwise(runs):
         assert hi.mean_ttft_ms >= 0.98 * lo.mean_ttft_ms - max(lo.mean_itl_ms, hi.mean_itl_ms)

@@ -9,8 +9,8 @@ from fleetwise.plan.workload import LengthDist, Workload, get_workload
 
 def request(rate=10.0, **kw):
     wl = Workload("t", LengthDist(1000), LengthDist(250), rate)
-    base = dict(models=["llama-3.1-8b"], workload=wl, slo=SLO(1000, 50), clouds=["aws"],
-                gpus=["h100", "l4", "a10g"], batch_caps=(32, 128), verify_top=2, sim_requests=200)
+    base = {"models": ["llama-3.1-8b"], "workload": wl, "slo": SLO(1000, 50), "clouds": ["aws"],
+                "gpus": ["h100", "l4", "a10g"], "batch_caps": (32, 128), "verify_top": 2, "sim_requests": 200}
     base.update(kw)
     return PlanRequest(**base)
 

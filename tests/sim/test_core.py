@@ -557,7 +557,7 @@ def _one_migration(make_spec, kv_gbps: float):
 
 
 def test_kv_transfer_moves_the_cache_instead_of_re_prefilling(make_spec):
-    spec, moved = _one_migration(make_spec, kv_gbps=25.0)
+    _spec, moved = _one_migration(make_spec, kv_gbps=25.0)
     _, refilled = _one_migration(make_spec, kv_gbps=0.0)
     for res in (moved, refilled):
         check_outcomes(res)

@@ -178,8 +178,8 @@ def test_capacity_measured_on_the_trace_lengths_meets_the_slo():
     rng = np.random.default_rng(1)
     isl = np.clip(rng.lognormal(np.log(800), 1.0, 5000), 1, 30_000).astype(np.int64)  # heavy-tailed prompts
     osl = np.clip(rng.lognormal(np.log(200), 0.8, 5000), 1, 4000).astype(np.int64)
-    kw = dict(offer="aws/us-east-1/p5.4xlarge", ttft_ms=1000.0, tpot_ms=50.0, mean_isl=float(isl.mean()),
-              mean_osl=float(osl.mean()))
+    kw = {"offer": "aws/us-east-1/p5.4xlarge", "ttft_ms": 1000.0, "tpot_ms": 50.0, "mean_isl": float(isl.mean()),
+              "mean_osl": float(osl.mean())}
     spec = fleet_spec("llama-3.1-8b", "h100-sxm", 1, 1, "fp8", lengths=(isl, osl), **kw)
     mean_based = fleet_spec("llama-3.1-8b", "h100-sxm", 1, 1, "fp8", **kw)
     assert spec.capacity_rps_per_instance > 0

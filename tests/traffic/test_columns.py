@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 import pyarrow as pa
@@ -10,7 +10,7 @@ import pytest
 
 from fleetwise.traffic.columns import parse_count, parse_float, parse_time
 
-T0 = datetime(2023, 11, 16, 18, 15, 46, tzinfo=timezone.utc).timestamp()  # 1_700_158_546
+T0 = datetime(2023, 11, 16, 18, 15, 46, tzinfo=UTC).timestamp()  # 1_700_158_546
 
 
 def test_parse_count_strings():

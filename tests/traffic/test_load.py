@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +24,7 @@ from fleetwise.traffic import (
 )
 from tests.shared_data import shared
 
-T0 = datetime(2023, 11, 16, 18, 15, 46, tzinfo=timezone.utc).timestamp()  # 1_700_158_546
+T0 = datetime(2023, 11, 16, 18, 15, 46, tzinfo=UTC).timestamp()  # 1_700_158_546
 AZURE_HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
 AZURE = AZURE_HEADER + (
     "2023-11-16 18:15:46.6805900,374,44\n"
@@ -375,7 +375,7 @@ def test_time_zones_honoured(write):
         "2023-11-16T12:59:50-05:00,4,4\n"  # = 17:59:50 UTC
     )
     trace = load_trace(write("tz.csv", text))
-    start = datetime(2023, 11, 16, 18, 0, tzinfo=timezone.utc).timestamp()
+    start = datetime(2023, 11, 16, 18, 0, tzinfo=UTC).timestamp()
     assert trace.epoch is True and trace.report.sorted_rows is True
     assert (trace.arrival_s - start).tolist() == pytest.approx([-10.0, 0.0, 5.0, 10.0])
     assert trace.input_tokens.tolist() == [4, 1, 3, 2]
@@ -442,7 +442,7 @@ def test_series_csv_iso_times(write):
     text = "time,value\n2024-01-01T00:00:00Z,1\n2024-01-01T00:01:00Z,2\n2024-01-01T01:02:00+01:00,3\n"
     series = load_series(write("s.csv", text))
     assert series.epoch is True
-    assert series.start_s == datetime(2024, 1, 1, tzinfo=timezone.utc).timestamp()
+    assert series.start_s == datetime(2024, 1, 1, tzinfo=UTC).timestamp()
     assert series.period_s == 60.0 and series.values.tolist() == [1.0, 2.0, 3.0]
 
 

@@ -8,7 +8,7 @@ import pytest
 from fleetwise.errors import ConfigError
 from fleetwise.traffic import DEFAULT_SPEC, SyntheticSpec, synthetic_series, synthetic_trace
 
-QUIET = dict(noise_cv=0.0, bursts_per_day=0.0)
+QUIET = {"noise_cv": 0.0, "bursts_per_day": 0.0}
 MONDAY = 1_704_067_200.0  # 2024-01-01 00:00 UTC
 
 
@@ -90,8 +90,8 @@ def test_bursts_raise_the_rate():
 
 @pytest.mark.parametrize(
     "changes",
-    [dict(days=0.0), dict(period_s=-1.0), dict(base_rps=0.0), dict(daily_amplitude=1.0), dict(daily_amplitude=-0.1),
-     dict(noise_cv=-0.1), dict(weekend_factor=0.0), dict(burst_multiplier=0.0)],
+    [{"days": 0.0}, {"period_s": -1.0}, {"base_rps": 0.0}, {"daily_amplitude": 1.0}, {"daily_amplitude": -0.1},
+     {"noise_cv": -0.1}, {"weekend_factor": 0.0}, {"burst_multiplier": 0.0}],
 )
 def test_invalid_specs_rejected(changes):
     with pytest.raises(ConfigError):
@@ -102,11 +102,11 @@ def test_invalid_specs_rejected(changes):
 
 @pytest.mark.parametrize(
     "changes",
-    [pytest.param(dict(noise_corr_s=0.0), id="noise_corr_s=0"),
-     pytest.param(dict(noise_corr_s=-600.0), id="noise_corr_s<0"),
-     pytest.param(dict(bursts_per_day=-1.0), id="bursts_per_day<0"),
-     pytest.param(dict(trend_per_day=-2.0), id="trend_per_day<=-1"),
-     pytest.param(dict(days=1.0, period_s=3 * 86_400.0), id="period>days")],
+    [pytest.param({"noise_corr_s": 0.0}, id="noise_corr_s=0"),
+     pytest.param({"noise_corr_s": -600.0}, id="noise_corr_s<0"),
+     pytest.param({"bursts_per_day": -1.0}, id="bursts_per_day<0"),
+     pytest.param({"trend_per_day": -2.0}, id="trend_per_day<=-1"),
+     pytest.param({"days": 1.0, "period_s": 3 * 86_400.0}, id="period>days")],
 )
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_unchecked_specs_should_raise_config_error(changes):

@@ -58,7 +58,7 @@ def all_reserved_peak(offers, peak_rps: float, T: int, term: str = "reserved_1y"
     term = reservation_term(offers, term)
     if term is None:
         raise NotApplicableError(ALL_RESERVED, "no offer has a reserved price")
-    i, o = _cheapest(offers, term, ALL_RESERVED)
+    _i, o = _cheapest(offers, term, ALL_RESERVED)
     spot, od = _empty(offers, T)
     return Schedule(f"all reserved {term[-2:]} (peak)", offers, {(o.id, term): _count(peak_rps, o)}, spot, od)
 

@@ -9,7 +9,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fleetwise.allocate.baselines import (
-    all_on_demand_peak, all_reserved_peak, percentile_heuristic, reactive_on_demand, score_baselines,
+    all_on_demand_peak,
+    all_reserved_peak,
+    percentile_heuristic,
+    reactive_on_demand,
+    score_baselines,
 )
 from fleetwise.allocate.evaluate import Evaluation, Schedule, evaluate, spot_uniforms
 from fleetwise.allocate.evidence import ReservationEvidence, reservation_evidence
@@ -132,7 +136,7 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
     schedule, actions, opt = operate(offers, reserved, paths, period_h, policy, rolling, initial=initial,
                                      progress=progress)
     u = spot_uniforms(len(offers), n_eval, seed)
-    ev = lambda s: evaluate(s, actual, period_h, cold_start_s=policy.cold_start_s, uniforms=u)  # noqa: E731
+    ev = lambda s: evaluate(s, actual, period_h, cold_start_s=policy.cold_start_s, uniforms=u)
     # Hindsight serves all the demand the availability caps allow (a spike beyond them is unmet for everyone).
     hindsight_plan = plan_allocation(offers, np.minimum(actual, servable_rps(offers, policy) * (1 - 1e-9)),
                                      period_h, policy)

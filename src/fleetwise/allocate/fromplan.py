@@ -9,7 +9,6 @@ from fleetwise.cost import replicas_per_instance
 from fleetwise.errors import InfeasibleError
 from fleetwise.plan.search import PlanResult
 
-
 # An allocation follows demand in whole instances: offers of a third of the mean rate or more round every period
 # up by a large step, and the margin a forecast quantile adds comes in those steps too. A quarter of the mean
 # rate keeps the rounding of a fine-grained offer under ~12% of the demand on average.

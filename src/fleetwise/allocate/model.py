@@ -17,11 +17,14 @@ from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, milp
 
 from fleetwise.allocate.offers import (
-    DEFAULT_COLD_START_S, RESERVED_TERMS, CapacityOffer, schedule_cost, spot_availability,
+    DEFAULT_COLD_START_S,
+    RESERVED_TERMS,
+    CapacityOffer,
+    schedule_cost,
+    spot_availability,
 )
 from fleetwise.cost import HOURS_PER_MONTH
 from fleetwise.errors import ConfigError, InfeasibleError, SolverError
-
 
 
 @dataclass(frozen=True)
@@ -501,7 +504,7 @@ def _check_feasible(offers, demand, cap, avail, policy: Policy) -> None:
 
 def _explain_infeasible(demand: np.ndarray, policy: Policy, damping: Damping | None) -> str:
     if damping is not None:
-        return ("the damping limits (at most +{} / -{} instances per offer per step) cannot reach the demand in "
-                "time; allow shortfall or loosen the damping".format(damping.up, damping.down))
+        return (f"the damping limits (at most +{damping.up} / -{damping.down} instances per offer per step) cannot reach the demand in "
+                "time; allow shortfall or loosen the damping")
     return (f"no allocation meets every constraint: peak demand {demand.max():,.1f} req/s, spot share <= "
             f"{policy.max_spot_share:.0%}, non-spot floor {policy.min_nonspot_share:.0%}; loosen the caps or shares")

@@ -57,7 +57,7 @@ def _monthly(offer: CapacityOffer, schedule: Schedule, demand: np.ndarray, polic
 
 def _counts(row: np.ndarray, demand: np.ndarray) -> str:
     peak, off = row[demand == PEAK_NODES], row[demand == OFFPEAK_NODES]
-    fmt = lambda x: f"{x.min():g}" if x.min() == x.max() else f"{x.min():g}-{x.max():g}"  # noqa: E731
+    fmt = lambda x: f"{x.min():g}" if x.min() == x.max() else f"{x.min():g}-{x.max():g}"
     return f"{fmt(peak)} / {fmt(off)}"
 
 

@@ -21,8 +21,17 @@ from fleetwise.catalog.records import GPU, MLA, TIERS, Model, MoE, Offer, Precis
 from fleetwise.errors import CatalogError, UnknownNameError, quote_input, some_of
 
 __all__ = [
-    "GPU", "MLA", "TIERS", "Catalog", "Model", "MoE", "Offer", "Precision",
-    "load_catalog", "named_catalogs", "normalize_name",
+    "GPU",
+    "MLA",
+    "TIERS",
+    "Catalog",
+    "MoE",
+    "Model",
+    "Offer",
+    "Precision",
+    "load_catalog",
+    "named_catalogs",
+    "normalize_name",
 ]
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -45,8 +54,7 @@ def _model_keys(name: str) -> list[str]:
     keys.append(short)
     stripped = short
     for suffix in _MODEL_SUFFIXES:
-        if stripped.endswith(suffix):
-            stripped = stripped[: -len(suffix)]
+        stripped = stripped.removesuffix(suffix)
     keys.append(stripped)
     if stripped.startswith("meta-"):
         keys.append(stripped[len("meta-"):])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -21,8 +21,8 @@ _OFFER_COLUMNS = {"offer": 0, "gpu": 0, "on_demand": 0, "spot": 1, "region": 1, 
 
 def catalog_command(
     section: Annotated[str, typer.Argument(help=f"What to list: {', '.join(SECTIONS)}.")] = "gpus",
-    catalog: Annotated[Optional[str], typer.Option(help="Catalog: 'seed-scenario' or a directory overlaying the default.")] = None,
-    cloud: Annotated[Optional[str], typer.Option(help="Offers: only this cloud.")] = None,
+    catalog: Annotated[str | None, typer.Option(help="Catalog: 'seed-scenario' or a directory overlaying the default.")] = None,
+    cloud: Annotated[str | None, typer.Option(help="Offers: only this cloud.")] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """List GPUs, models, precisions, instance offers or published quality figures, each with its source and as-of date.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import numpy as np
 import typer
@@ -84,19 +84,19 @@ def _render(series: RateSeries, fc, scores, chosen_score, horizon_steps: int) ->
 
 
 def forecast_cmd(
-    series_file: Annotated[Optional[Path], typer.Argument(
+    series_file: Annotated[Path | None, typer.Argument(
         metavar="SERIES", help="Rate series or request trace (aggregated to --freq). Default: built-in synthetic.")
     ] = None,
     horizon: Annotated[str, typer.Option(help="How far ahead: 5min, 1h, 1d, ... (at most a year).",
                                          callback=checks.horizon)] = "1d",
-    freq: Annotated[Optional[str], typer.Option(
+    freq: Annotated[str | None, typer.Option(
         help="Bin length (a trace is aggregated to it, default 5min; a series is resampled).",
         callback=checks.duration())] = None,
     quantiles: Annotated[str, typer.Option(help="Comma-separated quantile levels.")] = "0.5,0.9,0.95",
     method: Annotated[str, typer.Option(help=f"One of {', '.join(METHOD_CHOICES)}.")] = "auto",
     do_backtest: Annotated[bool, typer.Option(
         "--backtest", help="Also score every method by rolling-origin backtest at this horizon.")] = False,
-    folds: Annotated[Optional[int], typer.Option(help="Backtest origins (default: one per hour, or per step).",
+    folds: Annotated[int | None, typer.Option(help="Backtest origins (default: one per hour, or per step).",
                                                  callback=checks.at_least_one)] = None,
     history_days: Annotated[float, typer.Option(help="Backtest warm-up: history before the first origin.",
                                                 callback=checks.non_negative)] = 7.0,

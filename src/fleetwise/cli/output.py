@@ -42,7 +42,7 @@ def split_csv(values: list[str] | None) -> list[str]:
 def fmt_num(value: float, digits: int = 3) -> str:
     """A number for a table: ``digits`` significant digits below 1,000, thousands separators above, never an
     exponent (``18,500``, not ``1.85e+04``); NaN as '-'."""
-    if value != value:
+    if math.isnan(value):
         return "-"
     if abs(value) >= 10 ** digits:
         return f"{value:,.0f}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import asdict
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -253,34 +253,34 @@ def _percentile(value: int) -> int:
 
 
 def plan_command(
-    model: Annotated[Optional[list[str]], typer.Option("--model", "-m", help="Candidate model(s): id, alias or Hugging Face id; repeat or comma-separate.")] = None,
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Candidate model(s): id, alias or Hugging Face id; repeat or comma-separate.")] = None,
     workload: Annotated[str, typer.Option(help=f"Built-in workload for length distributions and default rate: {', '.join(BUILTIN)}.")] = "chat",
-    rate: Annotated[Optional[float], typer.Option(help="Target request rate, requests/s (default: the workload's).", callback=checks.number(gt=0, le=1e6, why="a million requests a second is beyond any one model's fleet; plan a share of it"))] = None,
-    isl: Annotated[Optional[float], typer.Option(help="Mean input tokens (keeps the workload's p95/mean shape).", callback=checks.positive)] = None,
-    osl: Annotated[Optional[float], typer.Option(help="Mean output tokens (keeps the workload's p95/mean shape).", callback=checks.positive)] = None,
+    rate: Annotated[float | None, typer.Option(help="Target request rate, requests/s (default: the workload's).", callback=checks.number(gt=0, le=1e6, why="a million requests a second is beyond any one model's fleet; plan a share of it"))] = None,
+    isl: Annotated[float | None, typer.Option(help="Mean input tokens (keeps the workload's p95/mean shape).", callback=checks.positive)] = None,
+    osl: Annotated[float | None, typer.Option(help="Mean output tokens (keeps the workload's p95/mean shape).", callback=checks.positive)] = None,
     fixed_lengths: Annotated[bool, typer.Option("--fixed-lengths", help="Every request exactly --isl/--osl tokens.")] = False,
     ttft_ms: TtftSlo = 1000.0,
     tpot_ms: TpotSlo = 50.0,
     percentile: Annotated[int, typer.Option(help="SLO percentile: 90, 95 or 99.", callback=_percentile)] = 95,
     tier: Annotated[str, typer.Option(help="Capacity tier: on_demand, reserved_1y, reserved_3y, spot.")] = "on_demand",
-    cloud: Annotated[Optional[list[str]], typer.Option(help="Only these clouds (aws, gcp, azure, lambda).")] = None,
-    region: Annotated[Optional[list[str]], typer.Option(help="Only these regions.")] = None,
-    gpu: Annotated[Optional[list[str]], typer.Option(help="Only these GPU types (aliases resolve); TYPE:N (h100:8) also sets --tp N.")] = None,
-    precision: Annotated[Optional[list[str]], typer.Option(help="Only these precisions (default: all).")] = None,
-    tp: Annotated[Optional[list[str]], typer.Option(help="Tensor-parallel degrees to try (default 1,2,4,8).")] = None,
-    max_batch: Annotated[Optional[list[str]], typer.Option("--max-batch", help="Batch caps to try (default 16..1024).")] = None,
+    cloud: Annotated[list[str] | None, typer.Option(help="Only these clouds (aws, gcp, azure, lambda).")] = None,
+    region: Annotated[list[str] | None, typer.Option(help="Only these regions.")] = None,
+    gpu: Annotated[list[str] | None, typer.Option(help="Only these GPU types (aliases resolve); TYPE:N (h100:8) also sets --tp N.")] = None,
+    precision: Annotated[list[str] | None, typer.Option(help="Only these precisions (default: all).")] = None,
+    tp: Annotated[list[str] | None, typer.Option(help="Tensor-parallel degrees to try (default 1,2,4,8).")] = None,
+    max_batch: Annotated[list[str] | None, typer.Option("--max-batch", help="Batch caps to try (default 16..1024).")] = None,
     engine: Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang, or a calibrated profile .yaml.")] = "trtllm",
     overhead_pct: Annotated[float, typer.Option("--overhead-pct", help="Networking/storage overhead added to the monthly cost, %.", callback=checks.non_negative)] = 0.0,
     min_replicas: Annotated[int, typer.Option("--min-replicas", help="At least this many replicas (default 2: one replica keeps serving when another is lost; whether the rest still meet the SLO is shown as N-1 / survives_one_loss).", callback=checks.number(ge=1, le=checks.MAX_INSTANCES, why="a fleet larger than that is not planned replica by replica"))] = OPERATOR_MIN_REPLICAS,
     max_load: Annotated[float, typer.Option("--max-load", help="Each replica runs at most at this fraction of its goodput (default 0.8: goodput is where the SLO percentile just holds, so 20% headroom absorbs a 25% burst or model error before latency breaks the SLO); replicas = max(--min-replicas, ceil(rate / (max-load x goodput))).", callback=checks.number(gt=0, le=1, what="fraction of goodput"))] = OPERATOR_MAX_LOAD,
     max_quality_drop: Annotated[float, typer.Option("--max-quality-drop", help="Largest published accuracy drop vs bf16 a precision may have for the model, percentage points (default 1.0). Figures come from the catalog (fleetwise catalog quality); a precision with no published figure for the model is 'unknown' and excluded at any limit. Precisions named with --precision are never excluded for quality.", callback=checks.number(ge=0, le=100, what="accuracy drop in percentage points"))] = OPERATOR_MAX_QUALITY_DROP_PCT,
     confidence: Annotated[str, typer.Option("--confidence", help="Least-known performance prediction to keep: measured (GPU+precision+model class in the engine profile's calibration data), interpolated (each present, not together) or any (also extrapolated rows, marked '!').")] = "any",
-    catalog: Annotated[Optional[str], typer.Option(envvar="FLEETWISE_CATALOG_NAME", help="Catalog: 'seed-scenario' or a directory overlaying the default.")] = None,
+    catalog: Annotated[str | None, typer.Option(envvar="FLEETWISE_CATALOG_NAME", help="Catalog: 'seed-scenario' or a directory overlaying the default.")] = None,
     view: Annotated[str, typer.Option(help=f"What to show: {', '.join(VIEWS)}.")] = "ranking",
     top: Annotated[int, typer.Option(help="Rows to show.", callback=checks.at_least_one)] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")] = False,
-    out: Annotated[Optional[str], typer.Option("--out", "-o", help="Also write every ranked candidate to this CSV file.", callback=checks.output_file())] = None,
-    csv_path: Annotated[Optional[str], typer.Option("--csv", hidden=True, help="--out's old name.", callback=checks.output_file())] = None,
+    out: Annotated[str | None, typer.Option("--out", "-o", help="Also write every ranked candidate to this CSV file.", callback=checks.output_file())] = None,
+    csv_path: Annotated[str | None, typer.Option("--csv", hidden=True, help="--out's old name.", callback=checks.output_file())] = None,
 ) -> None:
     """Find the cheapest replica configuration (GPU, count/TP, precision, batch cap, offer) meeting the SLO.
 

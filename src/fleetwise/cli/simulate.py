@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich import box
@@ -29,23 +29,23 @@ from fleetwise.errors import ConfigError, InputFormatError
 from fleetwise.traffic.durations import parse_duration
 from fleetwise.traffic.load import DEFAULT_MAX_BAD_ROWS
 
-TraceOpt = Annotated[Optional[Path], typer.Argument(
+TraceOpt = Annotated[Path | None, typer.Argument(
     metavar="TRACE", show_default=False,
     help="Request trace (Azure, BurstGPT, Mooncake, CSV/Parquet/JSONL); default: 1 h synthetic.")]
-CatalogOpt = Annotated[Optional[str], typer.Option(
+CatalogOpt = Annotated[str | None, typer.Option(
     "--catalog", help="Catalog: 'seed-scenario' or a directory overlaying the default.",
     envvar="FLEETWISE_CATALOG_NAME")]
 Model = Annotated[str, typer.Option("--model", "-m", help="Model to serve.")]
 Gpu = Annotated[str, typer.Option(help="GPU type of the replica.")]
 Gpus = Annotated[int, typer.Option("--gpus", help="GPUs per replica (num_gpus/tp data-parallel engines).",
                                    callback=checks.at_least_one)]
-Tp = Annotated[Optional[int], typer.Option(help="Tensor-parallel degree (default: --gpus).",
+Tp = Annotated[int | None, typer.Option(help="Tensor-parallel degree (default: --gpus).",
                                            callback=checks.at_least_one)]
 Prec = Annotated[str, typer.Option(help="Precision: bf16, fp8, int4, ...")]
 Engine = Annotated[str, typer.Option(help="Engine profile: trtllm, vllm, sglang.")]
-OfferOpt = Annotated[Optional[str], typer.Option("--offer", help="Instance offer id (default: cheapest per replica).")]
-Cloud = Annotated[Optional[list[str]], typer.Option(help="Only offers of these clouds.")]
-Region = Annotated[Optional[list[str]], typer.Option(help="Only offers in these regions.")]
+OfferOpt = Annotated[str | None, typer.Option("--offer", help="Instance offer id (default: cheapest per replica).")]
+Cloud = Annotated[list[str] | None, typer.Option(help="Only offers of these clouds.")]
+Region = Annotated[list[str] | None, typer.Option(help="Only offers in these regions.")]
 Ttft = Annotated[float, typer.Option("--ttft-ms", "--ttft-p95-ms", help="p95 TTFT target (interactive class), ms.",
                                      callback=checks.slo_target)]
 Tpot = Annotated[float, typer.Option("--tpot-ms", "--tpot-p95-ms", help="p95 TPOT target (interactive class), ms.",
@@ -54,19 +54,19 @@ SPOT_FRACTION = checks.number(ge=0, le=1, what="spot fraction")
 SpotFrac = Annotated[float, typer.Option(help="Share of instances (or of launches) on spot.", callback=SPOT_FRACTION)]
 Reserved = Annotated[int, typer.Option(help="Reserved instances held throughout (billed for the whole run).",
                                        callback=checks.fleet_size)]
-Hazard = Annotated[Optional[float], typer.Option(
+Hazard = Annotated[float | None, typer.Option(
     "--preemption-rate-per-hour", help="Spot interruptions per instance-hour (default: the offer's).",
     callback=checks.number(ge=0, what="preemption rate"))]
-Replay = Annotated[Optional[Path], typer.Option(
+Replay = Annotated[Path | None, typer.Option(
     "--preemptions", help="Replay notices at these times (one number of seconds per line) instead of sampling.")]
 SpotAvail = Annotated[float, typer.Option(help="Probability a spot launch is fulfilled (else on-demand).",
                                           callback=checks.number(ge=0, le=1, what="spot availability"))]
-Cold = Annotated[Optional[float], typer.Option(
+Cold = Annotated[float | None, typer.Option(
     "--cold-start-s", help="Instance boot + model load + engine start (default: 120 s + weights at --load-gbps "
     "+ 60 s).", callback=checks.cold_start)]
 LoadBw = Annotated[float, typer.Option("--load-gbps", help="Model load bandwidth, GB/s (for the cold start).",
                                        callback=checks.positive)]
-Prio = Annotated[Optional[str], typer.Option(
+Prio = Annotated[str | None, typer.Option(
     "--priorities", help="Class shares, e.g. 'interactive=0.7,batch=0.3' (realtime, interactive, batch, "
     "background).")]
 Router = Annotated[str, typer.Option(help="least-work, round-robin or p2c.")]
@@ -75,16 +75,16 @@ KvNet = Annotated[float, typer.Option(
     "--kv-transfer-gbps", help="Move a migrating request's KV cache over the network at this many GB/s "
     "(e.g. RDMA); 0: the target re-prefills prompt + output.", callback=checks.non_negative)]
 Interval = Annotated[str, typer.Option("--control-interval", help="Policy period.", callback=checks.duration())]
-Budget = Annotated[Optional[float], typer.Option(
+Budget = Annotated[float | None, typer.Option(
     help="Budget policy: the most the instances billed at once may cost, USD per hour (reserved ones included).",
     callback=checks.positive)]
 Tail = Annotated[str, typer.Option(help="Keep running this long after the last arrival.",
                                    callback=checks.duration())]
 Seed = Annotated[int, typer.Option(help="Seed (spot losses, fallbacks, classes, routing).", callback=checks.seed)]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-Report = Annotated[Optional[str], typer.Option(help="Write an HTML report with plots.", metavar="<path>",
+Report = Annotated[str | None, typer.Option(help="Write an HTML report with plots.", metavar="<path>",
                                                callback=checks.output_file(".html"))]
-TimelineOpt = Annotated[Optional[str], typer.Option(help="Write the per-interval timeline as CSV.", metavar="<path>",
+TimelineOpt = Annotated[str | None, typer.Option(help="Write the per-interval timeline as CSV.", metavar="<path>",
                                                     callback=checks.output_file())]
 
 
@@ -184,7 +184,7 @@ def _config(router, drain, interval, spot_avail, hazard, replay, tail, seed, kv_
 
 
 def _fmt_pcts(p: dict) -> str:
-    return "/".join("-" if v != v else f"{v:,.0f}" if v >= 100 else f"{v:.1f}" for v in p.values())
+    return "/".join("-" if math.isnan(v) else f"{v:,.0f}" if v >= 100 else f"{v:.1f}" for v in p.values())
 
 
 def _table(results, title: str) -> Table:
@@ -271,13 +271,13 @@ def simulate_cmd(
     output_col: OutputCol = None, time_unit: TimeUnit = None, max_bad_rows: MaxBad = DEFAULT_MAX_BAD_ROWS,
     model: Model = "llama-3.1-70b", gpu: Gpu = "h100-sxm", gpus: Gpus = 4, tp: Tp = None, precision: Prec = "fp8",
     engine: Engine = "trtllm", offer: OfferOpt = None, cloud: Cloud = None, region: Region = None,
-    replicas: Annotated[Optional[int], typer.Option(help="Fixed fleet of this many replicas (rounded up to whole "
+    replicas: Annotated[int | None, typer.Option(help="Fixed fleet of this many replicas (rounded up to whole "
                                                          "instances).", callback=checks.replicas)] = None,
-    schedule: Annotated[Optional[Path], typer.Option(help="Static schedule: CSV time_s,reserved,on_demand,spot or "
+    schedule: Annotated[Path | None, typer.Option(help="Static schedule: CSV time_s,reserved,on_demand,spot or "
                                                           "'fleetwise optimize --json' output.")] = None,
-    policy: Annotated[Optional[str], typer.Option(help="static-peak, static-spot, reactive, reactive-spot, budget "
+    policy: Annotated[str | None, typer.Option(help="static-peak, static-spot, reactive, reactive-spot, budget "
                                                        "or rolling.")] = None,
-    spot_fraction: Annotated[Optional[float], typer.Option(
+    spot_fraction: Annotated[float | None, typer.Option(
         help="Share of instances (--replicas; default 0) or of launches (spot policies; default 0.5) on spot.",
         callback=SPOT_FRACTION)] = None,
     reserved: Reserved = 0, hazard: Hazard = None, preemptions: Replay = None,

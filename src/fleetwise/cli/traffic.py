@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich import box
@@ -41,11 +41,11 @@ traffic_app = typer.Typer(help="Summarize, convert and synthesize traffic: reque
 
 # Options shared with `fleetwise forecast` (and later `optimize` / `simulate`).
 Fmt = Annotated[str, typer.Option("--format", help=f"File format ({', '.join(FORMATS)}); auto-detected by default.")]
-TimeCol = Annotated[Optional[str], typer.Option("--time-col", help="Column with the arrival / period time.")]
-InputCol = Annotated[Optional[str], typer.Option("--input-col", help="Trace column with input (prompt) tokens.")]
-OutputCol = Annotated[Optional[str], typer.Option("--output-col", help="Trace column with output tokens.")]
-ValueCol = Annotated[Optional[str], typer.Option("--value-col", help="Series column with the rate (req/s).")]
-TimeUnit = Annotated[Optional[str], typer.Option(
+TimeCol = Annotated[str | None, typer.Option("--time-col", help="Column with the arrival / period time.")]
+InputCol = Annotated[str | None, typer.Option("--input-col", help="Trace column with input (prompt) tokens.")]
+OutputCol = Annotated[str | None, typer.Option("--output-col", help="Trace column with output tokens.")]
+ValueCol = Annotated[str | None, typer.Option("--value-col", help="Series column with the rate (req/s).")]
+TimeUnit = Annotated[str | None, typer.Option(
     "--time-unit", help="Unit of numeric times: s, ms, us, ns (default s; Mooncake: ms).")]
 MaxBad = Annotated[float, typer.Option(
     "--max-bad-rows", help="Skip up to this many bad rows (a fraction if < 1) before failing.",
@@ -60,7 +60,7 @@ Multiply = Annotated[float, typer.Option("--rate-multiply", help="Thin or copy r
 OutCsv = Annotated[str, typer.Option("--out", "-o", help="Output CSV.", metavar="<path>",
                                      callback=checks.output_file())]
 
-PlotOpt = Annotated[Optional[str], typer.Option("--plot", help="Write a figure: .png, .svg, .pdf or .html.",
+PlotOpt = Annotated[str | None, typer.Option("--plot", help="Write a figure: .png, .svg, .pdf or .html.",
                                               metavar="<path>", callback=checks.plot_file)]
 
 PROFILE_BIN = checks.duration(min_s=60, max_s=SECONDS_PER_DAY, why="the profile samples the rate per minute "
@@ -138,7 +138,7 @@ def _render_summary(s) -> None:
 
 def summarize_cmd(
     file: Annotated[Path, typer.Argument(help="Trace or rate-series file (or a ServeGen client directory).")],
-    bin_: Annotated[Optional[str], typer.Option("--bin", help="Rate bin for traces (default 1min).",
+    bin_: Annotated[str | None, typer.Option("--bin", help="Rate bin for traces (default 1min).",
                                                 callback=checks.duration())] = None,
     profile_bin: Annotated[str, typer.Option(help="Time-of-day bin of the weekday profile (1min to 1d).",
                                              callback=PROFILE_BIN)] = "5min",
@@ -201,12 +201,12 @@ def _written(out: str, obj, json_out: bool, text: str) -> None:
 def convert_cmd(
     file: Annotated[Path, typer.Argument(help="Trace or rate-series file.")],
     out: OutCsv,
-    freq: Annotated[Optional[str], typer.Option(
+    freq: Annotated[str | None, typer.Option(
         help="Aggregate a trace to a rate series with this bin (e.g. 5min), or resample a series.",
         callback=checks.duration())] = None,
     compress: Compress = 1.0,
     multiply: Multiply = 1.0,
-    lengths_from: Annotated[Optional[Path], typer.Option(
+    lengths_from: Annotated[Path | None, typer.Option(
         help="Series -> trace: resample (input, output) pairs from this trace (default: chat lognormals).")] = None,
     seed: Annotated[int, typer.Option(help="Seed for sampling.", callback=checks.seed)] = 0,
     fmt: Fmt = "auto", time_col: TimeCol = None, input_col: InputCol = None, output_col: OutputCol = None,
@@ -249,7 +249,7 @@ def synth_cmd(
     burst_multiplier: Annotated[float, typer.Option(help="Rate multiplier during a burst.")] = 2.0,
     trace: Annotated[bool, typer.Option("--trace", help="Write sampled requests instead of the rate series.")
                      ] = False,
-    lengths_from: Annotated[Optional[Path], typer.Option(
+    lengths_from: Annotated[Path | None, typer.Option(
         help="With --trace: resample lengths from this trace (default: chat lognormals).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.", callback=checks.seed)] = 0,
     json_out: JsonOut = False,

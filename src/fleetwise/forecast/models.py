@@ -123,10 +123,9 @@ class Profile:
         # A neighbour bin of the latest lag may reach past the origin: keep only indices before it.
         valid = (idx >= 0) & (idx < origins[:, None, None, None])
         samples = np.where(valid, self._values[np.clip(idx, 0, len(self._values) - 1)], np.nan)
-        with np.errstate(all="ignore"):
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                return np.nanmedian(samples.reshape(*target.shape, -1), axis=-1)
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmedian(samples.reshape(*target.shape, -1), axis=-1)
 
 
 class ProfileAR:
@@ -200,7 +199,7 @@ class ETS:
         self._effects = self._weekday_effects(y[lo:fit_end], wd[lo:fit_end], day)
         self._clock = (start_s, period_s, epoch)
         y = y - self._effects[wd]
-        opts = dict(trend="add", damped_trend=True, seasonal="add", seasonal_periods=day)
+        opts = {"trend": "add", "damped_trend": True, "seasonal": "add", "seasonal_periods": day}
         with warnings.catch_warnings():
             # Convergence and information-criterion warnings (e.g. a flat series) are not actionable for a
             # user; the backtest is what judges the fit.

@@ -119,8 +119,19 @@ class StepModel:
     time per extra token of context.
     """
 
-    __slots__ = ("c_tok", "c_head", "w_dense", "w_expert", "miss", "c_pair", "ctx_coef", "ar_fixed", "ar_tok",
-                 "fixed", "c_seq")
+    __slots__ = (
+        "ar_fixed",
+        "ar_tok",
+        "c_head",
+        "c_pair",
+        "c_seq",
+        "c_tok",
+        "ctx_coef",
+        "fixed",
+        "miss",
+        "w_dense",
+        "w_expert",
+    )
 
     def __init__(self, replica: Replica) -> None:
         p = replica.profile

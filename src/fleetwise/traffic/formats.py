@@ -56,7 +56,7 @@ def column_names(path: Path) -> list[str]:
 
         try:
             return pq.ParquetFile(path).schema_arrow.names
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types (ArrowInvalid, OSError, ...)
             raise InputFormatError(f"not a readable Parquet file ({exc})", file=str(path)) from None
     if kind == "jsonl":
         with open_text(path) as handle:
