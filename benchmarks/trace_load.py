@@ -18,6 +18,10 @@ with a clean run to see what the bad-row accounting costs.
 
 Checks the goal (from the issue): a 10M-request CSV loads in <= 30 s and <= 2 GB RAM (peak RSS <= 2048 MB).
 
+Anchor, same file, same run, each in its own fresh interpreter with the import outside the timing:
+``pandas.read_csv(path, parse_dates=["TIMESTAMP"])`` (the timestamps parsed, as load_trace parses them) and
+plain ``pandas.read_csv(path)`` (timestamps left as strings). Goal: load_trace no slower than the first.
+
 Usage: python benchmarks/trace_load.py [--rows 10000000] [--bad-fraction 0] [--keep] [--dir DIR] [--json]
 """
 
@@ -83,6 +87,26 @@ print(json.dumps({
     "mean_input": float(trace.input_tokens.mean()), "mean_output": float(trace.output_tokens.mean()),
 }))
 """
+
+
+PANDAS_CHILD = r"""
+import json, sys, time
+import pandas as pd
+t0 = time.perf_counter()
+pd.read_csv(sys.argv[1], parse_dates=["TIMESTAMP"])
+dates_s = time.perf_counter() - t0
+t0 = time.perf_counter()
+pd.read_csv(sys.argv[1])
+plain_s = time.perf_counter() - t0
+print(json.dumps({"pandas_parse_dates_s": dates_s, "pandas_plain_s": plain_s, "pandas": pd.__version__}))
+"""
+
+
+def measure_pandas(path: Path) -> dict:
+    proc = subprocess.run([sys.executable, "-c", PANDAS_CHILD, str(path)], check=False, capture_output=True, text=True)
+    if proc.returncode != 0:
+        return {"pandas_error": proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "failed"}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def _put_digits(m, col: int, value, width: int) -> None:
@@ -195,6 +219,9 @@ def main() -> int:
         extra = f", max_bad_rows={kwargs['max_bad_rows']:g}" if kwargs else ""
         print(f"loading it in a fresh interpreter: load_trace(path{extra})", file=sys.stderr, flush=True)
         r = measure(path, kwargs)
+        if not injected:
+            print("the anchor: pandas.read_csv on the same file, fresh interpreter", file=sys.stderr, flush=True)
+            r |= measure_pandas(path)
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
@@ -228,6 +255,10 @@ def main() -> int:
     print(f"\nLoaded span {days:.2f} days, mean tokens {r['mean_input']:,.0f} in / {r['mean_output']:,.0f} out, "
           f"timestamps {'re-sorted' if r['sorted_rows'] else 'already sorted'}; import fleetwise.traffic took "
           f"{r['import_s']:.2f} s (not in the load time).")
+    if "pandas_parse_dates_s" in r:
+        print(f"Anchor, same file: pandas {r['pandas']} read_csv with the timestamps parsed "
+              f"{r['pandas_parse_dates_s']:.1f} s (load_trace {r['load_s'] / r['pandas_parse_dates_s']:.2f}x its "
+              f"time), plain read_csv (timestamps as strings, nothing checked) {r['pandas_plain_s']:.1f} s.")
     if r["first_bad"]:
         print("First bad rows reported: " + "; ".join(r["first_bad"]))
     if args.keep:

@@ -79,9 +79,10 @@ def load_trace(
         bad.count += int((~keep).sum())
         rows += len(keep)
         epoch_flags.add(is_epoch)
-        parts["t"].append(t[keep])
-        parts["i"].append(i[keep])
-        parts["o"].append(o[keep])
+        every = bool(keep.all())  # the usual block: no copies
+        parts["t"].append(t if every else t[keep])
+        parts["i"].append(i if every else i[keep])
+        parts["o"].append(o if every else o[keep])
         if cols.prefix:
             lists = batch[cols.prefix]
             _check_prefix_type(lists, path, cols.prefix)
@@ -116,12 +117,12 @@ def _flat_ids(lists: pa.Array, keep: np.ndarray) -> np.ndarray:
 
 
 def _sorted_trace(a: dict[str, np.ndarray], *, epoch: bool, source: str, report: LoadReport) -> RequestTrace:
-    t, i, o = a["t"].astype(np.float64), a["i"].astype(np.int64), a["o"].astype(np.int64)
+    t, i, o = (np.asarray(a["t"], np.float64), np.asarray(a["i"], np.int64), np.asarray(a["o"], np.int64))
     offsets = ids = None
     if a["plen"].size:
         offsets = np.concatenate([[0], np.cumsum(a["plen"])]).astype(np.int64)
         ids = a["pids"].astype(np.int64)
-    if t.size > 1 and np.any(np.diff(t) < 0):
+    if t.size > 1 and np.any(t[1:] < t[:-1]):
         order = np.argsort(t, kind="stable")
         t, i, o = t[order], i[order], o[order]
         if offsets is not None and ids is not None:
