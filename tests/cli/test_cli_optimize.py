@@ -83,10 +83,15 @@ def test_evaluate_on_series_json_and_report(cli, series_csv, tmp_path):
         assert b["applicable"] is True and b["reason"] is None
         assert b["cost_usd"] >= ev["hindsight_cost_usd"] / 1.02
     assert ev["baselines"][0]["name"] == "all on-demand (peak)"
+    assert "1 month per year of term" in out["reservation_evidence_rule"]
     for r in out["reservations"]:
         assert r["offer"].startswith("aws/")
         assert r["term"] in ("reserved_1y", "reserved_3y") and r["count"] > 0
         assert 0 < r["break_even_utilization"] < 1
+        # the evidence: 3 training days are far too few for any term
+        assert r["history_days"] == pytest.approx(3.0) and r["thin"] is True
+        assert any("rests on 3.0 days of history" in w for w in r["warnings"])
+        assert 0 <= r["days_above_break_even"] <= 1 and 0 <= r["last_instance_utilization"] <= 1
     html = report.read_text()
     assert html.lstrip().lower().startswith("<!doctype html") or "<html" in html.lower()
     assert "<img" in html
@@ -174,7 +179,7 @@ def test_forward_plan_text_and_report(cli, series_csv, tmp_path):
     assert "Offers considered" in text
     assert "Planned on the forecast" in text and "for 24 h" in text
     assert "vs all on-demand (peak)" in text
-    assert "Buy " in text or "No reservations" in text
+    assert "Reservations to buy" in text or "No reservations" in text
     html = report.read_text()
     assert html.count("<img") >= 2  # the schedule and the cumulative cost
     assert "Monthly cost by tier" in html
@@ -277,3 +282,49 @@ def test_all_zero_series_evaluation_provisions_nothing(cli, zeros_csv):
     text = flat(res.out)
     assert "nothing to provision" in text
     assert "fleetwise (forecast + MILP + rolling) $0" in text and "hindsight optimum $0" in text
+
+
+# ------------------------------------------------------------------------------- reservations and their evidence
+
+
+def _steady_csv(tmp_path, days: int):
+    path = tmp_path / f"steady-{days}d.csv"
+    write_series_csv(RateSeries(0.0, 3600.0, np.full(days * 24, 6.0)), path)
+    return path
+
+
+def test_reservation_on_a_long_steady_history_is_evidenced(cli, tmp_path):
+    out = as_json(cli("optimize", "--series", _steady_csv(tmp_path, 100), "--horizon", "1d", "--cloud", "aws",
+                      "--json"))
+    assert out["reservations"], "a steady demand with reservable offers should buy a reservation"
+    for r in out["reservations"]:
+        assert r["history_days"] == pytest.approx(100.0)
+        assert r["min_history_days"] == pytest.approx(r["term_days"] / 12)
+        assert r["days_above_break_even"] == 1.0  # the same demand every day
+        assert r["margin"] == pytest.approx(r["last_instance_utilization"] - r["break_even_utilization"])
+        assert r["margin"] > 0 and r["warnings"] == [] and r["thin"] is False
+
+
+def test_reservation_on_two_days_is_flagged_thin(cli, tmp_path):
+    res = cli("optimize", "--series", _steady_csv(tmp_path, 2), "--horizon", "1d", "--cloud", "aws")
+    assert res.code == 0 and "Traceback" not in res.err, res.err
+    text = flat(res.out)
+    assert "Reservations to buy, on 2.0 days of demand history" in text
+    assert "THIN" in text
+    assert "warning:" in text and "rests on 2.0 days of history; a 3y term asks for at least 91 days" in text
+    assert "flagged when its history is shorter than 1 month per year of term" in text
+
+
+def test_a_spike_beyond_the_caps_does_not_stop_the_comparison(cli, tmp_path):
+    # One bin of the operated day far above what one on-demand instance of every offer can serve: the
+    # hindsight row covers what the caps allow instead of stopping the command with an infeasible plan.
+    values = np.full(4 * 48, 50.0)
+    values[3 * 48 + 20] = 50_000.0
+    path = tmp_path / "spike.csv"
+    write_series_csv(RateSeries(0.0, 1800.0, values), path)
+    out = as_json(cli("optimize", "--series", path, "--train-days", "3", "--eval-days", "1", "--cloud", "lambda",
+                      "--on-demand-cap", "1", "--json"))
+    ev = out["evaluation"]
+    assert ev["hindsight_cost_usd"] > 0
+    assert ev["unmet_demand_fraction"] > 0.5  # the spike is most of the day's requests, and nobody serves it
+    assert [b["name"] for b in ev["baselines"]][1] == "all reserved (peak)"

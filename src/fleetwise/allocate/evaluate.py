@@ -8,7 +8,13 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import binom
 
-from fleetwise.allocate.offers import DEFAULT_COLD_START_S, CapacityOffer, schedule_cost, spot_availability, starts
+from fleetwise.allocate.offers import (
+    DEFAULT_COLD_START_S,
+    CapacityOffer,
+    schedule_cost,
+    spot_availability,
+    starts,
+)
 
 
 @dataclass
@@ -62,6 +68,19 @@ def spot_uniforms(n_offers: int, n_periods: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n_offers, n_periods))
 
 
+def spot_down(schedule: Schedule, cold_start_s: float = DEFAULT_COLD_START_S,
+              uniforms: np.ndarray | None = None) -> np.ndarray:
+    """(O, T) spot instances down in each period (reclaimed, replacement still starting): Binomial(count,
+    1 - availability) drawn by inverse CDF from the shared uniforms (also what the request-level replay leaves
+    out of its simulated fleets)."""
+    O, T = schedule.spot.shape
+    u = uniforms if uniforms is not None else spot_uniforms(O, T)
+    down_p = np.array([1 - spot_availability(o.hazard_per_hour, cold_start_s) for o in schedule.offers])
+    spot = schedule.spot.astype(np.int64)
+    down = binom.ppf(u, spot, down_p[:, None]).astype(np.float64)
+    return np.clip(np.nan_to_num(down), 0, spot)  # ppf(0) is -1
+
+
 def evaluate(schedule: Schedule, demand_rps: np.ndarray, period_h: float, *, cold_start_s: float = DEFAULT_COLD_START_S,
              uniforms: np.ndarray | None = None) -> Evaluation:
     """Cost and unmet demand of a schedule against actual demand.
@@ -71,14 +90,9 @@ def evaluate(schedule: Schedule, demand_rps: np.ndarray, period_h: float, *, col
     the cold start; reserved instances are paid for every hour.
     """
     offers = schedule.offers
-    O, T = schedule.spot.shape
-    u = uniforms if uniforms is not None else spot_uniforms(O, T)
     cap = np.array([o.capacity_rps for o in offers])
-    down_p = np.array([1 - spot_availability(o.hazard_per_hour, cold_start_s) for o in offers])
-    spot = schedule.spot.astype(np.int64)
-    down = binom.ppf(u, spot, down_p[:, None]).astype(np.float64)
-    down = np.clip(np.nan_to_num(down), 0, spot)  # ppf(0) is -1
-    served = cap @ (schedule.reserved_counts()[:, None] + schedule.on_demand + spot - down)
+    down = spot_down(schedule, cold_start_s, uniforms)
+    served = cap @ (schedule.reserved_counts()[:, None] + schedule.on_demand + schedule.spot - down)
     unmet = np.maximum(demand_rps - served, 0.0)
     total = float(np.sum(demand_rps))
     # Every reclaimed instance is replaced: one more start each.
