@@ -302,4 +302,5 @@ def test_shipped_profile_fit_error_is_current(shipped_errors):
     if not profile.fit_error:
         pytest.skip(f"profile records no fit_error ({profile.source})")
     for tier, recorded in profile.fit_error.items():
-        assert errs[tier].mape == pytest.approx(recorded, abs=0.01), tier
+        if not tier.startswith("held_out_"):  # held-out figures come from benchmarks/calibration_holdout.py
+            assert errs[tier].mape == pytest.approx(recorded, abs=0.01), tier

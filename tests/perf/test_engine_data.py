@@ -188,7 +188,8 @@ def test_shipped_trtllm_profile_records_what_it_was_fitted_on():
     points = [p for p in read_points(path, measured=True)[0] if p.case.engine == "trtllm"]
     errors = {e.tier: e.mape for e in tier_errors(points, predict_points(points, profile))}
     for tier, recorded in profile.fit_error.items():
-        assert errors[tier] == pytest.approx(recorded, abs=0.01), tier
+        if not tier.startswith("held_out_"):  # held-out figures come from benchmarks/calibration_holdout.py
+            assert errors[tier] == pytest.approx(recorded, abs=0.01), tier
     fitted = [q for _, q, _ in _pairs(points, tuple(FIT_TIERS), exclude=True)]
     assert profile.coverage == coverage_of(fitted)
 
