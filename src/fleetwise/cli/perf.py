@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -154,9 +155,10 @@ def calibrate_command(
 ) -> None:
     """Fit an engine's efficiency factors to measured points by least squares; report the error per tier.
 
-    POINTS is a measured points CSV, or the per-request file of `fleetwise replay --out` (then give --model,
+    POINTS is a measured points CSV; or the per-request file of `fleetwise replay --out` (then give --model,
     --gpu, --precision and, when the replay used several URLs, --replicas): its requests are cut into windows
-    of at least 200, each a rate-mode point at its mean lengths and rate.
+    of at least 200, each a rate-mode point at its mean lengths and rate; or `vllm bench serve --save-result`
+    JSON (a file, or a directory of them; give --gpu, --gpus and --precision): one point per run.
     """
     if out and output:
         raise ConfigError("give -o/--out once (--output is its old spelling)")
@@ -198,8 +200,20 @@ def calibrate_command(
 
 def _measured_points(path: str, engine: str, model, gpu, gpus: int, precision, replicas: int):
     """Points of a measured points CSV, or of a replay's per-request file with the server named by options."""
+    from fleetwise.perf.benchjson import bench_points, is_bench_result
     from fleetwise.replay.points import is_replay_file, replay_points
 
+    if is_bench_result(path):  # vllm bench serve --save-result: the file names the model, not the hardware
+        missing = [flag for flag, v in (("--gpu", gpu), ("--precision", precision)) if not v]
+        if missing:
+            raise ConfigError(f"{path} is a vllm bench serve result: name the server it measured with "
+                              f"{', '.join(missing)}")
+        cat = load_catalog()
+        pts = bench_points(path, gpu=cat.gpu(gpu).id, gpus=gpus, precision=cat.precision(precision).id,
+                           engine=Path(engine).stem, model=cat.model(model).id if model else None)
+        pts = [replace(p, case=replace(p.case, model=cat.model(p.case.model).id)) for p in pts]
+        check_points(pts, cat)
+        return pts
     if not is_replay_file(path):
         return read_points(path, measured=True)[0]
     missing = [flag for flag, v in (("--model", model), ("--gpu", gpu), ("--precision", precision)) if not v]
