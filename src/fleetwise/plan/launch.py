@@ -28,6 +28,13 @@ ENGINES = ("vllm", "sglang", "trtllm")
 _ON_THE_FLY = {"fp8"}  # vLLM and SGLang quantize bf16 weights to these at load time
 _DTYPE = {"bf16": "bfloat16", "fp16": "float16"}
 _FORMAT = {"int8": "W8A8 INT8", "int4": "W4A16 INT4", "fp4": "NVFP4", "fp8": "FP8"}
+# vLLM and SGLang take the same kind of flags under different names: the command up to the checkpoint, then
+# tensor parallelism, batch cap, longest request, and the FP8 value of --kv-cache-dtype.
+_PYTHON_SERVERS = {
+    "vllm": (("vllm", "serve"), "--tensor-parallel-size", "--max-num-seqs", "--max-model-len", "fp8"),
+    "sglang": (("python", "-m", "sglang.launch_server", "--model-path"), "--tp", "--max-running-requests",
+               "--context-length", "fp8_e4m3"),
+}
 
 
 def max_model_len(isl_max: int | None, osl_max: int | None, model_context: int) -> int:
@@ -56,22 +63,14 @@ def launch_args(engine: str, *, hf_id: str, precision: str, kv_dtype: str, tp: i
     """The command line (argv) that starts one replica on ``engine`` (one of :data:`ENGINES`)."""
     ckpt = checkpoint_for(hf_id, precision, quality_source)
     fp8_kv = kv_dtype == "fp8"
-    if engine == "vllm":
-        argv = ["vllm", "serve", ckpt, "--tensor-parallel-size", str(tp), "--max-num-seqs", str(max_batch),
-                "--max-model-len", str(max_len)]
+    if engine in _PYTHON_SERVERS:
+        head, tp_flag, batch_flag, len_flag, fp8_kv_value = _PYTHON_SERVERS[engine]
+        argv = [*head, ckpt, tp_flag, str(tp), batch_flag, str(max_batch), len_flag, str(max_len)]
         if precision in _DTYPE:
             argv += ["--dtype", _DTYPE[precision]]
         if precision in _ON_THE_FLY:
             argv += ["--quantization", precision]
-        return argv + (["--kv-cache-dtype", "fp8"] if fp8_kv else [])
-    if engine == "sglang":
-        argv = ["python", "-m", "sglang.launch_server", "--model-path", ckpt, "--tp", str(tp),
-                "--max-running-requests", str(max_batch), "--context-length", str(max_len)]
-        if precision in _DTYPE:
-            argv += ["--dtype", _DTYPE[precision]]
-        if precision in _ON_THE_FLY:
-            argv += ["--quantization", precision]
-        return argv + (["--kv-cache-dtype", "fp8_e4m3"] if fp8_kv else [])
+        return argv + (["--kv-cache-dtype", fp8_kv_value] if fp8_kv else [])
     if engine == "trtllm":
         if precision not in _DTYPE:  # trtllm-serve loads ModelOpt exports; it does not quantize at load time
             ckpt = f"<a ModelOpt {_FORMAT.get(precision, precision)} checkpoint of {hf_id}>"
