@@ -1,7 +1,7 @@
 """The option conventions every command follows (README, "Command-line conventions"), as shared definitions.
 
 * The file a command works on is its first argument (``fleetwise simulate TRACE``, ``optimize SERIES``,
-  ``calibrate POINTS``); the old option spellings (``--trace``, ``--series``, ``--points``) still work, hidden.
+  ``calibrate POINTS``); the old option spellings (``--trace``, ``--series``) still work, hidden.
 * ``-o/--out`` is a command's main output file; ``--report`` an HTML page, ``--plot`` an image, ``--json``
   machine-readable stdout, ``-q/--quiet`` no progress on stderr.
 * SLO targets are ``--ttft-ms`` / ``--tpot-ms`` (at the SLO's percentile; ``--ttft-p95-ms`` / ``--tpot-p95-ms``
