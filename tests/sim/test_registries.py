@@ -143,3 +143,31 @@ def test_the_dispatcher_is_an_engine_host():
     for m in members:
         assert hasattr(d, m), m
     assert d.kv_need(0) == math.ceil((1000 + 250) / 16) * 16
+
+
+def test_fleet_policy_is_what_simulate_runs_one_driver_at_a_time(tmp_path):
+    import numpy as np
+    import pytest
+
+    from fleetwise.errors import ConfigError
+    from fleetwise.sim.requests import PriorityClass, SimRequests
+    from fleetwise.sim.setup import fleet_spec
+    from fleetwise.sim.strategies import fleet_policy
+
+    n = 200
+    reqs = SimRequests(np.linspace(0, 600, n), np.full(n, 500), np.full(n, 100), np.zeros(n, dtype=np.int64),
+                       (PriorityClass("interactive", 1000.0, 50.0),))
+    spec = fleet_spec("llama-3.1-8b", "h100-sxm", 1, 1, "fp8", offer="aws/us-east-1/p5.4xlarge")
+    assert fleet_policy(reqs, spec).name == "static-peak"
+    fixed = fleet_policy(reqs, spec, replicas=3, spot_fraction=1 / 3)
+    assert fixed.name == "3 replicas"
+    csv = tmp_path / "s.csv"
+    csv.write_text("time_s,on_demand,spot\n0,2,1\n300,3,0\n")
+    from_file = fleet_policy(reqs, spec, schedule=csv)
+    assert from_file.name != "static-peak" and from_file.name != fixed.name
+    with pytest.raises(ConfigError, match="give one of replicas, schedule, policy"):
+        fleet_policy(reqs, spec, replicas=2, policy="reactive")
+    with pytest.raises(ConfigError, match="unknown strategy 'nope'"):
+        fleet_policy(reqs, spec, policy="nope")
+    with pytest.raises(ConfigError, match="budget"):
+        fleet_policy(reqs, spec, policy="budget")

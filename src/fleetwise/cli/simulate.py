@@ -297,9 +297,8 @@ def simulate_cmd(
     the offer's interruption rate; --drain says what happens to their requests. Every request ends
     completed, dropped (with a reason) or unfinished.
     """
-    from fleetwise.sim.policies import StaticSchedule
     from fleetwise.sim.run import simulate_fleet
-    from fleetwise.sim.strategies import STRATEGIES, make_policy, read_schedule, split_spot
+    from fleetwise.sim.strategies import STRATEGIES, fleet_policy, read_schedule
 
     trace = input_file(trace, trace_alias, "TRACE", "--trace")
     gpu, gpus = accelerator(gpu, gpus, ctx)
@@ -326,17 +325,8 @@ def simulate_cmd(
     needs = [n for n, v in ((f"--policy {policy}", "spot" in (policy or "")), ("--spot-fraction", spot_fraction),
                             ("--preemptions", preemptions), ("--schedule (spot rows)", spot_wanted_by_schedule)) if v]
     _check_spot(spec, needs, gpu, gpus)
-    if sched is not None:
-        # An optimize schedule is re-read to convert its counts to this instance type (a CSV is already so).
-        pol = read_schedule(schedule, (spec.offer.gpu, spec.offer.gpu_count)) if schedule.suffix.lower() == ".json" \
-            else sched
-    elif replicas is not None:
-        n = math.ceil(replicas / spec.replicas_per_instance)
-        pol = StaticSchedule.fixed(split_spot(max(n, reserved), spot_fraction or 0.0, reserved), f"{replicas} replicas")
-    else:
-        pol = make_policy(policy or "static-peak", reqs, spec, spot_fraction=0.5 if spot_fraction is None else spot_fraction,
-                          reserved=reserved,
-                          budget_usd_per_hour=budget_usd_per_hour)
+    pol = fleet_policy(reqs, spec, replicas=replicas, schedule=schedule, policy=policy, spot_fraction=spot_fraction,
+                       reserved=reserved, budget_usd_per_hour=budget_usd_per_hour)
     err_console.print(f"fleetwise: {len(reqs):,} requests over {reqs.arrival_s[-1] / 60:,.1f} min on "
                       f"{spec.describe()}", highlight=False)
     n = len(reqs)

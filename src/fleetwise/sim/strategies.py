@@ -289,3 +289,33 @@ def _schedule_from_optimize(path: Path, instance: tuple[str, int] | None) -> Sta
                "on_demand": _bounded(d, f"{path}: period {k}", "on_demand")}
               for k, (s, d) in enumerate(zip(spot, od))]
     return StaticSchedule(times, counts, "schedule")
+
+
+def fleet_policy(requests: SimRequests, spec: FleetSpec, *, replicas: int | None = None,
+                 schedule: str | Path | None = None, policy: str | None = None, spot_fraction: float | None = None,
+                 reserved: int = 0, budget_usd_per_hour: float | None = None) -> Policy:
+    """What drives the fleet in ``fleetwise simulate``: a fixed fleet of ``replicas`` (rounded up to whole
+    instances, ``spot_fraction`` of them on spot, default none), a ``schedule`` file (a CSV of instance counts,
+    or ``fleetwise optimize --json`` output re-read for this instance type), or a named strategy
+    (``spot_fraction`` of its launches on spot, default half); with none of the three, ``static-peak``.
+
+    Raises:
+        ConfigError: more than one of the three, an unknown strategy, or a budget without the budget strategy.
+    """
+    given = [n for n, v in (("replicas", replicas), ("schedule", schedule), ("policy", policy)) if v is not None]
+    if len(given) > 1:
+        raise ConfigError(f"give one of replicas, schedule, policy (got {' and '.join(given)})")
+    if policy is not None and policy not in STRATEGIES:
+        raise ConfigError(f"unknown strategy '{policy}' (one of {', '.join(STRATEGIES)})")
+    if (policy == "budget") != (budget_usd_per_hour is not None):
+        raise ConfigError("a USD/hour budget goes with the budget strategy, and the budget strategy needs one")
+    if schedule is not None:
+        instance = (spec.offer.gpu, spec.offer.gpu_count) if Path(schedule).suffix.lower() == ".json" else None
+        return read_schedule(schedule, instance)
+    if replicas is not None:
+        n = math.ceil(replicas / spec.replicas_per_instance)
+        return StaticSchedule.fixed(split_spot(max(n, reserved), spot_fraction or 0.0, reserved),
+                                    f"{replicas} replicas")
+    return make_policy(policy or "static-peak", requests, spec,
+                       spot_fraction=0.5 if spot_fraction is None else spot_fraction, reserved=reserved,
+                       budget_usd_per_hour=budget_usd_per_hour)
