@@ -31,8 +31,8 @@ class SteadyState:
     rates_rps: np.ndarray
     step_s: np.ndarray
     batch: np.ndarray
-    p95_ttft_ms: np.ndarray
-    p95_tpot_ms: np.ndarray
+    ttft_q_ms: np.ndarray  # TTFT at the requested quantile (steady_state's ``quantile``; 0.95 by default)
+    tpot_q_ms: np.ndarray
     feasible: np.ndarray
 
 
@@ -77,8 +77,8 @@ def steady_state(
         rates_rps=np.asarray(rates_rps, dtype=float),
         step_s=tau,
         batch=batch,
-        p95_ttft_ms=ttft * 1e3,
-        p95_tpot_ms=tpot * 1e3,
+        ttft_q_ms=ttft * 1e3,
+        tpot_q_ms=tpot * 1e3,
         feasible=feasible,
     )
 

@@ -183,15 +183,15 @@ def screen_goodput(replica: Replica, wl: Workload, slo: SLO) -> Goodput:
         return Goodput(0.0, math.inf, math.inf, reason="no room for a single request of mean length")
     rates = top * _GRID
     ss = steady_state(replica, wl.isl.mean, wl.osl.mean, rates, _quantile(slo))
-    ok = ss.feasible & (ss.p95_ttft_ms <= slo.ttft_ms) & (ss.p95_tpot_ms <= slo.tpot_ms)
+    ok = ss.feasible & (ss.ttft_q_ms <= slo.ttft_ms) & (ss.tpot_q_ms <= slo.tpot_ms)
     if not ok.any():
         return Goodput(
-            0.0, float(ss.p95_ttft_ms[0]), float(ss.p95_tpot_ms[0]),
-            reason=f"misses the SLO even at low load (p{slo.percentile} TTFT {ss.p95_ttft_ms[0]:.0f} ms, "
-            f"TPOT {ss.p95_tpot_ms[0]:.1f} ms)",
+            0.0, float(ss.ttft_q_ms[0]), float(ss.tpot_q_ms[0]),
+            reason=f"misses the SLO even at low load (p{slo.percentile} TTFT {ss.ttft_q_ms[0]:.0f} ms, "
+            f"TPOT {ss.tpot_q_ms[0]:.1f} ms)",
         )
     i = int(np.flatnonzero(ok).max())
-    return Goodput(float(rates[i]), float(ss.p95_ttft_ms[i]), float(ss.p95_tpot_ms[i]))
+    return Goodput(float(rates[i]), float(ss.ttft_q_ms[i]), float(ss.tpot_q_ms[i]))
 
 
 def _sample(wl: Workload, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
