@@ -287,15 +287,17 @@ def _emit_plan(fp, json_out: bool, report) -> None:
 
 def _print_offers_and_reservations(a, evidence) -> None:
     from fleetwise.allocate.offers import RESERVED_TERMS
+    from fleetwise.cli.tables import Column, fit_table
 
-    t = Table(title="Offers considered", box=box.SIMPLE_HEAD)
-    for c in ("offer", "req/s each", "on-demand", "spot", "1y", "3y"):
-        t.add_column(c, justify="left" if c == "offer" else "right")
     fmt = lambda v: f"${v:.2f}" if v is not None else "-"
-    for o in a.offers:
-        t.add_row(o.id, f"{o.capacity_rps:.1f}", fmt(o.price("on_demand")), fmt(o.price("spot")),
-                  fmt(o.price("reserved_1y")), fmt(o.price("reserved_3y")))
+    columns = [Column("offer", 0, "left"), Column("req/s each", 0), Column("on-demand", 0), Column("spot", 0),
+               Column("1y", 1), Column("3y", 1)]
+    rows = [[o.id, f"{o.capacity_rps:.1f}", fmt(o.price("on_demand")), fmt(o.price("spot")),
+             fmt(o.price("reserved_1y")), fmt(o.price("reserved_3y"))] for o in a.offers]
+    t, dropped = fit_table(console, columns, rows, title="Offers considered")  # whole ids, never cut short
     console.print(t)
+    if dropped:
+        console.print(f"(left out to fit {console.width} columns: {', '.join(dropped)} reserved prices; see --json)")
     if evidence:
         _print_evidence(evidence)
     elif not any(o.price(t) is not None for o in a.offers for t in RESERVED_TERMS):
