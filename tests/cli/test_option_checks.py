@@ -228,7 +228,7 @@ def test_sigterm_mid_write_leaves_no_file(fleetwise_exe, tmp_path):
                             env={**os.environ, "NO_COLOR": "1"})
     try:
         deadline = time.monotonic() + 60
-        while not any(p.name.endswith(".tmp") and p.stat().st_size > 0 for p in _entries(tmp_path)):
+        while not any(p.name.endswith(".tmp") and _size(p) > 0 for p in _entries(tmp_path)):
             assert proc.poll() is None, "finished before it was signalled: make the output larger"
             assert time.monotonic() < deadline, "no temporary file within 60 s"
             time.sleep(0.005)
@@ -241,6 +241,14 @@ def test_sigterm_mid_write_leaves_no_file(fleetwise_exe, tmp_path):
     assert proc.returncode == 143
     assert err.splitlines() == ["fleetwise: terminated"]
     assert list(tmp_path.iterdir()) == []
+
+
+def _size(path: Path) -> int:
+    """Its size, or 0 if it went away after it was listed (the writer renamed or removed it meanwhile)."""
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _entries(directory: Path) -> list[Path]:
