@@ -43,14 +43,7 @@ def three_gateways(tmp_path):
             urls = [f"http://127.0.0.1:{p}" for p in ports]
             deadline = time.monotonic() + 30
             for u in urls:
-                while True:
-                    try:
-                        if httpx.get(u + "/health", timeout=1).status_code == 200:
-                            break
-                    except httpx.HTTPError:
-                        pass
-                    assert time.monotonic() < deadline, "a gateway did not start"
-                    time.sleep(0.1)
+                _wait_healthy(u, deadline)
             yield urls, f"sk-{tenant}"
         finally:
             for p in procs:
@@ -93,15 +86,8 @@ def test_workers_option_runs_several_processes_on_shared_state(tmp_path):
                                  f"llama-3.1-8b={worker.urls[0]}", "--state", url, "--port", str(port),
                                  "--workers", "2"], stderr=subprocess.DEVNULL, start_new_session=True)
         try:
-            base, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 30
-            while True:
-                try:
-                    if httpx.get(base + "/health", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert time.monotonic() < deadline and proc.poll() is None, "the gateway did not start"
-                time.sleep(0.1)
+            base = f"http://127.0.0.1:{port}"
+            _wait_healthy(base, time.monotonic() + 30, proc)
             body = {"model": "llama-3.1-8b", "prompt": "hello", "max_tokens": 3}
             assert all(httpx.post(base + "/v1/completions", json=body, timeout=30).status_code == 200
                        for _ in range(6))
@@ -114,3 +100,15 @@ def test_workers_without_shared_state_is_refused():
     out = subprocess.run([sys.executable, "-m", "fleetwise", "gateway", "--backend", "m=http://127.0.0.1:1",
                           "--workers", "2"], capture_output=True, text=True, timeout=60, check=False)
     assert out.returncode == 2 and "shared state" in out.stderr and "Traceback" not in out.stderr
+
+
+def _wait_healthy(base: str, deadline: float, proc: subprocess.Popen | None = None) -> None:
+    """Until GET {base}/health answers 200; fails at ``deadline`` or when ``proc`` has exited."""
+    while True:
+        try:
+            if httpx.get(base + "/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline and (proc is None or proc.poll() is None), f"{base} did not start"
+        time.sleep(0.1)

@@ -132,11 +132,12 @@ def _render(result: PlanResult, view: str, top: int) -> None:
         f"${b.usd_per_1m_output_tokens:.3f} per 1M output tokens."
     )
     console.print(_assessment(b))
-    engine = req.engine if req.engine in _launch(b, req) else "vllm"
+    lines = _launch(b, req)
+    engine = req.engine if req.engine in lines else "vllm"
     from fleetwise.plan.launch import wrapped
 
     console.print(f"  launch each replica ({engine}; every engine's line is in --json):", highlight=False)
-    console.print(wrapped(_launch(b, req)[engine], min(console.width, 100)), highlight=False, markup=False,
+    console.print(wrapped(lines[engine], min(console.width, 100)), highlight=False, markup=False,
                   soft_wrap=True)
     known = next((c for c in result.candidates if c.confidence in ("measured", "interpolated")), None)
     if b.confidence == "extrapolated" and known is not None:

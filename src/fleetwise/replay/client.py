@@ -137,6 +137,11 @@ class RequestMix:
         source[repeat] = originals[k[repeat]]
         return source, deterministic | repeat
 
+    def bodies(self, n: int) -> tuple[list[int], list[str]]:
+        """Per request: the index whose body it sends, and its ``temperature`` as JSON text."""
+        source, deterministic = self.draw(n)
+        return source.tolist(), np.where(deterministic, "0", repr(float(self.temperature))).tolist()
+
     def as_dict(self) -> dict:
         return {"deterministic_share": self.deterministic_share, "temperature": self.temperature,
                 "duplicate_share": self.duplicate_share, "duplicate_window": self.duplicate_window,
@@ -253,11 +258,10 @@ def request_bodies(trace: RequestTrace, *, model: str, api: str = "completions",
     if api not in APIS:
         raise ConfigError(f"api must be one of {', '.join(APIS)} (got '{api}')")
     mix = mix or RequestMix()
-    source, deterministic = mix.draw(len(trace))
+    source, temperature = mix.bodies(len(trace))
     prompts = _Prompts(trace, api, model, stream, share_prefixes)
-    hot = repr(float(mix.temperature))
-    for i, det in zip(source.tolist(), deterministic.tolist(), strict=True):
-        yield prompts.body(i, int(trace.input_tokens[i]), int(trace.output_tokens[i]), "0" if det else hot)
+    for i, temp in zip(source, temperature, strict=True):
+        yield prompts.body(i, int(trace.input_tokens[i]), int(trace.output_tokens[i]), temp)
 
 
 async def discover_model(base: str, headers: dict[str, str] | None = None) -> str:
@@ -410,11 +414,9 @@ class _Run:
         self.prompts = _Prompts(trace, api, model, stream, share_prefixes)
         self.arrival = ((trace.arrival_s - trace.start_s) / self.compress).tolist()  # wall offsets from start
         mix = mix or RequestMix()
-        source, deterministic = mix.draw(n)
-        self.source = source.tolist()  # the request whose body each one sends (itself unless a repeat)
-        self.temperature = np.where(deterministic, "0", repr(float(mix.temperature))).tolist()
-        self.isl = trace.input_tokens[source].tolist()
-        self.osl = trace.output_tokens[source].tolist()
+        self.source, self.temperature = mix.bodies(n)  # the request whose body each sends (itself unless a repeat)
+        self.isl = trace.input_tokens[self.source].tolist()
+        self.osl = trace.output_tokens[self.source].tolist()
         self.sent = np.full(n, np.nan)
         self.ttft = np.full(n, np.nan)
         self.e2e = np.full(n, np.nan)

@@ -58,17 +58,11 @@ def find_gaps(
     return gaps
 
 
-def partial_bins(
-    values: np.ndarray, period_s: float, gaps: list[tuple[int, int]] = (),
-    min_expected: float = DEFAULT_MIN_EXPECTED,
-) -> list[int]:
-    """Indices of the partly observed bins at the edges of ``gaps``, of runs of NaN and of the series."""
+def partial_bins(values: np.ndarray, period_s: float, min_expected: float = DEFAULT_MIN_EXPECTED) -> list[int]:
+    """Indices of the partly observed bins at the edges of runs of NaN (gaps already masked) and of the series."""
     v = np.asarray(values, dtype=np.float64)
     n = len(v)
-    missing = np.isnan(v)
-    for lo, hi in gaps:
-        missing[lo:hi] = True
-    m = np.concatenate([[1], missing.astype(np.int8), [1]])  # outside the series counts as missing
+    m = np.concatenate([[1], np.isnan(v).astype(np.int8), [1]])  # outside the series counts as missing
     edges = np.flatnonzero(np.diff(m))  # observed runs [edges[0], edges[1]), [edges[2], edges[3]), ...
     out = set()
     for lo, hi in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
@@ -100,6 +94,6 @@ def mask_partial(
 ) -> tuple[np.ndarray, list[tuple[int, int]], list[int]]:
     """Values with gaps and partial edge bins set to NaN, the gaps, and the partial bins."""
     out, gaps = mask_gaps(values, period_s, min_expected)
-    partial = partial_bins(out, period_s, (), min_expected)
+    partial = partial_bins(out, period_s, min_expected)
     out[partial] = np.nan
     return out, gaps, partial
