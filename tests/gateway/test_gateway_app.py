@@ -164,22 +164,21 @@ def test_a_backend_queueing_in_its_own_metrics_is_saturated_though_the_gateway_s
             url = server.url + "/v1/chat/completions"
             assert httpx.post(url, json=chat(priority="batch")).status_code == 200  # idle: admitted
 
-            async def flood():  # 6 long requests straight to the engine: 1 runs, 5 wait
+            long = chat(max_tokens=400, min_tokens=400, ignore_eos=True)
+
+            async def flood():  # 6 requests of exactly 400 tokens straight to the engine: 1 runs, 5 wait
                 async with httpx.AsyncClient(timeout=60) as client:
-                    return await asyncio.gather(*(
-                        client.post(busy.urls[0] + "/v1/chat/completions", json=chat(max_tokens=400))
-                        for _ in range(6)), return_exceptions=True)
+                    return await asyncio.gather(*(client.post(busy.urls[0] + "/v1/chat/completions", json=long)
+                                                  for _ in range(6)), return_exceptions=True)
 
             loop = asyncio.new_event_loop()
             flooding = threading.Thread(target=lambda: loop.run_until_complete(flood()), daemon=True)
             flooding.start()
-            deadline = time.monotonic() + 20
-            while True:
-                shed = httpx.post(url, json=chat(priority="batch"))
-                if shed.status_code == 429 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.05)
             pool = gw.backends.pool("llama-3.1-8b")
+            deadline = time.monotonic() + 20  # a batch request sent before the queue shows would wait behind it
+            while (next(iter(pool.backends.values())).waiting or 0) < 3 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            shed = httpx.post(url, json=chat(priority="batch"))
             assert shed.status_code == 429 and "saturated" in shed.json()["error"]["message"]
             assert all(b.outstanding == 0 for b in pool.backends.values())  # the gateway's count alone: room
             assert next(iter(pool.backends.values())).waiting >= 3
