@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from fleetwise.control.controller import ControlConfig, Controller
+from fleetwise.control.controller import ROUTER_GRACE_S, ControlConfig, Controller
 from fleetwise.control.fake import FakeActuator, ManualClock, SyntheticSource
 from fleetwise.control.store import SqlStore
 from fleetwise.control.types import SERVING, FleetPlan
@@ -209,10 +209,38 @@ def test_scale_down_drains_the_least_busy_worker_then_removes_it_when_idle(spec,
     asyncio.run(c.step())
     assert list(c.draining) == [ids[2]]  # idle, so the cheapest to lose
     assert ids[2] in act.workers  # drain first: still there
+    run_steps(c, clock, 1, dt=ROUTER_GRACE_S)
+    assert ids[2] in act.workers  # idle, but a router may not have read the list without it yet
     run_steps(c, clock, 1)
-    assert ids[2] not in act.workers  # idle: removed
+    assert ids[2] not in act.workers  # idle, and off the backends list long enough: removed
     run_steps(c, clock, 1)
     assert not c.draining and sorted(act.workers) == ids[:2]  # forgotten once gone, nothing relaunched
+
+
+def test_a_restarted_controller_lists_no_backends_until_it_has_looked_and_removes_nothing_at_once(spec,
+                                                                                                  tmp_path):
+    """A controller killed and started again: until its first step /api/backends says 503 (an empty list
+    would tell the gateway the fleet is gone), and a worker the old one drained stays until the routers have
+    had time to read the new list."""
+    from fastapi.testclient import TestClient
+
+    from fleetwise.control.app import create_app
+
+    c, act, src, clock = make(spec, tmp_path, initial=(("on_demand", 2),))
+    run_steps(c, clock, 2)
+    ids = sorted(act.workers)
+    c.draining[ids[1]] = c.now() - 1000.0  # drained long ago, idle: the old controller would remove it now
+    c.desired["on_demand"] = 1
+    c._persist(set())
+    again = Controller(c.config, act, src, SqlStore(f"sqlite:///{tmp_path}/c.db"), spec=spec, clock=clock)
+    with TestClient(create_app(again, run_loop=False)) as http:
+        resp = http.get("/api/backends")
+        assert resp.status_code == 503 and resp.headers["retry-after"] == "1"
+        run_steps(again, clock, 1, dt=ROUTER_GRACE_S / 2)
+        assert ids[1] in act.workers  # the first step after a restart removes nothing
+        assert [b["id"] for b in http.get("/api/backends").json()["backends"]] == [ids[0]]
+        run_steps(again, clock, 2, dt=ROUTER_GRACE_S)
+    assert sorted(act.workers) == [ids[0]]
 
 
 def test_a_restarted_controller_measures_its_first_window_from_the_stored_scrapes(spec, tmp_path):

@@ -212,6 +212,28 @@ def test_an_unreachable_backend_is_a_clear_error_not_a_hang():
     assert r.status_code == 502 and r.json()["error"]["code"] == "upstream_error"
 
 
+def test_a_backend_that_refuses_unanswered_is_routed_around_for_any_prompt(workers):
+    """A worker stopped before the controller's list caught up (connection refused), or one turning requests
+    away with 503: nothing was generated, so even a token-id prompt goes to the next backend - and the one
+    that refused is not picked again while it is ejected (least-outstanding would pick it every time)."""
+    from fleetwise.replay.instant import InstantConfig, serve_in_thread
+    from tests.replay.test_client import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    with serve_in_thread(InstantConfig(fault=lambda n, b: "http_503")) as busy:
+        gw = Gateway.build(GatewayFile.model_validate({"backends": {"llama-3.1-8b": [dead, busy.url,
+                                                                                     workers.urls[0]]}}))
+        gw.backends.pool("llama-3.1-8b").backends[workers.urls[0]].outstanding = 10**6  # tried last
+        with AppServer(create_app(gw)) as server:
+            answers = [httpx.post(server.url + "/v1/completions", timeout=30,
+                                  json={"model": "llama-3.1-8b", "prompt": [1, 2, 3], "max_tokens": 4})
+                       for _ in range(6)]
+            answers.append(httpx.post(server.url + "/v1/chat/completions", json=chat(stream=True), timeout=30))
+            metrics = httpx.get(server.url + "/metrics").text
+    assert [a.status_code for a in answers] == [200] * 7
+    assert metric(metrics, "fleetwise_gateway_rerouted_total") == 2  # each refused once, then ejected
+
+
 def test_backends_follow_a_controller_and_skip_draining_workers(workers):
     from fastapi import FastAPI
 

@@ -284,6 +284,36 @@ def test_async_api_and_asyncio_stop_event():
     assert result.interrupted and 0 < result.summary()["completed"] < 20
 
 
+@pytest.mark.parametrize("client", CLIENTS)
+def test_following_backends_a_dead_or_refusing_backend_is_routed_around(client):
+    """A backend the list still names after it went away (the controller listing the fleet is restarting):
+    least-outstanding routing would send every request to it - it has nothing outstanding - and fail them
+    all. Following backends, a refused connection or a 503 before the answer sends the request elsewhere."""
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    turned_away = InstantConfig(fault=lambda n, b: "http_503")
+    with serve_in_thread(InstantConfig(token_delay_s=0.001)) as good, serve_in_thread(turned_away) as busy:
+        urls = [dead, busy.url, good.url]
+
+        async def listed():  # the stale list, every poll
+            return urls
+
+        result = replay_trace(make_trace(n=60, span_s=0.6), urls, model="instant", http_client=client, backends=listed,
+                              timeout_s=20.0)
+    s = result.summary()
+    assert (s["completed"], s["failed"]) == (60, 0)
+    assert set(result.url_index.tolist()) == {2}  # every answer came from the one live backend
+    assert 2 <= s["rerouted"] < 60  # each refusal ejected its backend for a while: not one per request
+
+
+def test_with_fixed_urls_a_dead_backend_is_a_failure_not_hidden():
+    """Without a backend list the replay measures the URLs it was given: a refused connection is reported."""
+    dead = f"http://127.0.0.1:{free_port()}"
+    with serve_in_thread() as good:
+        result = replay_trace(make_trace(n=10, span_s=0.1), [dead, good.url], model="instant")
+    s = result.summary()
+    assert s["failed_by_reason"].get("connection_lost", 0) >= 1 and s["rerouted"] == 0
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"urls": ["ftp://x:1"]}, "http:// or https://"),
     ({"urls": ["http://"]}, "with a host"),

@@ -5,7 +5,8 @@ and the dashboard page.
   latency and SLO attainment, forecast, capacity, cost per hour, and a history for charts.
 * ``GET /api/decisions?limit=N`` - the latest recorded decisions, newest first.
 * ``GET /api/backends`` - serving workers that take new work (draining ones excluded): what a router or the
-  gateway sends requests to.
+  gateway sends requests to. 503 until the first step (a restarted controller has not observed the fleet
+  yet): a router keeps the list it has.
 * ``GET /metrics`` - ``fleetwise_*`` metrics (names in :mod:`fleetwise.control.names`).
 * ``GET /`` - the dashboard (``dashboard.html`` beside this module; it reads the two APIs).
 """
@@ -177,6 +178,9 @@ def create_app(controller: Controller, run_loop: bool = True) -> FastAPI:
     @app.get("/api/backends")
     async def api_backends():
         s = controller.snapshot
+        if not math.isfinite(s.t):  # just started: an empty list would tell routers the fleet is gone
+            return JSONResponse({"error": "the controller has not observed the fleet yet; keep the last list"},
+                                503, headers={"retry-after": "1"})
         return {"model": controller.config.model,
                 "backends": [{"id": w.id, "url": w.url, "tier": w.tier} for w in s.workers
                              if w.state == SERVING and w.id not in s.draining],

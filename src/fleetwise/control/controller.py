@@ -15,7 +15,10 @@ One reconcile step (every ``fast_interval_s``; the policy's slow part re-optimiz
 spot notice (worker -> draining) makes the next apply launch its replacement at once. A spot request not
 granted within ``spot_grant_timeout_s`` is withdrawn and replaced on-demand; after ``back_to_spot_s`` one
 such fallback per step moves back to spot. A draining worker is removed when its scrape shows no request
-running or waiting, or after ``drain_timeout_s``.
+running or waiting, or after ``drain_timeout_s`` - but never within ``ROUTER_GRACE_S`` wall seconds of being
+marked, nor of this controller's first step: the routers that read ``/api/backends`` (the gateway every
+second, the replay every half second) must have seen it leave the list, or they send it requests after it
+is gone (Kubernetes' endpoint-propagation delay, the reason for a preStop sleep).
 
 Stale or NaN metrics (a serving worker that did not answer its scrape) hold the fleet: no policy decision,
 reason ``hold_stale``; spot notices and drains are still handled.
@@ -48,6 +51,7 @@ from fleetwise.errors import ActuatorError, ConfigError
 MODES = ("advisory", "active", "noop")
 POLICIES = ("hybrid", "rolling", "reactive")
 STEP_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)  # decision latency histogram
+ROUTER_GRACE_S = 2.0  # wall seconds: two polls of the slowest router reading /api/backends (the gateway's)
 NOTICE_PATHS = {"aws": "/latest/meta-data/spot/instance-action", "gcp": "/computeMetadata/v1/instance/preempted",
                 "azure": "/metadata/scheduledevents"}
 
@@ -170,6 +174,7 @@ class Controller:
         self._http = None
         self._external: list = []  # replica changes someone else made (kubectl scale, an HPA)
         self.last_decide_s = math.nan
+        self.listed_since = math.nan  # clock() of the first step: /api/backends answers from then on
         self._restore(initial)
 
     # -- durable state ----------------------------------------------------------------------------------
@@ -270,16 +275,19 @@ class Controller:
         return self._http[1]
 
     def _drained(self, workers: list[Worker], samples: dict) -> set[str]:
-        """Draining workers to remove now: idle, past the drain timeout, or already gone."""
+        """Draining workers to remove now: idle or past the drain timeout, once the routers have seen them
+        leave the backends list (see the module docstring); and forget those already gone."""
         present = {w.id for w in workers}
         now, out = self.now(), set()
+        listed_s = self.clock() - self.listed_since if math.isfinite(self.listed_since) else 0.0
         for wid, since in list(self.draining.items()):
             m = samples.get(wid)
             idle = m is not None and m.complete and m.running + m.waiting == 0
+            seen = min((now - since) / self.config.time_scale, listed_s) >= ROUTER_GRACE_S
             if wid not in present:
                 del self.draining[wid]
                 self._noticed.discard(wid)
-            elif idle or now - since >= self.config.drain_timeout_s:
+            elif seen and (idle or now - since >= self.config.drain_timeout_s):
                 out.add(wid)
         return out
 
@@ -467,6 +475,8 @@ class Controller:
         s.capacity_rps = serving * self.capacity_per_worker
         s.usd_per_hour = self._cost(workers)
         s.last_step[loop] = s.last_step["fast"] = self.clock()
+        if not math.isfinite(self.listed_since):
+            self.listed_since = s.last_step["fast"]
         counts = s.step_buckets.setdefault(loop, [0] * (len(STEP_BUCKETS_S) + 1))
         for k, bound in enumerate((*STEP_BUCKETS_S, math.inf)):
             counts[k] += took_s <= bound

@@ -7,7 +7,8 @@ On loopback, with the wall clock running ``time_compress`` times faster than the
   SIGKILLed and restarted: ``kill_controller_every_s``), with a SQLite store in a temporary directory;
 * its workers, ``fleetwise emulate`` processes it starts and stops (``--time-scale`` = the compression);
 * the replay of the trace (:func:`fleetwise.replay.areplay_trace`), routed by least outstanding tokens over
-  the backends the controller's ``/api/backends`` lists (draining workers get no new requests);
+  the backends the controller's ``/api/backends`` lists (draining workers get no new requests; a worker that
+  refuses a request unanswered - gone, or 503 - is routed around, as a router would);
 * spot notices at ``preemption_rate_per_hour`` per spot worker-hour, in AWS's format, on the workers'
   own metadata endpoint (each worker is reclaimed at the notice's end and cuts its connections);
 * a monitor that reads the process table every half second: instances by tier over time, cost (each worker
@@ -214,11 +215,17 @@ async def _run_measured(trace, config, spec, initial, tmp, say, fleet, base, arg
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     try:
-        final = await _state(base)  # the killer has stopped: the controller now running will answer
+        # The killer has stopped: the controller now running answers. A worker it launched in the step its
+        # state shows was not in that step's observation, so the orphan check lists the processes first and
+        # then waits for a step that began after the listing.
+        looked = await _state(base)
+        alive = {p.tag for p in watcher.processes()}
+        after = (looked or {}).get("t")
+        final = await _state(base, None if after is None else after + 1.5 * config.fast_interval_s)
     finally:
         _terminate(holder["proc"])
     known = {w["id"] for w in (final or {}).get("workers", [])}
-    alive = {p.tag for p in watcher.processes()}
+    alive &= {p.tag for p in watcher.processes()}  # those that exited meanwhile are no orphans
     watcher.stop_all()
     _close_billing(chaos, end, MONITOR_EVERY_S * config.time_compress)
     final = {"orphaned": sorted(alive - known), "left_after_stop": len(watcher.processes()), "end_s": end}
@@ -270,12 +277,13 @@ async def _backends(base: str) -> list[str] | None:
     return [b["url"] for b in data["backends"]]
 
 
-async def _state(base: str) -> dict | None:
-    """The controller's state once it has made a step (a just-restarted one has seen no workers yet)."""
-    for _ in range(100):
+async def _state(base: str, after_t: float | None = None) -> dict | None:
+    """The controller's state once it has made a step (a just-restarted one has seen no workers yet), or a
+    step at controlled time ``after_t`` or later (None after a minute)."""
+    for _ in range(300):
         with contextlib.suppress(Exception):
             state = await _get(base + "/api/state")
-            if state.get("t") is not None:
+            if state.get("t") is not None and (after_t is None or state["t"] >= after_t):
                 return state
         await asyncio.sleep(0.2)
     return None
@@ -398,8 +406,9 @@ def _report(config: TestbedConfig, spec, replay, simulated, chaos: _Chaos, final
 
     measured = replay.summary(config.ttft_ms, config.tpot_ms)
     cost, by_tier = _cost(chaos, spec)
-    measured = {k: measured[k] for k in ("requests", "completed", "failed", "failed_by_reason", "ttft_ms",
-                                         "tpot_ms", "e2e_ms", "slo_attainment", "duration_s", "goodput_rps")}
+    measured = {k: measured[k] for k in ("requests", "completed", "failed", "failed_by_reason",
+                                         "first_error_by_reason", "rerouted", "ttft_ms", "tpot_ms", "e2e_ms",
+                                         "slo_attainment", "duration_s", "goodput_rps")}
     measured |= {"cost_usd": cost, "cost_by_tier": by_tier, "instances_launched": len(chaos.seen),
                  "instances_by_tier": _timeline(chaos.by_tier)}
     sim = simulated.to_dict(timeline=True)

@@ -261,7 +261,11 @@ class Outcome:
 async def stream_upstream(gw: Gateway, call: Call, model: str, sink) -> Outcome:
     """Send ``call`` to the least busy backend of ``model`` as a stream with usage; hand each SSE data
     payload to ``sink`` (an async callable) as it arrives; on a backend lost mid-stream, resume on another
-    (prompt + the output so far) when the prompt is text; return the outcome."""
+    (prompt + the output so far) when the prompt is text; return the outcome.
+
+    A backend that refuses the request before answering - connection refused (gone before the controller's
+    list said so), or 503 (starting, reclaimed) - saw none of it: the request goes to the next backend,
+    whatever its prompt, and the refusing one takes no new request for ``EJECT_S``."""
     out, tried = Outcome(model=model), set()
     pool = gw.backends.pool(model)
     while True:
@@ -272,11 +276,15 @@ async def stream_upstream(gw: Gateway, call: Call, model: str, sink) -> Outcome:
             return out
         tried.add(backend.url)
         body = _upstream_body(call, model, out)
-        lost = await _one_upstream(gw, backend, call, body, out, sink)
-        if lost:  # no usage from the lost attempt: count its content events as its tokens
+        ended = await _one_upstream(gw, backend, call, body, out, sink)
+        if ended == REFUSED:
+            backend.eject(EJECT_S)
+            gw.metrics.rerouted.inc()
+            continue  # out.error stays set: it is the answer if no backend is left
+        if ended == LOST:  # no usage from the lost attempt: count its content events as its tokens
             out.completion_tokens = out.counted = out.counted + out.pieces
             out.pieces = 0
-        if not lost:
+        if ended != LOST:
             out.prompt_tokens = out.prompt_tokens or call.prompt_tokens
             return out
         if not (_resumable(call) and out.error is None):
@@ -306,8 +314,14 @@ def _resumable(call: Call) -> bool:
     return call.chat or isinstance(call.body.get("prompt"), str)
 
 
-async def _one_upstream(gw: Gateway, backend: Backend, call: Call, body: dict, out: Outcome, sink) -> bool:
-    """One attempt; True if the backend was lost after the answer began (so it may be resumed)."""
+DONE, LOST, REFUSED = "done", "lost", "refused"
+EJECT_S = 2.0  # seconds a backend that refused a request takes no new one (two polls of the controller's list)
+
+
+async def _one_upstream(gw: Gateway, backend: Backend, call: Call, body: dict, out: Outcome, sink) -> str:
+    """One attempt: ``DONE`` (answered, or failed in a way another backend would not fix), ``LOST`` (the
+    backend went away after the answer began, so it may be resumed) or ``REFUSED`` (turned away unanswered:
+    connection refused, or 503; ``out.error`` says how)."""
     import aiohttp
 
     work = call.prompt_tokens + call.max_tokens
@@ -315,27 +329,29 @@ async def _one_upstream(gw: Gateway, backend: Backend, call: Call, body: dict, o
     began = time.perf_counter()
     path = "/v1/chat/completions" if call.chat else "/v1/completions"
     started = bool(out.text)
+    out.error = None
     try:
         async with gw.session.post(backend.url + path, json=body) as resp:
             if resp.status != 200:
                 out.status = resp.status
                 out.error = _upstream_error(resp.status, await resp.read())
-                return False
+                return REFUSED if resp.status == 503 and not started else DONE
+            out.status = 200
             async for data in _sse(resp.content):
                 started = True
                 if data == b"[DONE]":
                     break
                 _absorb(out, data, call.chat)
                 await sink(data)
-        return out.finish_reason is None and started  # the stream stopped before the answer ended
+        return LOST if out.finish_reason is None and started else DONE  # stopped before the answer ended
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         backend.failures += 1
         if started:
-            return True
-        out.error = APIError(504 if isinstance(exc, asyncio.TimeoutError) else 502,
-                             f"backend {backend.url} failed: {type(exc).__name__}", "server_error",
+            return LOST
+        out.status = 504 if isinstance(exc, asyncio.TimeoutError) else 502
+        out.error = APIError(out.status, f"backend {backend.url} failed: {type(exc).__name__}", "server_error",
                              "upstream_error")
-        return False
+        return REFUSED if isinstance(exc, aiohttp.ClientConnectorError | ConnectionRefusedError) else DONE
     finally:
         backend.outstanding -= work
         out.upstream_s += time.perf_counter() - began

@@ -53,6 +53,10 @@ class Backend:
     waiting: float | None = None  # from the engine's /metrics (None: not read yet, or it has none)
     kv_usage: float | None = None
     scraped_at: float = -1e18  # time.monotonic() of the last good reading
+    ejected_until: float = -1e18  # time.monotonic() until which it takes no new request (it refused one)
+
+    def eject(self, seconds: float) -> None:
+        self.ejected_until = time.monotonic() + seconds
 
     def saturated(self, limits: Saturation, now: float) -> bool:
         if self.outstanding >= limits.tokens:
@@ -72,13 +76,15 @@ class Pool:
     limits: Saturation = Saturation()
 
     def pick(self, exclude: frozenset[str] = frozenset()) -> Backend | None:
-        """The live backend with the least outstanding tokens (None: none takes work)."""
-        best = None
+        """The live backend with the least outstanding tokens (None: none takes work); one that refused a
+        request lately (ejected) only if no other is left."""
+        best, best_key, now = None, None, time.monotonic()
         for b in self.backends.values():
             if b.draining or b.url in exclude:
                 continue
-            if best is None or b.outstanding < best.outstanding:
-                best = b
+            key = (b.ejected_until > now, b.outstanding)
+            if best is None or key < best_key:
+                best, best_key = b, key
         return best
 
     @property
@@ -152,6 +158,8 @@ class Backends:
         while True:
             with contextlib.suppress(Exception):  # a controller restarting: keep the last set
                 async with session.get(base + "/api/backends") as resp:
+                    if resp.status != 200:  # e.g. 503 from a controller that has not stepped since it started
+                        raise ValueError(resp.status)
                     data = await resp.json()
                 self.pool(data["model"]).set_urls([b["url"] for b in data["backends"]],
                                                   [b["url"] for b in data.get("draining", [])])

@@ -24,6 +24,8 @@ class GatewayMetrics:
                             registry=r)
         self.resumed = Counter(p + "resumed", "Streams resumed on another backend after one was lost.",
                                registry=r)
+        self.rerouted = Counter(p + "rerouted", "Requests sent to another backend after one refused them "
+                                "unanswered (connection refused, 503).", registry=r)
         self.requests = Counter(p + "requests", "Completion requests by HTTP status.", ["status"], registry=r)
         self.overhead = Histogram(p + "overhead_seconds", "Time in the gateway outside the upstream call.",
                                   buckets=OVERHEAD_BUCKETS_S, registry=r)

@@ -37,7 +37,13 @@ endpoint and not finished; ties go to the first listed), the fleet simulator's d
 With ``backends`` (an async callable returning the base URLs that take new work now, e.g. a controller's
 ``/api/backends``) the set is refreshed every half second: new workers join, draining ones get no new
 requests, and a request that finds no backend waits for one (the wait counts in its TTFT - the fleet had no
-capacity - not as client lag).
+capacity - not as client lag). In this mode the replay is the fleet's router, and does what a router does
+with a backend that went away before its list caught up (a worker stopped while the controller that lists
+the fleet restarts): a request whose connection is refused, or that a worker turns away with 503 before
+answering (cold start, reclaimed), goes to another backend, and the one that refused takes no new request
+for ``EJECT_S`` (Envoy's outlier ejection, in short). Without that, least-outstanding routing sends every
+new request to the dead backend - it has nothing outstanding - and fails them all. Re-sent requests are
+counted (``rerouted``); their TTFT includes the refused try.
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 from fleetwise.replay.results import CANCELLED, NOT_SENT, OK, ReplayResult
-from fleetwise.replay.transport import TRANSPORTS, failure_reason, open_transport
+from fleetwise.replay.transport import TRANSPORTS, failure_reason, open_transport, unreached
 from fleetwise.traffic.records import RequestTrace
 
 APIS = ("completions", "chat")
@@ -74,6 +80,7 @@ MODELS_TIMEOUT_S = 10.0
 PROGRESS_EVERY_S = 0.25
 STOP_POLL_S = 0.05
 BACKENDS_POLL_S = 0.5
+EJECT_S = 1.0  # wall seconds a backend that refused a request takes no new one (following backends only)
 
 _CONTENT = re.compile(rb'"(?:text|content|reasoning_content|reasoning)"\s*:\s*"(?!")')
 _ID_LO, _ID_SPAN = 1000, 28_000  # token ids in [1000, 29000): past byte/special tokens, inside any vocab
@@ -426,6 +433,8 @@ class _Run:
         self.outstanding = [0] * len(endpoints)
         self.active = list(range(len(endpoints)))  # endpoints that take new requests
         self.backends = None
+        self.ejected: dict[int, float] = {}  # endpoint -> perf_counter() until which it takes no new request
+        self.rerouted = 0
         self.itl = array("d")
         self.itl_skip = 0  # keep one ITL gap in 2**itl_skip once the cap is reached
         self.itl_seen = 0
@@ -522,9 +531,36 @@ class _Run:
     def _route(self) -> int:
         """The active endpoint with the least outstanding tokens (-1: none is active)."""
         out, active = self.outstanding, self.active
+        if self.ejected:
+            now = time.perf_counter()
+            for u, until in list(self.ejected.items()):
+                if until <= now:
+                    del self.ejected[u]
+            active = [u for u in active if u not in self.ejected]
         if len(active) == 1:
             return active[0]
         return min(active, key=out.__getitem__, default=-1)
+
+    async def _routed(self, i: int, work: int, start: float) -> str:
+        """Send request ``i`` to the best backend; following backends, one that refuses it is ejected and the
+        request goes to the next (see the module docstring)."""
+        while True:
+            while (u := self._route()) < 0:  # no backend takes work now: wait for one
+                await asyncio.sleep(STOP_POLL_S)
+            self.outstanding[u] += work
+            self.url_index[i] = u
+            try:
+                status = await self._request(i, u, start)
+            except Exception as exc:
+                if self.backends is None or not unreached(exc):
+                    raise
+                status = "refused"
+            finally:
+                self.outstanding[u] -= work
+            if self.backends is None or status not in ("refused", "http_503"):
+                return status
+            self.ejected[u] = time.perf_counter() + EJECT_S
+            self.rerouted += 1
 
     async def _one(self, i: int) -> None:
         if self.sem.locked():
@@ -533,14 +569,10 @@ class _Run:
             start = time.perf_counter()
             self.sent[i] = start - self.t0
             self.sent_count += 1
-            status, u, work = CANCELLED, -1, self.isl[i] + self.osl[i]
+            status = CANCELLED
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    while (u := self._route()) < 0:  # no backend takes work now: wait for one
-                        await asyncio.sleep(STOP_POLL_S)
-                    self.outstanding[u] += work
-                    self.url_index[i] = u
-                    status = await self._request(i, u, start)
+                    status = await self._routed(i, self.isl[i] + self.osl[i], start)
             except asyncio.CancelledError:
                 if self.interrupted:
                     return  # status stays "cancelled": the run was stopped, nothing failed
@@ -549,8 +581,6 @@ class _Run:
                 status = failure_reason(exc)
                 self.first_errors.setdefault(status, _describe(exc))
             finally:
-                if u >= 0:
-                    self.outstanding[u] -= work
                 self.status[i] = status
                 self.last_end = time.perf_counter()
                 if status == OK:
@@ -655,7 +685,7 @@ class _Run:
             ttft_s=ttft, tpot_s=tpot, e2e_s=np.where(ok, e2e, np.nan), status=tuple(self.status),
             url_index=self.url_index, itl_s=np.frombuffer(self.itl, dtype=np.float64) * x,
             wall_s=max(self.last_end - self.t0 - first_sent, 0.0), interrupted=self.interrupted,
-            in_flight_waits=self.waits, first_errors=dict(self.first_errors))
+            in_flight_waits=self.waits, first_errors=dict(self.first_errors), rerouted=self.rerouted)
 
 
 def _data_lines(event: bytes) -> bytes:

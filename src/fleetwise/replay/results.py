@@ -71,6 +71,7 @@ class ReplayResult:
     interrupted: bool = False
     in_flight_waits: int = 0  # requests that waited for a free slot under max_in_flight (and so were late)
     first_errors: dict[str, str] = field(default_factory=dict)  # the first message seen per failure reason
+    rerouted: int = 0  # tries sent again to another backend after one refused them (following backends)
 
     def __len__(self) -> int:
         return len(self.arrival_s)
@@ -113,7 +114,7 @@ class ReplayResult:
             "failed": sum(failed.values()), "failed_by_reason": failed,
             "first_error_by_reason": {r: self.first_errors[r] for r in failed if r in self.first_errors},
             "cancelled": counts.get(CANCELLED, 0), "not_sent": counts.get(NOT_SENT, 0),
-            "interrupted": self.interrupted,
+            "rerouted": self.rerouted, "interrupted": self.interrupted,
             "ttft_ms": pcts(self.ttft_s[ok] * 1e3), "tpot_ms": pcts(self.tpot_s[ok] * 1e3),
             "e2e_ms": pcts(self.e2e_s[ok] * 1e3), "itl_ms": pcts(self.itl_s * 1e3),
             "slo": {"ttft_ms": ttft_ms, "tpot_ms": tpot_ms},

@@ -157,6 +157,15 @@ class _HttpxAnswer:
         await self.resp.aclose()
 
 
+def unreached(exc: BaseException) -> bool:
+    """Whether the request never reached the server (the connection was refused or could not be made): it
+    is safe to send it elsewhere, since the server saw none of it."""
+    import aiohttp
+    import httpx
+
+    return isinstance(exc, aiohttp.ClientConnectorError | httpx.ConnectError | ConnectionRefusedError)
+
+
 def failure_reason(exc: BaseException) -> str:
     """The replay's failure reason for an exception a transport raised (see the module docstring)."""
     import aiohttp
