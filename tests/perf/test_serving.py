@@ -244,9 +244,9 @@ def test_request_longer_than_kv_capacity_is_infeasible(l70_kv_bound):
     ("mode", "kwargs", "match"),
     [
         ("burst", {}, "unknown mode"),
-        ("rate", {}, "needs --rate"),
-        ("static", {}, "needs --batch"),
-        ("concurrency", {}, "needs --concurrency"),
+        ("rate", {}, "needs a request rate"),
+        ("static", {}, "needs a batch size"),
+        ("concurrency", {}, "needs a concurrency"),
     ],
 )
 def test_predict_option_errors(l8, mode, kwargs, match):

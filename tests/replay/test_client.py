@@ -317,11 +317,11 @@ def test_with_fixed_urls_a_dead_backend_is_a_failure_not_hidden():
 @pytest.mark.parametrize("kwargs, match", [
     ({"urls": ["ftp://x:1"]}, "http:// or https://"),
     ({"urls": ["http://"]}, "with a host"),
-    ({"urls": []}, "at least one --url"),
+    ({"urls": []}, "at least one server URL"),
     ({"time_compress": 0.0}, "time-compression"),
     ({"time_compress": math.inf}, "time-compression"),
-    ({"max_in_flight": 0}, "max-in-flight"),
-    ({"api": "embeddings"}, "--api"),
+    ({"max_in_flight": 0}, "in-flight limit"),
+    ({"api": "embeddings"}, "the API must be"),
     ({"trace": make_trace(n=0)}, "no requests"),
 ])
 def test_bad_arguments_raise_config_errors(kwargs, match):

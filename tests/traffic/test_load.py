@@ -247,7 +247,7 @@ def test_too_many_bad_rows_count(write):
 
 
 def test_negative_max_bad_rows_rejected(write):
-    with pytest.raises(ConfigError, match="max-bad-rows"):
+    with pytest.raises(ConfigError, match="bad-row allowance"):
         load_trace(write("azure.csv", AZURE), max_bad_rows=-1)
 
 

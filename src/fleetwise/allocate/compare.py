@@ -99,8 +99,8 @@ def eval_window(series: RateSeries, train_days: float, eval_days: float) -> tupl
     per_day = series.steps_per_day
     train, n_eval = int(round(train_days * per_day)), int(round(eval_days * per_day))
     if train < 2 or train + n_eval > len(series) or n_eval < 1:
-        raise ConfigError(f"the series has {len(series) / per_day:.1f} days; --train-days {train_days:g} + "
-                          f"--eval-days {eval_days:g} do not fit")
+        raise ConfigError(f"the series has {len(series) / per_day:.1f} days; {train_days:g} training + "
+                          f"{eval_days:g} evaluation days do not fit")
     return train, n_eval
 
 

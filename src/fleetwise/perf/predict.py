@@ -147,7 +147,7 @@ def predict(
     if given and len(set(given)) > 1:
         raise ConfigError("per-request input and output lengths must have the same count")
     if mode == "static" and (not batch or batch < 1):
-        raise ConfigError("static mode needs --batch >= 1")
+        raise ConfigError("static mode needs a batch size >= 1")
     if any(np.ndim(x) == 0 and x > MAX_TOKENS for x in (isl, osl)):  # (per-request arrays are int64 already)
         raise ConfigError(f"input and output lengths must be at most {MAX_TOKENS:,} tokens")
     if given:  # per-request lengths: run exactly those requests (static: in batches of `batch`)
@@ -167,14 +167,14 @@ def predict(
         raise ConfigError("input and output lengths must be >= 1 token")
     if mode == "rate":
         if rate_qps is None:
-            raise ConfigError("rate mode needs --rate")
+            raise ConfigError("rate mode needs a request rate")
         t = arrivals(n, rate_qps / dp, arrival, seed)
     else:
         t = np.zeros(n)
     work = Workload(arrival_s=t, isl=isl_arr, osl=osl_arr)
     if mode == "concurrency":
         if not concurrency or concurrency < 1:
-            raise ConfigError("concurrency mode needs --concurrency >= 1")
+            raise ConfigError("concurrency mode needs a concurrency >= 1")
         res = simulate(replica, work, closed_loop=max(1, concurrency // dp))
     elif mode == "static":
         res = simulate(replica, work, static_batch=min(batch, replica.memory.max_sequences(int(isl_arr.max() + osl_arr.max()))) or 1)

@@ -301,31 +301,31 @@ def normalize_url(url: str) -> str:
     """``url`` without a trailing slash or ``/v1``; a ConfigError unless it is an http(s) URL with a host."""
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError(f"--url must be an http:// or https:// URL with a host (got '{url}')")
+        raise ConfigError(f"a server URL must be http:// or https:// with a host (got '{url}')")
     try:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in range
     except ValueError:
-        raise ConfigError(f"--url has a bad port (got '{url}')") from None
+        raise ConfigError(f"the server URL has a bad port (got '{url}')") from None
     if parts.query or parts.fragment:
-        raise ConfigError(f"--url must not have a query or fragment (got '{url}')")
+        raise ConfigError(f"a server URL must not have a query or fragment (got '{url}')")
     base = url.strip().rstrip("/")
     return base.removesuffix("/v1")
 
 
 def _check(trace, urls, time_compress, max_in_flight, timeout_s, api, http_client) -> list[str]:
     if not urls:
-        raise ConfigError("give at least one --url")
+        raise ConfigError("give at least one server URL")
     if not (isinstance(time_compress, int | float) and 0 < time_compress < math.inf):
         raise ConfigError("the time-compression factor must be a finite positive number "
                           f"(got {time_compress})")
     if max_in_flight < 1:
-        raise ConfigError(f"--max-in-flight must be at least 1 (got {max_in_flight})")
+        raise ConfigError(f"the in-flight limit must be at least 1 (got {max_in_flight})")
     if not 0 < timeout_s < math.inf:
-        raise ConfigError(f"--timeout-s must be a finite positive number (got {timeout_s})")
+        raise ConfigError(f"the request timeout must be a finite positive number of seconds (got {timeout_s})")
     if api not in APIS:
-        raise ConfigError(f"--api must be one of {', '.join(APIS)} (got '{api}')")
+        raise ConfigError(f"the API must be one of {', '.join(APIS)} (got '{api}')")
     if http_client not in HTTP_CLIENTS:
-        raise ConfigError(f"--http-client must be one of {', '.join(HTTP_CLIENTS)} (got '{http_client}')")
+        raise ConfigError(f"the HTTP client must be one of {', '.join(HTTP_CLIENTS)} (got '{http_client}')")
     if len(trace) == 0:
         raise ConfigError("the trace has no requests to replay")
     return [normalize_url(u) for u in urls]

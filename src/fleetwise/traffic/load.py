@@ -34,7 +34,7 @@ def _batches(path: Path, columns: list[str], bad: BadRows, names: list[str] | No
 
 def _check_bad(bad: BadRows, rows: int, max_bad_rows: float) -> LoadReport:
     if not max_bad_rows >= 0:
-        raise ConfigError(f"--max-bad-rows must be >= 0 (got {max_bad_rows:g})")
+        raise ConfigError(f"the bad-row allowance must be >= 0 (got {max_bad_rows:g})")
     total = rows + len(bad.rejected_lines)
     limit = max_bad_rows * total if max_bad_rows < 1 else max_bad_rows
     first = bad.describe() if bad.count else ()
