@@ -2,8 +2,9 @@
 
 At arrival rate ``lam`` (per tensor-parallel group) with mean lengths ``isl``/``osl``, Little's law
 gives the decoding batch ``B = lam * osl * tau`` and prompt tokens per step ``P = lam * isl * tau``,
-where ``tau`` is the mean step time, itself ``step_time(P, B, ...)``. The fixed point is found by
-damped iteration, vectorized over a grid of rates. The load is infeasible when the batch would
+where ``tau`` is the mean step time, itself ``step_time(P, B, ...)``. The fixed point is closed-form
+for dense models (see ``_fixed_point``) and found by damped iteration for mixture-of-experts ones,
+vectorized over a grid of rates. The load is infeasible when the batch would
 exceed the batch cap or the KV cache, or the token budget per step.
 
 TTFT at the 95th percentile is estimated as frontend latency + waiting for the step in progress +
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from fleetwise.perf.replica import Replica
-from fleetwise.perf.steps import prefill_pairs, step_time
+from fleetwise.perf.steps import StepModel, prefill_pairs, step_time
 
 _ITERATIONS = 60
+MAX_STEP_S = 60.0  # a step time this long means the load diverges
 
 
 @dataclass(frozen=True)
@@ -41,11 +43,36 @@ def batch_cap(replica: Replica, isl: float, osl: float) -> int:
     return min(replica.max_batch, replica.memory.max_sequences(int(isl + osl), replica.profile.kv_block_tokens))
 
 
-def _step_at_load(replica: Replica, lam, tau, isl: float, osl: float):
+def _step_at_load(sm: StepModel, lam, tau, isl: float, osl: float):
     """Step time when each step of length ``tau`` carries the decode batch and prompts Little's law implies."""
     batch = lam * osl * tau
     pf_seqs = lam * tau
-    return step_time(replica, lam * isl * tau, pf_seqs * prefill_pairs(isl, 0), batch, batch * (isl + osl / 2.0), pf_seqs)
+    return sm.many(lam * isl * tau, pf_seqs * prefill_pairs(isl, 0), batch, batch * (isl + osl / 2.0), pf_seqs)
+
+
+def _fixed_point(sm: StepModel, lam: np.ndarray, isl: float, osl: float) -> np.ndarray:
+    """The step time tau with tau = step time at the load Little's law gives it (at most ``MAX_STEP_S``).
+
+    For a dense model every term of the step time is proportional to tau but the weight read, so the step time
+    is max(b tau, W) + d tau + F - convex and piecewise linear - and its least fixed point is closed-form: the
+    larger of F / (1 - b - d) and (W + F) / (1 - d) (a branch with slope >= 1 has none: the load diverges).
+    A mixture-of-experts model reads a share of its experts that grows with the tokens per step, not linearly,
+    so it is solved by damped iteration from below.
+    """
+    if sm.w_expert:
+        tau = np.full_like(lam, sm(0, 0.0, 1, isl + osl / 2.0))
+        for _ in range(_ITERATIONS):
+            tau = np.minimum(0.5 * tau + 0.5 * _step_at_load(sm, lam, tau, isl, osl), MAX_STEP_S)
+        return tau
+    tokens, seqs = lam * (isl + osl), lam * (osl + 1.0)  # per second of step time
+    b = sm.c_tok * tokens + sm.c_head * seqs
+    d = sm.c_pair * lam * prefill_pairs(isl, 0) + sm.ctx_coef * lam * osl * (isl + osl / 2.0) \
+        + sm.ar_tok * tokens + sm.c_seq * seqs
+    f = sm.ar_fixed + sm.fixed
+    with np.errstate(divide="ignore"):
+        compute_bound = np.where(b + d < 1.0, f / (1.0 - b - d), np.inf)
+        memory_bound = np.where(d < 1.0, (sm.w_dense + f) / (1.0 - d), np.inf)
+    return np.minimum(np.maximum(compute_bound, memory_bound), MAX_STEP_S)
 
 
 def steady_state(
@@ -54,14 +81,13 @@ def steady_state(
     """Steady-state step time, batch and latency at a percentile, at each rate of ``rates_rps``."""
     lam = np.asarray(rates_rps, dtype=float) / replica.dp
     ctx_per_seq = isl + osl / 2.0
-    tau = np.full_like(lam, float(step_time(replica, 0, 0.0, 1, ctx_per_seq)))
-    for _ in range(_ITERATIONS):
-        tau = np.minimum(0.5 * tau + 0.5 * _step_at_load(replica, lam, tau, isl, osl), 60.0)
+    sm = StepModel(replica)
+    tau = _fixed_point(sm, lam, isl, osl)
     batch = lam * osl * tau
     budget = replica.max_num_tokens
     feasible = (batch <= batch_cap(replica, isl, osl)) & (lam * (isl + osl) * tau <= budget)
     # Self-consistency: the fixed point must hold (diverging loads don't converge).
-    feasible &= np.abs(_step_at_load(replica, lam, tau, isl, osl) - tau) <= 0.05 * tau
+    feasible &= np.abs(_step_at_load(sm, lam, tau, isl, osl) - tau) <= 0.05 * tau
     from scipy.stats import poisson  # imported here: scipy.stats costs every command that imports perf 0.3 s
 
     arrivals_95 = poisson.ppf(quantile, lam * tau) + 1.0

@@ -27,7 +27,7 @@ import numpy as np
 from fleetwise.catalog import Catalog, Offer, load_catalog
 from fleetwise.cost import HOURS_PER_MONTH, check_tier, replicas_per_instance, usd_per_million
 from fleetwise.errors import ConfigError, InfeasibleError
-from fleetwise.perf.analytic import max_rate, steady_state
+from fleetwise.perf.analytic import batch_cap, max_rate, steady_state
 from fleetwise.perf.predict import arrivals, summarize
 from fleetwise.perf.profile import get_profile
 from fleetwise.perf.replica import Replica, build_replica
@@ -178,67 +178,162 @@ def _quantile(slo: SLO) -> float:
 
 def screen_goodput(replica: Replica, wl: Workload, slo: SLO) -> Goodput:
     """Goodput per replica from the closed-form steady state (fast, approximate)."""
-    top = max_rate(replica, wl.isl.mean, wl.osl.mean)
-    if top <= 0:
-        return Goodput(0.0, math.inf, math.inf, reason="no room for a single request of mean length")
-    rates = top * _GRID
-    ss = steady_state(replica, wl.isl.mean, wl.osl.mean, rates, _quantile(slo))
-    ok = ss.feasible & (ss.ttft_q_ms <= slo.ttft_ms) & (ss.tpot_q_ms <= slo.tpot_ms)
-    if not ok.any():
-        return Goodput(
-            0.0, float(ss.ttft_q_ms[0]), float(ss.tpot_q_ms[0]),
-            reason=f"misses the SLO even at low load (p{slo.percentile} TTFT {ss.ttft_q_ms[0]:.0f} ms, "
-            f"TPOT {ss.tpot_q_ms[0]:.1f} ms)",
-        )
-    i = int(np.flatnonzero(ok).max())
-    return Goodput(float(rates[i]), float(ss.ttft_q_ms[i]), float(ss.tpot_q_ms[i]))
+    return screen_goodputs([replica], wl, slo)[0]
+
+
+def screen_goodputs(replicas: Sequence[Replica], wl: Workload, slo: SLO) -> list[Goodput]:
+    """:func:`screen_goodput` of replicas that differ only in their batch cap, in one fixed-point solve over
+    every cap's grid of rates (the step time does not depend on the cap; only what is feasible does)."""
+    tops = [max_rate(r, wl.isl.mean, wl.osl.mean) for r in replicas]
+    widest = max(replicas, key=lambda r: r.max_batch)
+    rates = np.concatenate([max(top, 1e-12) * _GRID for top in tops])
+    ss = steady_state(widest, wl.isl.mean, wl.osl.mean, rates, _quantile(slo))
+    meets = ss.feasible & (ss.ttft_q_ms <= slo.ttft_ms) & (ss.tpot_q_ms <= slo.tpot_ms)
+    out = []
+    for k, (replica, top) in enumerate(zip(replicas, tops, strict=True)):
+        part = slice(k * len(_GRID), (k + 1) * len(_GRID))
+        if top <= 0:
+            out.append(Goodput(0.0, math.inf, math.inf, reason="no room for a single request of mean length"))
+            continue
+        ok = meets[part] & (ss.batch[part] <= batch_cap(replica, wl.isl.mean, wl.osl.mean))
+        ttft, tpot = ss.ttft_q_ms[part], ss.tpot_q_ms[part]
+        if not ok.any():
+            out.append(Goodput(
+                0.0, float(ttft[0]), float(tpot[0]),
+                reason=f"misses the SLO even at low load (p{slo.percentile} TTFT {ttft[0]:.0f} ms, "
+                f"TPOT {tpot[0]:.1f} ms)"))
+            continue
+        i = int(np.flatnonzero(ok).max())
+        out.append(Goodput(float(rates[part][i]), float(ttft[i]), float(tpot[i])))
+    return out
 
 
 def _sample(wl: Workload, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified lengths: a verification's verdict then turns on the load, not on how many long requests
+    one seed happened to draw."""
     rng = np.random.default_rng(seed)
     if wl.pairs is not None:
-        return wl.pairs.sample_pairs(n, rng)
-    return wl.isl.sample(n, rng), wl.osl.sample(n, rng)
+        return wl.pairs.sample_pairs(n, rng, stratified=True)
+    return wl.isl.sample(n, rng, stratified=True), wl.osl.sample(n, rng, stratified=True)
 
 
-def simulated_latency(replica: Replica, wl: Workload, rate: float, slo: SLO, n: int, seed: int) -> tuple[float, float]:
-    """p-th percentile TTFT and TPOT (ms) of the replica at a rate, by event simulation."""
+WARMUP_LIFETIMES = 2.0
+"""Requests arriving in the first two request lifetimes at the SLO (TTFT target + mean output x TPOT target) are
+simulated but not measured: the batch starts empty and fills over about one lifetime."""
+MIN_WARMUP_S = 5.0
+MAX_UTILIZATION = 0.95
+"""No rate above 95% of the replica's saturated throughput counts as goodput: its queue takes minutes to settle
+(``relaxation_s``), so a finite simulation cannot show its steady state, and any burst breaks it."""
+SATURATION_BATCHES = 8  # a saturated run serves this many full batches of requests (at least 400)
+
+
+def warmup_s(wl: Workload, slo: SLO) -> float:
+    """Seconds of arrivals simulated before the measured ones (see ``WARMUP_LIFETIMES``)."""
+    lifetime = slo.ttft_ms / 1e3 + wl.osl.mean * slo.tpot_ms / 1e3
+    return max(MIN_WARMUP_S, WARMUP_LIFETIMES * lifetime)
+
+
+def relaxation_s(rate: float, capacity: float) -> float:
+    """How long a queue at utilization rate/capacity takes to forget its start: the M/M/1 relaxation time
+    1 / (mu (1 - sqrt(rho))^2) (Morse 1955; Kleinrock, Queueing Systems vol. 1, 1975). A batching replica
+    has many servers and settles faster, so this over-estimates, on the safe side."""
+    rho = rate / capacity
+    if rho >= 1:
+        return math.inf
+    return 1.0 / (capacity * (1.0 - math.sqrt(rho)) ** 2)
+
+
+def saturated_rps(replica: Replica, wl: Workload, seed: int) -> float:
+    """Requests/s the replica completes when it always has work (a closed loop at its batch cap), measured
+    between the first and the last quarter of the completions."""
+    concurrent = min(replica.max_batch, replica.memory.kv_capacity_tokens / (wl.isl.mean + wl.osl.mean))
+    n = max(400, math.ceil(SATURATION_BATCHES * concurrent))
     isl, osl = _sample(wl, n, seed)
+    if (isl + osl > replica.memory.kv_capacity_tokens).any():
+        return 0.0
+    res = simulate(replica, SimWorkload(np.zeros(n), isl, osl), closed_loop=replica.max_batch)
+    done = np.sort(res.finish_s)
+    k = n // 4
+    span = done[n - k - 1] - done[k]
+    return (n - 2 * k) / span * replica.dp if span > 0 else math.inf
+
+
+def simulated_latency(replica: Replica, wl: Workload, rate: float, slo: SLO, n: int, seed: int,
+                      warmup: float = 0.0) -> tuple[float, float]:
+    """p-th percentile TTFT and TPOT (ms) of the replica at a rate, by event simulation.
+
+    With ``warmup`` seconds the run holds that much more traffic first, left out of the percentiles, and the
+    measured window lasts at least as long again: ``n`` requests or more. A rate above the replica's capacity
+    then shows as a queue that grows through the window, not as the short burst an empty replica absorbs.
+    """
+    per_group = rate / replica.dp
+    measured = max(n, math.ceil(per_group * warmup))
+    total = measured + math.ceil(per_group * warmup)
+    isl, osl = _sample(wl, total, seed)
     cap = replica.memory.kv_capacity_tokens
     keep = isl + osl <= cap  # a request larger than the KV cache cannot run on this replica at all
     if not keep.all():
         return math.inf, math.inf
-    work = SimWorkload(arrivals(n, rate / replica.dp, "poisson", seed), isl, osl)
-    m = summarize(simulate(replica, work), replica.dp, replica.profile.frontend_latency_ms)
+    res = simulate(replica, SimWorkload(arrivals(total, per_group, "poisson", seed), isl, osl))
+    if total > measured:
+        res = res.tail(measured)
+    m = summarize(res, replica.dp, replica.profile.frontend_latency_ms)
     q = slo.percentile
     return getattr(m, f"p{q}_ttft_ms"), getattr(m, f"p{q}_tpot_ms")
 
 
 def verify_goodput(replica: Replica, wl: Workload, slo: SLO, guess: float, n: int, seed: int) -> Goodput:
-    """Goodput per replica by bisection on the simulated percentiles, starting from a screened guess."""
+    """Goodput per replica by simulation: the highest rate, at most ``MAX_UTILIZATION`` of the saturated
+    throughput, whose p-th percentile TTFT and TPOT meet the SLO over ``n`` or more requests measured after a
+    warm-up of two request lifetimes or two relaxation times, whichever is longer. From the screened guess,
+    step up or down by 20% until the verdict changes, then bisect to 5%."""
+    capacity = saturated_rps(replica, wl, seed)
+    if capacity <= 0:
+        return Goodput(0.0, math.inf, math.inf, verified=True, reason="a sampled request does not fit the KV cache")
+    top = MAX_UTILIZATION * capacity
+    lifetimes = warmup_s(wl, slo)
 
     def meets(rate: float) -> tuple[bool, float, float]:
-        ttft, tpot = simulated_latency(replica, wl, rate, slo, n, seed)
+        if rate > top * (1 + 1e-9):
+            return False, math.nan, math.nan
+        warm = max(lifetimes, 2.0 * relaxation_s(rate, capacity))
+        ttft, tpot = simulated_latency(replica, wl, rate, slo, n, seed, warm)
         return ttft <= slo.ttft_ms and tpot <= slo.tpot_ms, ttft, tpot
 
-    lo, hi = 0.0, max(guess, 1e-3) * 1.6
-    best = (0.0, math.inf, math.inf)
-    ok, ttft, tpot = meets(hi)
+    guess = min(max(guess, 1e-3), top)
+    ok, ttft, tpot = meets(guess)
+    last = (ttft, tpot)
     if ok:
-        return Goodput(hi, ttft, tpot, verified=True)
-    probe = max(guess, 1e-3) * 0.8
-    for _ in range(7):
-        ok, ttft, tpot = meets(probe)
-        if ok:
-            lo, best = probe, (probe, ttft, tpot)
-        else:
+        lo, best, hi = guess, (guess, ttft, tpot), None
+        while hi is None:  # the screen is a lower bound as often as not
+            up = min(lo * 1.2, top)
+            if up <= lo:
+                return Goodput(float(best[0]), best[1], best[2], verified=True)
+            ok, ttft, tpot = meets(up)
+            if ok:
+                lo, best = up, (up, ttft, tpot)
+            else:
+                hi = up
+    else:
+        hi, lo, best = guess, 0.0, None
+        for _ in range(12):  # down to 0.8**12 = 7% of the guess
+            probe = hi * 0.8
+            ok, ttft, tpot = meets(probe)
+            last = (ttft, tpot)
+            if ok:
+                lo, best = probe, (probe, ttft, tpot)
+                break
             hi = probe
-        probe = (lo + hi) / 2 if lo > 0 else probe / 2
-        if lo > 0 and hi / lo < 1.05:
-            break
-    if best[0] == 0.0:
-        return Goodput(0.0, ttft, tpot, verified=True, reason="misses the SLO in simulation even at low load")
-    return Goodput(*best, verified=True)
+        if best is None:
+            return Goodput(0.0, *last, verified=True, reason="misses the SLO in simulation even at low load")
+    while hi / lo > 1.05:
+        mid = math.sqrt(lo * hi)
+        ok, ttft, tpot = meets(mid)
+        if ok:
+            lo, best = mid, (mid, ttft, tpot)
+        else:
+            hi = mid
+    return Goodput(float(best[0]), best[1], best[2], verified=True)
 
 
 def replicas_needed(rate_rps: float, goodput_rps: float, min_replicas: int = 1, max_load: float = 1.0) -> int:
@@ -352,33 +447,67 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
             rejected.append(Rejected(label, str(exc)))
             evaluated += n_offers * len(req.batch_caps)
             continue
-        for cap in req.batch_caps:
-            evaluated += n_offers
-            key = PerfKey(model.id, gpu.id, tp, precision.id, cap)
-            replica = build_replica(model, gpu, tp, tp, precision, profile, max_batch=cap)
-            g = screen_goodput(replica, req.workload, req.slo)
+        evaluated += n_offers * len(req.batch_caps)
+        replicas = [build_replica(model, gpu, tp, tp, precision, profile, max_batch=cap) for cap in req.batch_caps]
+        for cap, replica, g in zip(req.batch_caps, replicas, screen_goodputs(replicas, req.workload, req.slo),
+                                   strict=True):
             if g.rps <= 0:
                 rejected.append(Rejected(f"{label} batch<={cap}", g.reason))
-            screened[key] = (replica, g)
+            screened[PerfKey(model.id, gpu.id, tp, precision.id, cap)] = (replica, g)
     if progress:
         progress(f"screened {len(screened)} configurations on {len(offers)} offers")
-    cands, every = _rank(screened, by_gpu, req, judge.notes)
+    priced: dict = {}
+    corrected = _Corrected(screened)
+    cands, every = _rank(screened, by_gpu, req, judge.notes, priced)
     for _ in range(8):  # verify the leaders by simulation until the top of the ranking is verified
         todo = [c for c in cands[: req.verify_top] if not c.verified]
         if not todo:
             break
-        for c in {PerfKey(c.model, c.gpu, c.tp, c.precision, c.max_batch) for c in todo}:
-            replica, g = screened[c]
+        view = corrected.view()
+        for c in sorted({PerfKey(c.model, c.gpu, c.tp, c.precision, c.max_batch) for c in todo},
+                        key=lambda k: (k.model, k.gpu, k.tp, k.precision, k.max_batch)):
+            replica, g = view[c]
             screened[c] = (replica, verify_goodput(replica, req.workload, req.slo, g.rps, req.sim_requests, req.seed))
             if progress:
                 progress(f"verified {c.model} {c.gpu} TP{c.tp} {c.precision} batch<={c.max_batch}")
-        cands, every = _rank(screened, by_gpu, req, judge.notes)
+        cands, every = _rank(screened, by_gpu, req, judge.notes, priced)
     if not cands:
         raise InfeasibleError(_why_none(rejected, req))
     result = PlanResult(req, cands, _dedupe(rejected), evaluated, time.perf_counter() - start)
     result.pareto = pareto_front(cands)
     result.all_batch_caps = every
     return result
+
+
+class _Corrected:
+    """The screened goodputs as the ranking sees them: once one batch cap of a configuration is verified, its
+    other caps' screens are scaled by the verified / screened ratio of the nearest verified cap. The screen errs
+    alike across caps of one configuration (on TPOT-bound ones it over-estimates by up to half), so without
+    this each verified cap would be overtaken by the next unverified one, and every cap simulated in turn.
+    Only the order changes: a scaled screen is still unverified, and verified before it is reported."""
+
+    def __init__(self, screened: dict) -> None:
+        self.screened = screened
+        self.screens = {k: g for k, (_, g) in screened.items()}  # the screen's own figures
+        self.scaled: dict = {}  # key -> (ratio, Goodput): the same object while the ratio holds
+
+    def view(self) -> dict:
+        ratios: dict[tuple, list[tuple[int, float]]] = {}
+        for k, (_, g) in self.screened.items():
+            first = self.screens[k].rps
+            if g.verified and first > 0:
+                ratios.setdefault((k.model, k.gpu, k.tp, k.precision), []).append((k.max_batch, g.rps / first))
+        out = {}
+        for k, (replica, g) in self.screened.items():
+            known = ratios.get((k.model, k.gpu, k.tp, k.precision))
+            if not g.verified and g.rps > 0 and known:
+                ratio = min(known, key=lambda cr: (abs(math.log(cr[0] / k.max_batch)), cr[0]))[1]
+                hit = self.scaled.get(k)
+                if hit is None or hit[0] != ratio:
+                    hit = self.scaled[k] = (ratio, replace(g, rps=g.rps * ratio))
+                g = hit[1]
+            out[k] = (replica, g)
+        return out
 
 
 def _cost_order(c: Candidate) -> tuple:
@@ -396,14 +525,19 @@ def _check_headroom(req: PlanRequest) -> None:
     check_filters(req.max_quality_drop_pct, req.confidence)
 
 
-def _rank(screened, by_gpu, req: PlanRequest, notes=None) -> tuple[list[Candidate], list[Candidate]]:
+def _rank(screened, by_gpu, req: PlanRequest, notes=None, priced=None) -> tuple[list[Candidate], list[Candidate]]:
+    """Every (configuration, offer) priced and ranked; ``priced`` (a dict kept across calls) holds each
+    configuration's candidates until its goodput changes (a verification)."""
+    priced = {} if priced is None else priced
     cands = []
     for key, (_, g) in screened.items():
-        ann = (notes or {}).get((key.model, key.gpu, key.precision))
-        for offer in by_gpu[key.gpu]:
-            c = _price_candidate(key, offer, g, req)
-            if c is not None:
-                cands.append(_annotated(c, ann))
+        hit = priced.get(key)
+        if hit is None or hit[0] is not g:
+            ann = (notes or {}).get((key.model, key.gpu, key.precision))
+            mine = [_annotated(c, ann) for c in (_price_candidate(key, o, g, req) for o in by_gpu[key.gpu])
+                    if c is not None]
+            hit = priced[key] = (g, mine)
+        cands.extend(hit[1])
     cands.sort(key=_cost_order)
     # The batch cap is a tuning knob: keep the best cap for each configuration on each offer.
     best: dict[tuple, Candidate] = {}
