@@ -12,8 +12,8 @@ Demand, 720 hourly periods (30 days):
 * synthetic (always a second row; the goal case with ``--synthetic``):
   ``synthetic_series(SyntheticSpec(days=30, period_s=3600, base_rps=200), seed=0)``.
 
-For each demand, ``fleetwise.allocate.model.plan_allocation(offers, demand, 1.0, Policy())`` - the two-stage
-method (integer reservations with continuous counts, then integer counts with reservations fixed at that
+For each demand, ``fleetwise.allocate.model.plan_allocation(offers, demand, 1.0, AllocationRules())`` - the
+two-stage method (integer reservations with continuous counts, then integer counts with reservations fixed at that
 answer and +/- 1) - is timed as the median of ``--repeats`` calls. The table gives the periods, offers, the
 integer variables of the full problem (2 x offers x periods spot / on-demand counts + one per priced
 reservation term), solve time, total cost (``total_usd``, cold starts included), the lower bound
@@ -89,8 +89,8 @@ def reservations_text(alloc) -> str:
     return ", ".join(items) if items else "none"
 
 
-def n_reservation_vars(offers, policy) -> int:
-    return sum(1 for o in offers for t in policy.reserved_terms if o.price(t) is not None)
+def n_reservation_vars(offers, rules) -> int:
+    return sum(1 for o in offers for t in rules.reserved_terms if o.price(t) is not None)
 
 
 def main() -> int:
@@ -108,7 +108,7 @@ def main() -> int:
 
     from dataclasses import replace
 
-    from fleetwise.allocate.model import Policy, plan_allocation, solve
+    from fleetwise.allocate.model import AllocationRules, plan_allocation, solve
 
     cases, notes = demands(args.synthetic)
     for n in notes:
@@ -116,8 +116,8 @@ def main() -> int:
     print("planning offers ", end="", file=sys.stderr, flush=True)
     offers, plan_s = build_offers()
     print(f"({plan_s:.1f} s)", file=sys.stderr)
-    policy = Policy()
-    R = n_reservation_vars(offers, policy)
+    rules = AllocationRules()
+    R = n_reservation_vars(offers, rules)
 
     rows = []
     for label, demand in cases:
@@ -126,7 +126,7 @@ def main() -> int:
         times, alloc = [], None
         for _ in range(args.repeats):
             t0 = time.perf_counter()
-            alloc = plan_allocation(offers, demand, 1.0, policy)
+            alloc = plan_allocation(offers, demand, 1.0, rules)
             times.append(time.perf_counter() - t0)
             print(".", end="", file=sys.stderr, flush=True)
         row = {"demand": label, "periods": T, "offers": O, "integer_vars": 2 * O * T + R,
@@ -138,7 +138,7 @@ def main() -> int:
         if not args.no_full:
             print(" full MILP", end="", file=sys.stderr, flush=True)
             t0 = time.perf_counter()
-            full = solve(offers, demand, 1.0, replace(policy, time_limit_s=args.full_time_limit))
+            full = solve(offers, demand, 1.0, replace(rules, time_limit_s=args.full_time_limit))
             row["full"] = {"solve_s": time.perf_counter() - t0, "time_limit_s": args.full_time_limit,
                            "total_usd": full.total_usd, "lower_bound_usd": full.lower_bound_usd, "gap": full.gap,
                            "status": full.status, "reservations": reservations_text(full),
@@ -164,7 +164,7 @@ def main() -> int:
                                    "gap_ok": ok_gap, "time_ok": ok_time, "verdict": verdict}}, indent=2))
         return 0
 
-    print(f"Allocation MILP: {PERIODS} hourly periods, {len(offers)} offers, Policy() defaults, "
+    print(f"Allocation MILP: {PERIODS} hourly periods, {len(offers)} offers, AllocationRules() defaults, "
           f"{os.cpu_count()} CPU cores\n")
     print(f"Offers from plan() for llama-3.1-8b on AWS (isl 914, osl 155, 200 req/s, SLO 1000/50 ms), "
           f"plan took {plan_s:.1f} s (not in the MILP time):\n")

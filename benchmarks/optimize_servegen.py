@@ -132,7 +132,7 @@ def main() -> int:
 
     from fleetwise.allocate.compare import compare
     from fleetwise.allocate.evaluate import Schedule, evaluate, spot_uniforms
-    from fleetwise.allocate.model import Policy, solve
+    from fleetwise.allocate.model import AllocationRules, solve
     from fleetwise.errors import ConfigError
     from fleetwise.traffic import load_series
 
@@ -145,14 +145,14 @@ def main() -> int:
     offers = build_offers(args.fine_fraction)
     plan_s = time.perf_counter() - t0
     print(f"({plan_s:.1f} s)", file=sys.stderr)
-    policy = Policy()
+    rules = AllocationRules()
 
     runs = {}
     for q in quantiles:
         print(f"compare, quantile {q:g} ", end="", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         try:
-            cmp = compare(series, offers, train_days=args.train_days, eval_days=args.eval_days, quantile=q, policy=policy,
+            cmp = compare(series, offers, train_days=args.train_days, eval_days=args.eval_days, quantile=q, rules=rules,
                           seed=args.seed, oracle_forecast=args.oracle_forecast, progress=lambda k, n: print(".", end="", file=sys.stderr, flush=True))
         except ConfigError as exc:
             sys.exit(f"optimize_servegen: {exc}")
@@ -167,11 +167,11 @@ def main() -> int:
     if not args.no_full_hindsight:
         print("full-MILP hindsight ", end="", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
-        full = solve(offers, ref.demand_rps, ref.period_h, replace(policy, time_limit_s=args.full_time_limit))
+        full = solve(offers, ref.demand_rps, ref.period_h, replace(rules, time_limit_s=args.full_time_limit))
         full_s = time.perf_counter() - t0
         u = spot_uniforms(len(offers), len(ref.demand_rps), args.seed)
         full_ev = evaluate(Schedule("hindsight (full MILP)", offers, full.reserved, full.spot, full.on_demand),
-                           ref.demand_rps, ref.period_h, cold_start_s=policy.cold_start_s, uniforms=u)
+                           ref.demand_rps, ref.period_h, cold_start_s=rules.cold_start_s, uniforms=u)
         print(f"{full_s:.1f} s", file=sys.stderr)
     train_rps = series.values[: int(round(args.train_days * series.steps_per_day))]
     best_ref = full_ev if full_ev is not None and full_ev.cost_usd < hind.cost_usd else hind
@@ -230,7 +230,7 @@ def main() -> int:
 
     days = len(ref.demand_rps) * ref.period_h / 24
     print(f"Allocation on ServeGen m-large from day {args.start_day}: train {args.train_days:g} days, operate {days:g} days at "
-          f"{series.period_s / 60:g}-minute steps, llama-3.1-8b, {len(offers)} AWS offers, Policy() defaults, "
+          f"{series.period_s / 60:g}-minute steps, llama-3.1-8b, {len(offers)} AWS offers, AllocationRules() defaults, "
           f"{os.cpu_count()} CPU cores" + (", rolling layer given the ACTUAL future (--oracle-forecast)"
                                           if args.oracle_forecast else ""))
     if tokens:

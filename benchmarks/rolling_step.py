@@ -5,10 +5,10 @@ SLO(1000, 50), clouds=["aws", "gcp", "azure"]))`` then ``offers_from_plan(result
 (exactly 10; ``--fine-fraction 0.25`` adds the fine-grained offers the CLI would); should fewer than 10 come back, hand-made offers with catalog-like capacities and prices fill the
 list (the table says so).
 
-Reservations: ``plan_allocation(offers, day 1 of the ServeGen 10-minute series, 1/6 h, Policy())``; the fleet
-running at the start is that plan's last period. Then ``fleetwise.allocate.rolling.operate(offers, reserved,
-forecasts, period_h, Policy(), RollingConfig())`` runs over day 2 (``--days`` days): 144 steps of 10 minutes
-per day. The forecast path of step k is the *actual* series over the look-ahead window starting at step k
+Reservations: ``plan_allocation(offers, day 1 of the ServeGen 10-minute series, 1/6 h, AllocationRules())``; the
+fleet running at the start is that plan's last period. Then ``fleetwise.allocate.rolling.operate(offers, reserved,
+forecasts, period_h, AllocationRules(), RollingConfig())`` runs over day 2 (``--days`` days): 144 steps of 10
+minutes per day. The forecast path of step k is the *actual* series over the look-ahead window starting at step k
 (``RollingConfig().lookahead_steps`` periods) times 1.15, a stand-in for a P95 forecast, so the timing is that
 of the optimizer alone (forecasting is not included). Each step re-solves a small MILP (reservations fixed,
 per-offer starts, damping, soft demand) with HiGHS' per-step time limit of
@@ -83,14 +83,14 @@ def run(offers, values, period_s: float, days: int):
     import numpy as np
 
     from fleetwise.allocate.evaluate import evaluate
-    from fleetwise.allocate.model import Policy, plan_allocation
+    from fleetwise.allocate.model import AllocationRules, plan_allocation
     from fleetwise.allocate.rolling import RollingConfig, operate
 
-    policy, cfg = Policy(), RollingConfig()
+    rules, cfg = AllocationRules(), RollingConfig()
     per_day = round(86_400 / period_s)
     period_h = period_s / 3600
     t0 = time.perf_counter()
-    res_plan = plan_allocation(offers, values[:per_day], period_h, policy)
+    res_plan = plan_allocation(offers, values[:per_day], period_h, rules)
     res_plan_s = time.perf_counter() - t0
     reserved = {k: v for k, v in res_plan.reserved.items() if v > 0}
     H = cfg.lookahead_steps
@@ -98,11 +98,11 @@ def run(offers, values, period_s: float, days: int):
     start = per_day
     forecasts = np.array([values[start + k : start + k + H] * FORECAST_MARGIN for k in range(n)])
     t0 = time.perf_counter()
-    schedule, actions, opt = operate(offers, reserved, forecasts, period_h, policy, cfg,
+    schedule, actions, opt = operate(offers, reserved, forecasts, period_h, rules, cfg,
                                      initial=(res_plan.spot[:, -1], res_plan.on_demand[:, -1]))
     wall = time.perf_counter() - t0
     ms = np.array(opt.solve_times_s) * 1000
-    ev = evaluate(schedule, values[start : start + n], period_h, cold_start_s=policy.cold_start_s)
+    ev = evaluate(schedule, values[start : start + n], period_h, cold_start_s=rules.cold_start_s)
     return {
         "period_s": period_s, "steps": n, "lookahead_steps": H, "lead_steps": opt.lead_steps,
         "step_time_limit_s": cfg.step_time_limit_s, "reservation_plan_s": res_plan_s,

@@ -1,4 +1,4 @@
-"""Shared helpers of the allocation tests: offers, a clean policy and a brute-force optimum."""
+"""Shared helpers of the allocation tests: offers, clean rules and a brute-force optimum."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ import math
 
 import numpy as np
 
-from fleetwise.allocate.model import Policy
+from fleetwise.allocate.model import AllocationRules
 from fleetwise.allocate.offers import CapacityOffer, spot_availability
 
 # No cold starts, no switching penalty, no spot cap, no non-spot floor, exact MIP: total_usd is the objective.
-CLEAN = Policy(cold_start_s=0, switch_penalty_h=0, max_spot_share=1, min_nonspot_share=0, mip_rel_gap=0)
+CLEAN = AllocationRules(cold_start_s=0, switch_penalty_h=0, max_spot_share=1, min_nonspot_share=0,
+                        mip_rel_gap=0)
 
 
 def offer(oid: str = "a", capacity: float = 10.0, *, od: float | None = 1.0, spot: float | None = None,
@@ -22,26 +23,27 @@ def offer(oid: str = "a", capacity: float = 10.0, *, od: float | None = 1.0, spo
     return CapacityOffer(oid, capacity, prices, hazard, max_instances=dict(caps or {}))
 
 
-def brute_force(offers: list[CapacityOffer], demand, period_h: float, policy: Policy = CLEAN) -> float:
+def brute_force(offers: list[CapacityOffer], demand, period_h: float,
+                rules: AllocationRules = CLEAN) -> float:
     """The optimal running cost by enumerating every integer count (reservations jointly, then each period).
 
-    Cold starts are not counted: use it with ``cold_start_s=0`` policies (or compare with the MILP objective).
+    Cold starts are not counted: use it with ``cold_start_s=0`` rules (or compare with the MILP objective).
     Returns inf when nothing is feasible.
     """
     demand = np.asarray(demand, dtype=float)
     T = len(demand)
     peak = float(demand.max()) if T else 0.0
     cap = np.array([o.capacity_rps for o in offers])
-    avail = np.array([spot_availability(o.hazard_per_hour, policy.cold_start_s) for o in offers])
+    avail = np.array([spot_availability(o.hazard_per_hour, rules.cold_start_s) for o in offers])
 
     def bound(o, tier, a=1.0):
-        if o.price(tier) is None or (tier == "spot" and not policy.allow_spot):
+        if o.price(tier) is None or (tier == "spot" and not rules.allow_spot):
             return 0
         n = math.ceil(peak / (o.capacity_rps * a) + 1e-9) + 1
         return int(min(n, o.cap(tier)))
 
     # reservation choices: (offer index, term, count)
-    res_vars = [(i, t) for i, o in enumerate(offers) for t in policy.reserved_terms if o.price(t) is not None]
+    res_vars = [(i, t) for i, o in enumerate(offers) for t in rules.reserved_terms if o.price(t) is not None]
     res_ranges = [range(bound(offers[i], t) + 1) for i, t in res_vars]
     # per-period choices: spot and on-demand per offer
     per_ranges = []
@@ -61,8 +63,8 @@ def brute_force(offers: list[CapacityOffer], demand, period_h: float, policy: Po
         cost = sum(n * offers[i].price(t) * period_h * T for n, (i, t) in zip(counts, res_vars))
         for d in demand:
             total = res_cap + od_cap + spot_cap
-            ok = (total >= d - 1e-9) & (res_cap + od_cap >= policy.min_nonspot_share * d - 1e-9)
-            ok &= spot_cap <= policy.max_spot_share * total + 1e-9
+            ok = (total >= d - 1e-9) & (res_cap + od_cap >= rules.min_nonspot_share * d - 1e-9)
+            ok &= spot_cap <= rules.max_spot_share * total + 1e-9
             if not ok.any():
                 cost = math.inf
                 break

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fleetwise.allocate import model
-from fleetwise.allocate.model import Damping, Policy, allocation_cost, plan_allocation, solve
+from fleetwise.allocate.model import AllocationRules, Damping, allocation_cost, plan_allocation, solve
 from fleetwise.allocate.offers import spot_availability
 from fleetwise.errors import ConfigError, InfeasibleError
 
@@ -73,12 +73,12 @@ def test_two_offers_mix_by_hand():
 
 
 def test_cold_start_cost_is_added_to_total():
-    policy = replace(CLEAN, cold_start_s=360.0)  # 0.1 h per start
-    alloc = solve([offer("a", 10, od=1.0)], np.array([10.0, 20.0, 0.0, 10.0]), 1.0, policy)
+    rules = replace(CLEAN, cold_start_s=360.0)  # 0.1 h per start
+    alloc = solve([offer("a", 10, od=1.0)], np.array([10.0, 20.0, 0.0, 10.0]), 1.0, rules)
     assert alloc.on_demand.tolist() == [[1, 2, 0, 1]]
     # 4 running hours + 3 starts (0->1, 1->2, 0->1) x 0.1 h, all at $1/h
     assert alloc.total_usd == pytest.approx(4.0 + 0.3)
-    assert allocation_cost(alloc, policy)["on_demand"] == pytest.approx(4.3)
+    assert allocation_cost(alloc, rules)["on_demand"] == pytest.approx(4.3)
 
 
 # ----------------------------------------------------------------------------------------------- reservations
@@ -93,7 +93,7 @@ def test_constant_demand_buys_reservations():
     assert alloc.cost_usd["reserved"] == pytest.approx(43.2)
 
 
-def test_cheapest_term_wins_and_policy_terms_are_respected():
+def test_cheapest_term_wins_and_rules_terms_are_respected():
     o = offer("a", 10, od=1.0, r1=0.6, r3=0.45)
     alloc = solve([o], np.full(12, 20.0), 1.0, CLEAN)
     assert alloc.reserved == {("a", "reserved_3y"): 2}
@@ -135,12 +135,12 @@ def test_reservations_cover_the_base_and_on_demand_the_peaks():
 
 
 def test_spot_only_cover_needs_ceil_of_discounted_capacity():
-    policy = replace(CLEAN, cold_start_s=300.0)
+    rules = replace(CLEAN, cold_start_s=300.0)
     o = offer("s", 10, od=None, spot=0.3, hazard=0.5)
     a = spot_availability(0.5, 300.0)
     assert a == pytest.approx(1 / 1.025)
     demand = np.array([20.0, 9.7, 9.8, 0.0])
-    alloc = solve([o], demand, 1.0, policy)
+    alloc = solve([o], demand, 1.0, rules)
     expected = [math.ceil(d / (10 * a)) for d in demand]
     assert expected == [3, 1, 2, 0]  # without the discount it would be [2, 1, 1, 0]
     assert alloc.spot.tolist() == [expected]
@@ -206,17 +206,17 @@ def test_reserved_availability_cap_in_solve():
     assert alloc.total_usd == pytest.approx(2 * 0.5 * 6 + 3 * 6)
 
 
-def test_default_policy_constraints_hold_on_a_mixed_fleet():
+def test_default_rules_constraints_hold_on_a_mixed_fleet():
     offers = [offer("big", 20, od=4.0, spot=1.6, r1=2.6, hazard=0.05),
               offer("small", 6, od=1.5, spot=0.5, hazard=0.1, caps={"spot": 4})]
     demand = np.array([60, 80, 120, 150, 90, 40, 30, 100], dtype=float)
-    policy = Policy()
-    alloc = solve(offers, demand, 1.0, policy)
+    rules = AllocationRules()
+    alloc = solve(offers, demand, 1.0, rules)
     _assert_integral(alloc)
     cap = alloc.capacity_rps()
     assert np.all(cap >= demand - 1e-6)
-    assert np.all(_spot_cap(alloc) <= policy.max_spot_share * cap + 1e-6)
-    assert np.all(_nonspot_cap(alloc) >= policy.min_nonspot_share * demand - 1e-6)
+    assert np.all(_spot_cap(alloc) <= rules.max_spot_share * cap + 1e-6)
+    assert np.all(_nonspot_cap(alloc) >= rules.min_nonspot_share * demand - 1e-6)
     assert np.all(alloc.spot[1] <= 4)
     assert alloc.gap >= 0 and alloc.lower_bound_usd <= alloc.total_usd + 1e-9
 
@@ -238,36 +238,36 @@ def _problems(draw):
                       "hazard": draw(st.sampled_from([0.0, 0.5, 2.0]))})
     demand = draw(st.lists(st.integers(0, 35), min_size=2, max_size=4))
     extra = draw(st.lists(st.integers(0, 10), min_size=len(demand), max_size=len(demand)))
-    policy = replace(CLEAN, max_spot_share=draw(st.sampled_from([1.0, 0.7, 0.5])),
-                     min_nonspot_share=draw(st.sampled_from([0.0, 0.3])), reserved_terms=("reserved_1y",))
-    return specs, np.array(demand, float), np.array(extra, float), policy
+    rules = replace(CLEAN, max_spot_share=draw(st.sampled_from([1.0, 0.7, 0.5])),
+                    min_nonspot_share=draw(st.sampled_from([0.0, 0.3])), reserved_terms=("reserved_1y",))
+    return specs, np.array(demand, float), np.array(extra, float), rules
 
 
 @HYP
 @given(_problems())
 def test_solve_matches_brute_force(problem):
-    specs, demand, _, policy = problem
+    specs, demand, _, rules = problem
     offers = [offer(**s) for s in specs]
-    alloc = solve(offers, demand, 1.0, policy)
-    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, policy), rel=1e-6, abs=1e-9)
+    alloc = solve(offers, demand, 1.0, rules)
+    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, rules), rel=1e-6, abs=1e-9)
     _assert_integral(alloc)
 
 
 @HYP
 @given(_problems(), st.floats(0.2, 0.95))
 def test_solve_cheaper_spot_never_costs_more(problem, factor):
-    specs, demand, _, policy = problem
-    base = solve([offer(**s) for s in specs], demand, 1.0, policy).total_usd
-    cheaper = solve([offer(**{**s, "spot": s["spot"] * factor}) for s in specs], demand, 1.0, policy).total_usd
+    specs, demand, _, rules = problem
+    base = solve([offer(**s) for s in specs], demand, 1.0, rules).total_usd
+    cheaper = solve([offer(**{**s, "spot": s["spot"] * factor}) for s in specs], demand, 1.0, rules).total_usd
     assert cheaper <= base * (1 + 1e-9) + 1e-9
 
 
 @HYP
 @given(_problems())
 def test_solve_more_demand_never_costs_less(problem):
-    specs, demand, extra, policy = problem
+    specs, demand, extra, rules = problem
     offers = [offer(**s) for s in specs]
-    assert solve(offers, demand + extra, 1.0, policy).total_usd >= solve(offers, demand, 1.0, policy).total_usd - 1e-9
+    assert solve(offers, demand + extra, 1.0, rules).total_usd >= solve(offers, demand, 1.0, rules).total_usd - 1e-9
 
 
 # -------------------------------------------------------------------------------------------- plan_allocation
@@ -276,14 +276,14 @@ def test_solve_more_demand_never_costs_less(problem):
 def test_plan_allocation_bound_and_gap():
     offers = [offer("big", 20, od=4.0, spot=1.6, r1=2.6, r3=1.9, hazard=0.05), offer("small", 6, od=1.5, spot=0.5)]
     demand = np.round(50 + 30 * np.sin(np.arange(24) / 24 * 2 * np.pi))
-    alloc = plan_allocation(offers, demand, 1.0, Policy())
+    alloc = plan_allocation(offers, demand, 1.0, AllocationRules())
     assert alloc.gap >= 0
     assert alloc.lower_bound_usd <= alloc.total_usd + 1e-9
     assert alloc.gap == pytest.approx(1 - alloc.lower_bound_usd / alloc.total_usd)
     assert np.all(alloc.capacity_rps() >= demand - 1e-6)
     _assert_integral(alloc)
     # the planner is never worse than the plain MILP without reservations
-    no_res = solve(offers, demand, 1.0, replace(Policy(), reserved_terms=()))
+    no_res = solve(offers, demand, 1.0, replace(AllocationRules(), reserved_terms=()))
     assert alloc.total_usd <= no_res.total_usd * (1 + 1e-9)
 
 
@@ -299,9 +299,9 @@ def planner_path(request, monkeypatch):
 @pytest.mark.parametrize("demand", [[30.0] * 8, [30.0, 30.0, 50.0, 30.0, 30.0, 30.0], [5.0, 25.0, 12.0]])
 def test_plan_allocation_matches_brute_force_on_tiny_problems(demand, planner_path):
     offers = [offer("a", 10, od=1.0, spot=0.4, r1=0.6)]
-    policy = replace(CLEAN, max_spot_share=0.5, reserved_terms=("reserved_1y",))
-    alloc = plan_allocation(offers, np.array(demand), 1.0, policy)
-    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, policy), rel=1e-9)
+    rules = replace(CLEAN, max_spot_share=0.5, reserved_terms=("reserved_1y",))
+    alloc = plan_allocation(offers, np.array(demand), 1.0, rules)
+    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, rules), rel=1e-9)
     assert alloc.gap >= 0 and alloc.lower_bound_usd <= alloc.total_usd + 1e-9
 
 
@@ -309,22 +309,22 @@ def test_plan_allocation_matches_brute_force_on_tiny_problems(demand, planner_pa
 def test_plan_allocation_without_reserved_prices(demand, planner_path):
     # GCP / Azure / Lambda offers have no reserved tier: the planner buys spot + on-demand only, optimally.
     offers = [offer("g", 10, od=1.0, spot=0.4), offer("l", 25, od=2.0)]
-    policy = replace(CLEAN, max_spot_share=0.5)
-    alloc = plan_allocation(offers, np.array(demand), 1.0, policy)
+    rules = replace(CLEAN, max_spot_share=0.5)
+    alloc = plan_allocation(offers, np.array(demand), 1.0, rules)
     assert alloc.reserved == {} and alloc.cost_usd["reserved"] == 0.0
-    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, policy), rel=1e-9)
+    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, rules), rel=1e-9)
     assert alloc.spot.sum() > 0
     assert np.all(alloc.capacity_rps() >= np.array(demand) - 1e-6)
 
 
 def test_plan_allocation_finds_a_single_reservation():
     # the continuous relaxation buys no reservation here; the optimum buys one
-    policy = replace(Policy(), cold_start_s=0, switch_penalty_h=0, reserved_terms=("reserved_1y",), mip_rel_gap=0)
+    rules = replace(AllocationRules(), cold_start_s=0, switch_penalty_h=0, reserved_terms=("reserved_1y",), mip_rel_gap=0)
     o = offer("o0", 10.0, od=0.78, spot=0.197, r1=0.618, hazard=0.5)
     demand = np.array([1.0, 9.0, 35.0])
-    best = brute_force([o], demand, 1.0, policy)
-    assert solve([o], demand, 1.0, policy).total_usd == pytest.approx(best)  # the MILP finds it
-    assert plan_allocation([o], demand, 1.0, policy).total_usd == pytest.approx(best, rel=1e-6)
+    best = brute_force([o], demand, 1.0, rules)
+    assert solve([o], demand, 1.0, rules).total_usd == pytest.approx(best)  # the MILP finds it
+    assert plan_allocation([o], demand, 1.0, rules).total_usd == pytest.approx(best, rel=1e-6)
 
 
 _SPECS = [{"oid": "o0", "capacity": 5.0, "od": 1.2693, "spot": 0.8276, "r1": 1.1196, "hazard": 0.5},
@@ -333,20 +333,20 @@ _SPECS = [{"oid": "o0", "capacity": 5.0, "od": 1.2693, "spot": 0.8276, "r1": 1.1
 
 def test_plan_allocation_cheaper_spot_never_costs_more():
     # 30% cheaper spot makes the relaxation drop its reservation; the plan must not get dearer
-    policy = replace(Policy(), cold_start_s=0, switch_penalty_h=0, reserved_terms=("reserved_1y",))
+    rules = replace(AllocationRules(), cold_start_s=0, switch_penalty_h=0, reserved_terms=("reserved_1y",))
     demand = np.array([20.0, 5.0, 7.0])
-    base = plan_allocation([offer(**s) for s in _SPECS], demand, 1.0, policy)
-    cheaper = plan_allocation([offer(**{**s, "spot": s["spot"] * 0.7}) for s in _SPECS], demand, 1.0, policy)
-    assert cheaper.total_usd <= base.total_usd * (1 + policy.mip_rel_gap)
+    base = plan_allocation([offer(**s) for s in _SPECS], demand, 1.0, rules)
+    cheaper = plan_allocation([offer(**{**s, "spot": s["spot"] * 0.7}) for s in _SPECS], demand, 1.0, rules)
+    assert cheaper.total_usd <= base.total_usd * (1 + rules.mip_rel_gap)
 
 
 def test_plan_allocation_more_demand_never_costs_less():
     # the smaller demand is the one whose relaxation buys no reservation
-    policy = replace(Policy(), cold_start_s=0, switch_penalty_h=0, reserved_terms=("reserved_1y",))
+    rules = replace(AllocationRules(), cold_start_s=0, switch_penalty_h=0, reserved_terms=("reserved_1y",))
     o = offer("o0", 10.0, od=0.78, spot=0.197, r1=0.618, hazard=0.5)
-    low = plan_allocation([o], np.array([1.0, 9.0, 35.0]), 1.0, policy)
-    high = plan_allocation([o], np.array([5.0, 17.0, 35.0]), 1.0, policy)
-    assert high.total_usd >= low.total_usd * (1 - policy.mip_rel_gap)
+    low = plan_allocation([o], np.array([1.0, 9.0, 35.0]), 1.0, rules)
+    high = plan_allocation([o], np.array([5.0, 17.0, 35.0]), 1.0, rules)
+    assert high.total_usd >= low.total_usd * (1 - rules.mip_rel_gap)
 
 
 @pytest.mark.parametrize("max_sets", [model.MAX_EXHAUSTIVE_SETS, 0], ids=["every-set", "two-stage+milp"])
@@ -361,33 +361,33 @@ def test_plan_allocation_matches_brute_force(problem, max_sets):
 
 
 def _matches_brute_force(problem):
-    specs, demand, _, policy = problem
+    specs, demand, _, rules = problem
     offers = [offer(**s) for s in specs]
-    alloc = plan_allocation(offers, demand, 1.0, policy)
-    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, policy), rel=1e-6, abs=1e-9)
+    alloc = plan_allocation(offers, demand, 1.0, rules)
+    assert alloc.total_usd == pytest.approx(brute_force(offers, demand, 1.0, rules), rel=1e-6, abs=1e-9)
     assert alloc.gap >= 0 and alloc.lower_bound_usd <= alloc.total_usd + 1e-6
 
 
 @HYP
 @given(_problems(), st.floats(0.2, 0.95))
 def test_plan_allocation_monotone(problem, factor):
-    specs, demand, extra, policy = problem
+    specs, demand, extra, rules = problem
     offers = [offer(**s) for s in specs]
-    base = plan_allocation(offers, demand, 1.0, policy).total_usd
-    assert plan_allocation(offers, demand + extra, 1.0, policy).total_usd >= base - 1e-9
+    base = plan_allocation(offers, demand, 1.0, rules).total_usd
+    assert plan_allocation(offers, demand + extra, 1.0, rules).total_usd >= base - 1e-9
     cheaper = [offer(**{**s, "spot": s["spot"] * factor}) for s in specs]
-    assert plan_allocation(cheaper, demand, 1.0, policy).total_usd <= base + 1e-9
+    assert plan_allocation(cheaper, demand, 1.0, rules).total_usd <= base + 1e-9
 
 
 @pytest.mark.parametrize(("demand", "extra"), [([30.0] * 6, [0, 5, 0, 5, 0, 5]), ([10.0, 40.0, 20.0], [10, 0, 15])])
 def test_plan_allocation_monotone_on_easy_cases(demand, extra):
     o = offer("a", 10, od=1.0, spot=0.35, r1=0.6, hazard=0.2)
-    policy = replace(Policy(), cold_start_s=0, switch_penalty_h=0)
+    rules = replace(AllocationRules(), cold_start_s=0, switch_penalty_h=0)
     d = np.array(demand)
-    base = plan_allocation([o], d, 1.0, policy).total_usd
-    assert plan_allocation([o], d + np.array(extra), 1.0, policy).total_usd >= base * (1 - 0.004)
+    base = plan_allocation([o], d, 1.0, rules).total_usd
+    assert plan_allocation([o], d + np.array(extra), 1.0, rules).total_usd >= base * (1 - 0.004)
     cheaper = offer("a", 10, od=1.0, spot=0.25, r1=0.6, hazard=0.2)
-    assert plan_allocation([cheaper], d, 1.0, policy).total_usd <= base * (1 + 0.004)
+    assert plan_allocation([cheaper], d, 1.0, rules).total_usd <= base * (1 + 0.004)
 
 
 def test_plan_allocation_respects_reserved_cap():
@@ -427,10 +427,10 @@ def test_infeasible_peak_above_caps():
 def test_infeasible_non_spot_floor_with_spot_only():
     o = offer("s", 10, od=None, spot=0.3)
     with pytest.raises(InfeasibleError, match="non-spot floor") as info:
-        solve([o], np.array([10.0, 20.0]), 1.0, Policy())
+        solve([o], np.array([10.0, 20.0]), 1.0, AllocationRules())
     _one_line(info.value)
     with pytest.raises(InfeasibleError, match="only spot capacity"):
-        solve([o], np.array([10.0, 20.0]), 1.0, Policy(min_nonspot_share=0.0))
+        solve([o], np.array([10.0, 20.0]), 1.0, AllocationRules(min_nonspot_share=0.0))
     # with no floor and no cap, spot alone is fine
     assert solve([o], np.array([10.0, 20.0]), 1.0, CLEAN).spot.tolist() == [[1, 2]]
 
@@ -462,9 +462,9 @@ def test_bad_period_is_config_error(period_h):
 
 @pytest.mark.parametrize("kwargs", [{"max_spot_share": 1.5}, {"min_nonspot_share": -0.1}, {"cold_start_s": -1},
                                     {"switch_penalty_h": -1}, {"reserved_terms": ("reserved_5y",)}])
-def test_bad_policy_is_config_error(kwargs):
+def test_bad_rules_are_config_error(kwargs):
     with pytest.raises(ConfigError):
-        Policy(**kwargs)
+        AllocationRules(**kwargs)
 
 
 def test_soft_demand_shortfall_only_where_caps_bind():
@@ -486,22 +486,22 @@ def test_soft_demand_shortfall_only_where_caps_bind():
 
 def test_soft_demand_with_damping_limits_the_ramp():
     o = offer("a", 10, od=1.0)
-    policy = replace(CLEAN)
+    rules = replace(CLEAN)
     damping = Damping(up=2, down=1, initial_spot=np.zeros(1), initial_on_demand=np.array([1.0]))
-    alloc = solve([o], np.array([10.0, 80.0, 80.0]), 1.0, policy, damping=damping, soft_demand_penalty=5.0)
+    alloc = solve([o], np.array([10.0, 80.0, 80.0]), 1.0, rules, damping=damping, soft_demand_penalty=5.0)
     # from 1 instance running: at most +2 per step, starting with the first period
     assert alloc.on_demand.tolist() == [[3, 5, 7]]
     assert alloc.shortfall_rps == pytest.approx([0.0, 30.0, 10.0])
     with pytest.raises(InfeasibleError, match="damping"):
-        solve([o], np.array([10.0, 80.0, 80.0]), 1.0, policy, damping=damping)
+        solve([o], np.array([10.0, 80.0, 80.0]), 1.0, rules, damping=damping)
 
 
 def test_solve_prints_nothing_to_stdout(capfd):
     o = offer("o0", 5.0, od=1.4333, r1=0.6824, hazard=2.0)
-    policy = Policy(max_spot_share=0.5, min_nonspot_share=0.3, cold_start_s=0, switch_penalty_h=0,
-                    reserved_terms=("reserved_1y",))
+    rules = AllocationRules(max_spot_share=0.5, min_nonspot_share=0.3, cold_start_s=0, switch_penalty_h=0,
+                            reserved_terms=("reserved_1y",))
     capfd.readouterr()
-    solve([o], np.array([1.0, 28.0, 21.0, 18.0]), 1.0, policy, relax_counts=True)
+    solve([o], np.array([1.0, 28.0, 21.0, 18.0]), 1.0, rules, relax_counts=True)
     out, _ = capfd.readouterr()
     assert out == ""
 
@@ -512,8 +512,8 @@ def test_two_stage_search_walks_to_the_right_reservation_count(monkeypatch):
     offers = [offer("node", 80, od=6.9, r3=3.0), offer("huge", 600, od=50, spot=6.0, hazard=0.05)]
     rng = np.random.default_rng(0)
     demand = np.maximum(200 + 60 * np.sin(np.arange(168) / 24 * 2 * np.pi) + rng.normal(0, 15, 168), 0)
-    policy = replace(Policy(), reserved_terms=("reserved_3y",))
-    optimum = solve(offers, demand, 1.0, policy)
+    rules = replace(AllocationRules(), reserved_terms=("reserved_3y",))
+    optimum = solve(offers, demand, 1.0, rules)
     assert optimum.reserved == {("node", "reserved_3y"): 3}
     full_solve = model.solve
 
@@ -524,9 +524,9 @@ def test_two_stage_search_walks_to_the_right_reservation_count(monkeypatch):
 
     monkeypatch.setattr(model, "MAX_EXHAUSTIVE_SETS", 0)
     monkeypatch.setattr(model, "solve", no_full_milp)
-    relaxed = solve(offers, demand, 1.0, policy, relax_counts=True)
-    assert optimum.reserved not in model._reservation_trials(offers, demand, policy, relaxed.reserved)
-    alloc = plan_allocation(offers, demand, 1.0, policy)
+    relaxed = solve(offers, demand, 1.0, rules, relax_counts=True)
+    assert optimum.reserved not in model._reservation_trials(offers, demand, rules, relaxed.reserved)
+    alloc = plan_allocation(offers, demand, 1.0, rules)
     assert alloc.reserved == optimum.reserved
     assert alloc.total_usd == pytest.approx(optimum.total_usd, rel=1e-9)
 
@@ -534,15 +534,15 @@ def test_two_stage_search_walks_to_the_right_reservation_count(monkeypatch):
 def test_servable_rps_under_caps_and_shares():
     from fleetwise.allocate.model import servable_rps
 
-    policy = replace(CLEAN, max_spot_share=0.5, min_nonspot_share=0.25)
+    rules = replace(CLEAN, max_spot_share=0.5, min_nonspot_share=0.25)
     # no caps: anything can be served
-    assert servable_rps([offer("a", 10, od=1.0, spot=0.4)], policy) == float("inf")
+    assert servable_rps([offer("a", 10, od=1.0, spot=0.4)], rules) == float("inf")
     # 3 on-demand (30 req/s) + at most 5 spot (50): the share cap lets spot add only as much as non-spot (30)
     capped = [offer("a", 10, od=1.0, spot=0.4, caps={"on_demand": 3, "spot": 5})]
-    assert servable_rps(capped, policy) == pytest.approx(60.0)
+    assert servable_rps(capped, rules) == pytest.approx(60.0)
     # a floor of 60% binds first: 30 non-spot req/s carry at most 50 req/s of demand
-    assert servable_rps(capped, replace(policy, min_nonspot_share=0.6)) == pytest.approx(50.0)
+    assert servable_rps(capped, replace(rules, min_nonspot_share=0.6)) == pytest.approx(50.0)
     # the allocator covers exactly that much and no more
-    assert plan_allocation(capped, np.array([10.0, 60.0]), 1.0, policy).capacity_rps()[1] >= 60.0 - 1e-6
+    assert plan_allocation(capped, np.array([10.0, 60.0]), 1.0, rules).capacity_rps()[1] >= 60.0 - 1e-6
     with pytest.raises(InfeasibleError):
-        plan_allocation(capped, np.array([10.0, 60.5]), 1.0, policy)
+        plan_allocation(capped, np.array([10.0, 60.5]), 1.0, rules)

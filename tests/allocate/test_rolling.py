@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from fleetwise.allocate.evaluate import evaluate
-from fleetwise.allocate.model import Policy
+from fleetwise.allocate.model import AllocationRules
 from fleetwise.allocate.rolling import RollingConfig, RollingOptimizer, operate
 from fleetwise.errors import ConfigError
 
@@ -32,7 +32,7 @@ def _forecasts(demand: np.ndarray, n: int, width: int = 8) -> np.ndarray:
 @pytest.fixture(scope="module")
 def run():
     demand = _demand(T + 8)
-    sched, actions, opt = operate(OFFERS, RESERVED, _forecasts(demand, T), 1.0, Policy(), CONFIG, initial=INITIAL)
+    sched, actions, opt = operate(OFFERS, RESERVED, _forecasts(demand, T), 1.0, AllocationRules(), CONFIG, initial=INITIAL)
     return demand[:T], sched, actions, opt
 
 
@@ -95,9 +95,9 @@ def test_steps_are_fast_and_schedule_covers_most_demand(run):
 
 def test_longer_lead_commits_more_periods():
     # 5-minute periods with a 10-minute cold start: two periods already committed
-    policy = Policy(cold_start_s=600.0)
+    rules = AllocationRules(cold_start_s=600.0)
     forecasts = _forecasts(np.full(20, 200.0), 6)
-    sched, _, opt = operate(OFFERS, {}, forecasts, 5 / 60, policy, CONFIG, initial=INITIAL)
+    sched, _, opt = operate(OFFERS, {}, forecasts, 5 / 60, rules, CONFIG, initial=INITIAL)
     assert opt.lead_steps == 2
     for k in range(2):
         assert sched.spot[:, k].tolist() == INITIAL[0].tolist()
@@ -109,7 +109,7 @@ def test_spike_beyond_reach_gives_shortfall_not_an_error():
     demand = np.full(20, 60.0)
     demand[8:12] = 5000.0
     forecasts = _forecasts(demand, 20)
-    sched, _, opt = operate(OFFERS, RESERVED, forecasts, 1.0, Policy(), CONFIG, initial=INITIAL)
+    sched, _, opt = operate(OFFERS, RESERVED, forecasts, 1.0, AllocationRules(), CONFIG, initial=INITIAL)
     ev = evaluate(sched, demand, 1.0)
     assert ev.unmet_demand_fraction > 0.5  # 4 periods at 5000 req/s cannot be reached with +2 per step
     for _, _, counts in _series(sched):
@@ -118,7 +118,7 @@ def test_spike_beyond_reach_gives_shortfall_not_an_error():
 
 
 def test_step_by_step_api():
-    opt = RollingOptimizer(OFFERS, {}, 1.0, Policy(), CONFIG, lead_steps=1)
+    opt = RollingOptimizer(OFFERS, {}, 1.0, AllocationRules(), CONFIG, lead_steps=1)
     spot, od, actions = opt.step(np.full(8, 100.0))
     assert spot.tolist() == [0, 0] and od.tolist() == [0, 0]  # nothing was running or committed
     assert all(a.at_step == 1 for a in actions)
@@ -136,7 +136,7 @@ def test_rolling_config_validation(kwargs):
 
 def test_rolling_with_offers_without_on_demand():
     offers = [offer("s", 10, od=None, spot=0.3, r1=0.5)]
-    opt = RollingOptimizer(offers, {("s", "reserved_1y"): 1}, 1.0, Policy(max_spot_share=1, min_nonspot_share=0),
+    opt = RollingOptimizer(offers, {("s", "reserved_1y"): 1}, 1.0, AllocationRules(max_spot_share=1, min_nonspot_share=0),
                            CONFIG)
     _, od, _ = opt.step(np.full(8, 30.0))
     assert od.tolist() == [0]
@@ -146,25 +146,25 @@ def test_rolling_with_offers_without_on_demand():
     ({}, (np.array([10.0]), np.array([0.0]))),  # all-spot fleet running, spot share cap 70%
     ({"spot": 3}, (np.array([6.0]), np.array([5.0]))),  # more spot running than the cap now allows
 ], ids=["spot-share", "spot-cap"])
-def test_running_fleet_outside_the_policy_is_steered_back(caps, initial):
+def test_running_fleet_outside_the_rules_is_steered_back(caps, initial):
     o = offer("a", 10, od=1.0, spot=0.3, caps=caps)
     forecasts = np.full((6, 8), 100.0)
-    sched, _, _ = operate([o], {}, forecasts, 1.0, Policy(), CONFIG, initial=initial)
+    sched, _, _ = operate([o], {}, forecasts, 1.0, AllocationRules(), CONFIG, initial=initial)
     steps = np.diff(np.concatenate([initial[0][:, None], sched.spot], axis=1), axis=1)
     if "spot" in caps:
         # Instances beyond an availability cap cannot be kept: the first decided step drops to the cap at once.
         assert sched.spot[0, 1:].max() <= caps["spot"]
     else:
         assert steps.min() >= -1  # the share cap is priced, so the fleet is steered back within the damping
-    assert sched.spot[0, -1] < initial[0][0]  # on its way back within the policy
+    assert sched.spot[0, -1] < initial[0][0]  # on its way back within the rules
 
 
 def test_small_demand_next_to_a_big_instance_is_covered_not_left_short():
     """3 req/s against one 300 req/s instance at $55/h: leaving the demand short must never be the cheaper
     answer (the shortfall price scales up to twice the instance-hour per req/s of the demand)."""
     big = [offer("node", 300, od=55.0)]
-    opt = RollingOptimizer(big, {}, 1 / 12, Policy(allow_spot=False, min_nonspot_share=0), RollingConfig(),
-                           lead_steps=1)
+    opt = RollingOptimizer(big, {}, 1 / 12, AllocationRules(allow_spot=False, min_nonspot_share=0),
+                           RollingConfig(), lead_steps=1)
     opt.step(np.full(8, 3.0))
     assert opt.committed_od[-1][0] == 1
 
@@ -173,7 +173,7 @@ def test_a_step_without_a_plan_in_time_holds_the_running_fleet(monkeypatch):
     from fleetwise.allocate import rolling
     from fleetwise.errors import SolverError
 
-    opt = RollingOptimizer(OFFERS, RESERVED, 1.0, Policy(), CONFIG, lead_steps=1)
+    opt = RollingOptimizer(OFFERS, RESERVED, 1.0, AllocationRules(), CONFIG, lead_steps=1)
     opt.step(np.full(8, 150.0))  # decides a fleet for step 1
     decided = (opt.committed_spot[-1].copy(), opt.committed_od[-1].copy())
     assert decided[0].sum() + decided[1].sum() > 0

@@ -1,4 +1,4 @@
-"""The usage log on every backend (round trip, filters, batches) and :func:`summarize` on hand-made rows."""
+"""The usage log on every backend (round trip, filters, batches) and :func:`usage_summary` on hand-made rows."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from fleetwise.errors import ConfigError
 from fleetwise.gateway.types import UsageRecord
-from fleetwise.gateway.usage import BufferedUsage, MemoryUsage, open_usage, summarize
+from fleetwise.gateway.usage import BufferedUsage, MemoryUsage, open_usage, usage_summary
 from tests.gateway.state_backends import KINDS, fresh_state
 
 DAY1 = calendar.timegm((2026, 12, 6, 0, 0, 0))
@@ -56,11 +56,11 @@ def test_rows_round_trip_and_filter_by_tenant_and_time(spec):
     assert acme == rows[:2]
     assert window == rows[1:3]  # since inclusive, until exclusive
     assert nobody == []
-    assert summarize(everything) == summarize(rows)
+    assert usage_summary(everything) == usage_summary(rows)
 
 
-def test_summarize_adds_up_by_tenant_model_day_and_mechanism():
-    got = summarize(_rows())
+def test_usage_summary_adds_up_by_tenant_model_day_and_mechanism():
+    got = usage_summary(_rows())
     assert got["total"] == {"requests": 5, "errors": 2, "prompt_tokens": 620, "completion_tokens": 170,
                             "cost_usd": pytest.approx(0.002), "list_cost_usd": pytest.approx(0.021),
                             "saved_usd": pytest.approx(0.019)}
@@ -75,7 +75,7 @@ def test_summarize_adds_up_by_tenant_model_day_and_mechanism():
     assert list(got["by_day"]) == ["2026-12-06", "2026-12-07"]  # 23:59:59.5 stays on the 6th
     assert got["by_day"]["2026-12-06"]["list_cost_usd"] == pytest.approx(0.014)
     assert got["by_day"]["2026-12-07"]["completion_tokens"] == 20
-    assert summarize([])["total"]["requests"] == 0 and summarize([])["saved_by"]["cache"] == 0.0
+    assert usage_summary([])["total"]["requests"] == 0 and usage_summary([])["saved_by"]["cache"] == 0.0
 
 
 def test_a_buffered_log_writes_in_batches_and_flushes_before_reading():

@@ -7,7 +7,7 @@ import pytest
 
 from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.perf.predict import arrivals, predict
-from fleetwise.perf.serving import SimResult, Workload, simulate
+from fleetwise.perf.serving import Requests, SimResult, simulate
 from fleetwise.perf.steps import prefill_pairs, step_time
 
 BLOCK = 64  # TEST_PROFILE.kv_block_tokens
@@ -24,17 +24,17 @@ def l70_kv_bound(make_replica):
     return make_replica("llama-3.1-70b", "h100", precision="fp8")
 
 
-def _mixed_workload(n: int, seed: int, arrival_s: np.ndarray | None = None) -> Workload:
+def _mixed_workload(n: int, seed: int, arrival_s: np.ndarray | None = None) -> Requests:
     rng = np.random.default_rng(seed)
     isl = rng.integers(1, 3000, n)
     osl = rng.integers(1, 1500, n)
     osl[:5] = 1  # single-token outputs finish at their first token
     rng.shuffle(osl)
     t = np.zeros(n) if arrival_s is None else arrival_s
-    return Workload(arrival_s=t, isl=isl, osl=osl)
+    return Requests(arrival_s=t, isl=isl, osl=osl)
 
 
-def _check_every_request_finishes_once(res: SimResult, work: Workload, replica, max_concurrent: int) -> None:
+def _check_every_request_finishes_once(res: SimResult, work: Requests, replica, max_concurrent: int) -> None:
     n = len(work)
     assert len(res.first_token_s) == len(res.finish_s) == n
     for arr in (res.arrival_s, res.first_token_s, res.finish_s, res.itl_s, res.itl_weight):
@@ -211,7 +211,7 @@ def test_static_batch1_ttft_is_one_prefill_step(l8):
 
 def test_chunked_prefill_of_a_long_prompt(l8):
     """A 20k-token prompt runs as 8192 + 8192 + 3616 token chunks (max_num_tokens 8192)."""
-    res = simulate(l8, Workload(np.zeros(1), np.array([20_000]), np.array([2])))
+    res = simulate(l8, Requests(np.zeros(1), np.array([20_000]), np.array([2])))
     chunks = [(8192, 0), (8192, 8192), (3616, 16384)]
     t_first = sum(float(step_time(l8, c, prefill_pairs(c, s), 0, 0, 1)) for c, s in chunks)
     assert res.first_token_s[0] == pytest.approx(t_first, rel=1e-9)
@@ -263,7 +263,7 @@ def test_arrival_during_long_decode_is_admitted_at_next_step_boundary(make_repli
     """Regression: a multi-step decode run must stop at the first step boundary after an arrival,
     accounting for steps lengthening as context grows (it overshot by ~194 ms here)."""
     r = make_replica("llama-3.1-8b", "h100", precision="bf16")
-    work = Workload(np.array([0.0, 20.0]), np.array([100, 100]), np.array([8000, 10]))
+    work = Requests(np.array([0.0, 20.0]), np.array([100, 100]), np.array([8000, 10]))
     res = simulate(r, work)
     # Reference: step request 0 one decode iteration at a time until the clock passes t=20 s.
     t, ctx = float(step_time(r, 100, prefill_pairs(100, 0), 0, 0, 1)), 101

@@ -15,7 +15,7 @@ from fleetwise.sim.core import DONE, DRAINS, OPEN, ROUTERS, SimConfig, Simulator
 from fleetwise.sim.fleet import TERMINATED
 from fleetwise.sim.policies import Launch, Reactive, StaticSchedule
 from fleetwise.sim.requests import PriorityClass, SimRequests
-from fleetwise.sim.results import summarize
+from fleetwise.sim.results import simulation_result
 from fleetwise.sim.run import simulate_fleet
 from fleetwise.traffic.load import load_trace
 from fleetwise.traffic.records import RequestTrace
@@ -38,7 +38,7 @@ def run_sim(reqs, spec, policy, config: SimConfig | None = None):
     """simulate_fleet, keeping the simulator so tests can look at per-request and per-engine state."""
     sim = Simulator(reqs, spec.itype, spec.engine, policy, config or SimConfig(), spec.capacity_rps_per_instance)
     log = sim.run()
-    return sim, summarize(sim, log, policy.name)
+    return sim, simulation_result(sim, log, policy.name)
 
 
 def _mixed_two_class_requests(n: int, rate: float, seed: int) -> SimRequests:

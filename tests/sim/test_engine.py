@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fleetwise.perf.predict import predict
-from fleetwise.perf.serving import Workload, simulate
+from fleetwise.perf.serving import Requests, simulate
 from fleetwise.sim.core import SimConfig
 from fleetwise.sim.engine import steps_done, steps_to_cover
 from fleetwise.sim.run import simulate_fleet
@@ -80,7 +80,7 @@ def test_one_engine_reproduces_perf_serving_request_by_request(model, gpus, prec
     isl, osl = mixed_lengths(n, seed=5)
     osl[:10] = 1  # single-token outputs finish at their prompt
     t = poisson(n, rate, seed=4)
-    ref = simulate(base.replica, Workload(t, isl, osl))
+    ref = simulate(base.replica, Requests(t, isl, osl))
     res = simulate_fleet(requests(t, isl, osl), spec, fixed(on_demand=1), SimConfig())
     assert res.completed == n
     first = res.arrival_s + res.ttft_s - spec.engine.frontend_s
@@ -119,7 +119,7 @@ def test_round_robin_engines_are_independent_replicas(make_spec):
     res = simulate_fleet(requests(t, isl, osl), spec, fixed(on_demand=1), SimConfig(router="round-robin"))
     first = res.arrival_s + res.ttft_s - spec.engine.frontend_s
     for half in (slice(0, None, 2), slice(1, None, 2)):
-        ref = simulate(spec.replica, Workload(t[half], isl[half], osl[half]))
+        ref = simulate(spec.replica, Requests(t[half], isl[half], osl[half]))
         np.testing.assert_allclose(first[half], ref.first_token_s, rtol=0, atol=1e-9)
 
 

@@ -1,7 +1,7 @@
 """Capacity allocation: reserved / spot / on-demand counts over time as a MILP, rolling re-optimization with
 damping, baselines and the hindsight optimum."""
 
-from fleetwise.allocate.model import Allocation, Damping, Policy, solve
+from fleetwise.allocate.model import Allocation, AllocationRules, Damping, solve
 from fleetwise.allocate.offers import CapacityOffer, spot_availability
 
-__all__ = ["Allocation", "CapacityOffer", "Damping", "Policy", "solve", "spot_availability"]
+__all__ = ["Allocation", "AllocationRules", "CapacityOffer", "Damping", "solve", "spot_availability"]

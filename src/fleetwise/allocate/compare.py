@@ -17,9 +17,9 @@ from fleetwise.allocate.baselines import (
 )
 from fleetwise.allocate.evaluate import Evaluation, Schedule, evaluate, spot_uniforms
 from fleetwise.allocate.evidence import ReservationEvidence, reservation_evidence
-from fleetwise.allocate.model import Allocation, Policy, plan_allocation, servable_rps
+from fleetwise.allocate.model import Allocation, AllocationRules, plan_allocation, servable_rps
 from fleetwise.allocate.offers import CapacityOffer
-from fleetwise.allocate.rolling import Action, RollingConfig, lead_steps, operate
+from fleetwise.allocate.rolling import CountChange, RollingConfig, lead_steps, operate
 from fleetwise.errors import ConfigError
 from fleetwise.forecast import QuantileForecaster
 from fleetwise.forecast.backtest import DEFAULT_WINDOW_DAYS
@@ -40,7 +40,7 @@ class Comparison:
     hindsight_plan: Allocation
     baselines: list[Evaluation]  # in a fixed order; one the offers cannot express is marked not applicable
     schedules: dict[str, Schedule] = field(default_factory=dict)
-    actions: list[Action] = field(default_factory=list)
+    actions: list[CountChange] = field(default_factory=list)
     step_ms: tuple[float, float] = (0.0, 0.0)  # median and max rolling-step time
     evidence: list[ReservationEvidence] = field(default_factory=list)  # per reservation, from the training days
 
@@ -68,8 +68,8 @@ def rolling_forecasts(series: RateSeries, train_steps: int, n_steps: int, lookah
 SCENARIO_QUANTILES = (0.5,)
 
 
-def plan_reservations(history: RateSeries, offers: list[CapacityOffer], n_periods: int, policy: Policy,
-                      quantiles: tuple[float, ...] = SCENARIO_QUANTILES, buffer: float = 1.0) -> Allocation:
+def plan_reservations(history: RateSeries, offers: list[CapacityOffer], n_periods: int,
+                      rules: AllocationRules, quantiles: tuple[float, ...] = SCENARIO_QUANTILES, buffer: float = 1.0) -> Allocation:
     """Reservations that minimize the average cost over forecast scenarios (the quantile paths, equally
     weighted): the scenarios are laid end to end as one demand series with each period weighted 1/S, so the
     reservation is shared and paid once while spot / on-demand adapt per scenario. Unused reservations are
@@ -79,7 +79,7 @@ def plan_reservations(history: RateSeries, offers: list[CapacityOffer], n_period
     forecaster = QuantileForecaster().fit(history)
     fc = forecaster.predict_quantiles(n_periods, quantiles)
     demand = np.concatenate([fc.quantile(q) for q in quantiles]) * buffer
-    return plan_allocation(offers, demand, history.period_s / 3600 / len(quantiles), policy)
+    return plan_allocation(offers, demand, history.period_s / 3600 / len(quantiles), rules)
 
 
 def short_term_buffer(history: RateSeries, quantile: float, lead_steps: int) -> float:
@@ -106,7 +106,7 @@ def eval_window(series: RateSeries, train_days: float, eval_days: float) -> tupl
 
 def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: float, eval_days: float,
             quantile: float = 0.95, scenario_quantiles: tuple[float, ...] = SCENARIO_QUANTILES,
-            policy: Policy = Policy(),
+            rules: AllocationRules = AllocationRules(),
             rolling: RollingConfig = RollingConfig(), seed: int = 0, progress=None,
             oracle_forecast: bool = False) -> Comparison:
     """Fit on the first ``train_days``, operate over the next ``eval_days`` against the actual series.
@@ -119,9 +119,9 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
     actual = _filled(series.values[train : train + n_eval], fallback=history)
     # 1. Reservations: sized on the capacity the rolling layer will run (median forecast x its short-term
     #    buffer); more scenario quantiles turn this into a sample-average approximation.
-    lead = lead_steps(policy.cold_start_s, series.period_s)
+    lead = lead_steps(rules.cold_start_s, series.period_s)
     history_series = series.slice(0, train)
-    plan = plan_reservations(history_series, offers, n_eval, policy, scenario_quantiles,
+    plan = plan_reservations(history_series, offers, n_eval, rules, scenario_quantiles,
                              short_term_buffer(history_series, quantile, lead))
     reserved = {k: v for k, v in plan.reserved.items() if v > 0}
     # 2. Rolling: every step, the newest forecast quantile over the look-ahead, counts committed ahead.
@@ -133,13 +133,13 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
         paths = rolling_forecasts(series, train, n_eval, lookahead, quantile)
     mid = (len(scenario_quantiles) // 2) * n_eval  # the first period of the median scenario
     initial = (plan.spot[:, mid], plan.on_demand[:, mid])
-    schedule, actions, opt = operate(offers, reserved, paths, period_h, policy, rolling, initial=initial,
+    schedule, actions, opt = operate(offers, reserved, paths, period_h, rules, rolling, initial=initial,
                                      progress=progress)
     u = spot_uniforms(len(offers), n_eval, seed)
-    ev = lambda s: evaluate(s, actual, period_h, cold_start_s=policy.cold_start_s, uniforms=u)
+    ev = lambda s: evaluate(s, actual, period_h, cold_start_s=rules.cold_start_s, uniforms=u)
     # Hindsight serves all the demand the availability caps allow (a spike beyond them is unmet for everyone).
-    hindsight_plan = plan_allocation(offers, np.minimum(actual, servable_rps(offers, policy) * (1 - 1e-9)),
-                                     period_h, policy)
+    hindsight_plan = plan_allocation(offers, np.minimum(actual, servable_rps(offers, rules) * (1 - 1e-9)),
+                                     period_h, rules)
     hindsight = Schedule("hindsight optimum", offers, hindsight_plan.reserved, hindsight_plan.spot,
                          hindsight_plan.on_demand)
     peak = float(history.max())
@@ -147,7 +147,7 @@ def compare(series: RateSeries, offers: list[CapacityOffer], *, train_days: floa
         lambda: all_on_demand_peak(offers, peak, n_eval),
         lambda: all_reserved_peak(offers, peak, n_eval),
         lambda: reactive_on_demand(offers, actual, lead, history_rps=history),
-        lambda: percentile_heuristic(offers, history, n_eval, policy.cold_start_s),
+        lambda: percentile_heuristic(offers, history, n_eval, rules.cold_start_s),
     ], ev)
     times = np.array(opt.solve_times_s) * 1000
     return Comparison(

@@ -28,7 +28,7 @@ from fleetwise.errors import ConfigError, InfeasibleError, SolverError
 
 
 @dataclass(frozen=True)
-class Policy:
+class AllocationRules:
     """Knobs of the allocation problem, with the defaults a cautious operator would pick."""
 
     max_spot_share: float = 0.7
@@ -132,11 +132,12 @@ class _Index:
 
 
 def solve(
-    offers: list[CapacityOffer], demand_rps: np.ndarray, period_h: float, policy: Policy = Policy(), *,
+    offers: list[CapacityOffer], demand_rps: np.ndarray, period_h: float,
+    rules: AllocationRules = AllocationRules(), *,
     reserved_fixed: dict[tuple[str, str], int] | None = None, damping: Damping | None = None,
     soft_demand_penalty: float | None = None, relax_counts: bool = False,
 ) -> Allocation:
-    """Cheapest allocation covering ``demand_rps`` (req/s per period) with the policy's constraints.
+    """Cheapest allocation covering ``demand_rps`` (req/s per period) with the rules' constraints.
 
     ``reserved_fixed`` fixes reservations (rolling operation); ``soft_demand_penalty`` (USD per req/s-hour)
     lets capacity fall short at that price instead of failing; ``damping`` adds per-step limits;
@@ -153,14 +154,14 @@ def solve(
     start = time.perf_counter()
     O, T = len(offers), len(demand)
     cap = np.array([o.capacity_rps for o in offers])
-    avail = np.array([spot_availability(o.hazard_per_hour, policy.cold_start_s) for o in offers])
+    avail = np.array([spot_availability(o.hazard_per_hour, rules.cold_start_s) for o in offers])
     fixed = reserved_fixed or {}
     terms = [] if reserved_fixed is not None else [
-        (i, t) for i, o in enumerate(offers) for t in policy.reserved_terms if o.price(t) is not None]
+        (i, t) for i, o in enumerate(offers) for t in rules.reserved_terms if o.price(t) is not None]
     res_fixed = np.array([sum(c for (oid, _), c in fixed.items() if oid == o.id) for o in offers], dtype=float)
     soft = soft_demand_penalty is not None
     if not soft:
-        _check_feasible(offers, demand, cap, avail, policy)
+        _check_feasible(offers, demand, cap, avail, rules)
     # Cold-start cost is modelled per offer in rolling steps (few periods, where churn matters). The long
     # planning problem leaves it out: start-up terms make HiGHS' primal heuristics stall, and dropping a
     # non-negative cost keeps the solver's bound a valid lower bound for the full cost, which is computed
@@ -171,13 +172,13 @@ def solve(
     lb, ub = np.zeros(ix.n), np.full(ix.n, np.inf)
     integrality = np.zeros(ix.n)
     integrality[: ix.s0 if relax_counts else ix.us0] = 1
-    lead_h = policy.cold_start_s / 3600 + policy.switch_penalty_h
+    lead_h = rules.cold_start_s / 3600 + rules.switch_penalty_h
     for k, (i, term) in enumerate(terms):
         c[k] = offers[i].price(term) * period_h * T
         ub[k] = offers[i].cap(term)
     for i, o in enumerate(offers):
         for tier, count0, start0 in (("spot", ix.s0, ix.us0), ("on_demand", ix.d0, ix.ud0)):
-            price = o.price(tier) if tier != "spot" or policy.allow_spot else None
+            price = o.price(tier) if tier != "spot" or rules.allow_spot else None
             counts = slice(count0 + i * T, count0 + (i + 1) * T)
             if price is None:
                 ub[counts] = 0
@@ -202,7 +203,7 @@ def solve(
         row += 1
 
     res_cap_const = float(cap @ res_fixed)
-    phi, beta = policy.max_spot_share, policy.min_nonspot_share
+    phi, beta = rules.max_spot_share, rules.min_nonspot_share
     rc = list(range(len(terms)))  # reservation columns and their capacities: the same every period
     rv = [cap[terms[k][0]] for k in rc]
     for t in range(T):
@@ -234,9 +235,9 @@ def solve(
     A = sparse.csr_array((vals, (rows, cols)), shape=(row, ix.n))
     with _quiet_stdout():
         result = milp(c, integrality=integrality, bounds=Bounds(lb, ub), constraints=LinearConstraint(A, lo, hi),
-                      options={"mip_rel_gap": policy.mip_rel_gap, "time_limit": policy.time_limit_s, "disp": False})
+                      options={"mip_rel_gap": rules.mip_rel_gap, "time_limit": rules.time_limit_s, "disp": False})
     if result.status == 2:
-        raise InfeasibleError(_explain_infeasible(demand, policy, damping))
+        raise InfeasibleError(_explain_infeasible(demand, rules, damping))
     if result.x is None:
         raise SolverError(f"HiGHS found no allocation: {result.message}")
     x = result.x if relax_counts else np.round(result.x)
@@ -251,7 +252,7 @@ def solve(
     alloc = Allocation(offers, period_h, demand, reserved, spot, od, {}, np.maximum(short, 0.0), 0.0,
                        "optimal" if result.status == 0 else "time limit (best found)",
                        time.perf_counter() - start, avail)
-    alloc.cost_usd = allocation_cost(alloc, policy)
+    alloc.cost_usd = allocation_cost(alloc, rules)
     if soft:
         alloc.cost_usd["shortfall_penalty"] = float(soft_demand_penalty * period_h * alloc.shortfall_rps.sum())
     fixed_usd = sum(n * o.price(term) * period_h * T for o in offers for (oid, term), n in fixed.items()
@@ -265,8 +266,8 @@ def solve(
 
 
 def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_h: float,
-                    policy: Policy = Policy()) -> Allocation:
-    """The planning problem: the full MILP within the policy's time limit, plus a fast two-stage search, and
+                    rules: AllocationRules = AllocationRules()) -> Allocation:
+    """The planning problem: the full MILP within the rules' time limit, plus a fast two-stage search, and
     the cheaper answer.
 
     Two-stage: (1) integer reservations with continuous spot / on-demand counts, a relaxation whose optimum
@@ -280,8 +281,8 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
     which takes ~8 s to close the gap on the single-offer seed scenario.
     """
     demand = np.asarray(demand_rps, dtype=float)
-    fixed = _FixedSolves(offers, demand, period_h, policy)
-    every = _every_reservation_set(offers, demand, policy)
+    fixed = _FixedSolves(offers, demand, period_h, rules)
+    every = _every_reservation_set(offers, demand, rules)
     if every is not None:
         for reserved in every:
             fixed(reserved)
@@ -289,15 +290,15 @@ def plan_allocation(offers: list[CapacityOffer], demand_rps: np.ndarray, period_
         if best is None:
             raise fixed.error or InfeasibleError("no reservation set can cover the demand")
         return _with_bound(best, min(a.lower_bound_usd for a in fixed.solved()), fixed.spent)
-    relaxed = solve(offers, demand, period_h, policy, relax_counts=True)
-    for reserved in _reservation_trials(offers, demand, policy, relaxed.reserved):
+    relaxed = solve(offers, demand, period_h, rules, relax_counts=True)
+    for reserved in _reservation_trials(offers, demand, rules, relaxed.reserved):
         fixed(reserved)
     best = fixed.best()
     if best is not None:
-        best = _descend(best, fixed, _cheapest_reservations(offers, policy, 1), offers)
+        best = _descend(best, fixed, _cheapest_reservations(offers, rules, 1), offers)
     bound, spent = relaxed.lower_bound_usd, relaxed.solve_s + fixed.spent
     try:
-        full = solve(offers, demand, period_h, policy)
+        full = solve(offers, demand, period_h, rules)
     except (InfeasibleError, SolverError):
         if best is None:
             raise
@@ -322,8 +323,8 @@ class _FixedSolves:
     """Stage 2: ``fixed(reserved)`` solves with those reservations fixed (integer counts per period), once per
     reservation set; None when the set cannot cover the peak under the caps (others may)."""
 
-    def __init__(self, offers, demand: np.ndarray, period_h: float, policy: Policy) -> None:
-        self.args = (offers, demand, period_h, policy)
+    def __init__(self, offers, demand: np.ndarray, period_h: float, rules: AllocationRules) -> None:
+        self.args = (offers, demand, period_h, rules)
         self.done: dict[frozenset, Allocation | None] = {}
         self.spent = 0.0
         self.error: InfeasibleError | None = None
@@ -352,12 +353,12 @@ MAX_EXHAUSTIVE_SETS = 16
 hourly)."""
 
 
-def _every_reservation_set(offers, demand: np.ndarray, policy: Policy) -> list[dict] | None:
+def _every_reservation_set(offers, demand: np.ndarray, rules: AllocationRules) -> list[dict] | None:
     """Every reservation set worth trying, or None if there are more than MAX_EXHAUSTIVE_SETS.
 
     An offer/term never needs more reservations than cover the peak on their own (beyond that, each one costs
     money and serves nothing), nor more than its availability cap."""
-    options = [(o, t) for o in offers for t in policy.reserved_terms if o.price(t) is not None]
+    options = [(o, t) for o in offers for t in rules.reserved_terms if o.price(t) is not None]
     peak = float(demand.max()) if demand.size else 0.0
     counts = [int(min(np.ceil(peak / o.capacity_rps), o.cap(t))) + 1 for o, t in options]
     if math.prod(counts) > MAX_EXHAUSTIVE_SETS:
@@ -370,10 +371,10 @@ MAX_DESCENT_SOLVES = 12
 """Fixed-reservation solves the local search may spend (~0.15 s each for 30 days hourly)."""
 
 
-def _cheapest_reservations(offers, policy: Policy, n: int) -> list[tuple[CapacityOffer, str]]:
+def _cheapest_reservations(offers, rules: AllocationRules, n: int) -> list[tuple[CapacityOffer, str]]:
     """The ``n`` reservable (offer, term) pairs with the lowest price per req/s."""
     options = sorted(((o.price(t) / o.capacity_rps, k, o, t) for k, o in enumerate(offers)
-                      for t in policy.reserved_terms if o.price(t) is not None), key=lambda x: x[:2])
+                      for t in rules.reserved_terms if o.price(t) is not None), key=lambda x: x[:2])
     return [(o, t) for _, _, o, t in options[:n]]
 
 
@@ -400,7 +401,7 @@ def _descend(best: Allocation, fixed: _FixedSolves, cheapest, offers) -> Allocat
     return best
 
 
-def _reservation_trials(offers, demand: np.ndarray, policy: Policy, relaxed: dict) -> list[dict]:
+def _reservation_trials(offers, demand: np.ndarray, rules: AllocationRules, relaxed: dict) -> list[dict]:
     """Candidate reservation sets for stage 2: the relaxation's answer and its neighbours, none at all, and
     the cheapest reservations per req/s sized on low percentiles of demand (with large instances the
     relaxation's rounding can be far off)."""
@@ -409,7 +410,7 @@ def _reservation_trials(offers, demand: np.ndarray, policy: Policy, relaxed: dic
     if base:
         key = max(base, key=base.get)
         trials += [{**base, key: base[key] + 1}, {k: v for k, v in {**base, key: base[key] - 1}.items() if v > 0}]
-    for o, term in _cheapest_reservations(offers, policy, 2):
+    for o, term in _cheapest_reservations(offers, rules, 2):
         for pct in (0, 25, 50):
             n = int(np.floor(np.percentile(demand, pct) / o.capacity_rps))
             if n > 0:
@@ -437,10 +438,10 @@ def _add_damping(add, ix, damping: Damping, init_s, init_d, ub) -> None:
                 add([col, *prev_cols], [1.0, *([-1.0] * len(prev_cols))], low, prev_val + damping.up)
 
 
-def allocation_cost(alloc: Allocation, policy: Policy) -> dict[str, float]:
+def allocation_cost(alloc: Allocation, rules: AllocationRules) -> dict[str, float]:
     """USD over the horizon by tier: running hours plus cold starts of every instance started."""
     return schedule_cost(alloc.offers, alloc.reserved, alloc.spot, alloc.on_demand, alloc.period_h,
-                         policy.cold_start_s)
+                         rules.cold_start_s)
 
 
 @contextmanager
@@ -463,48 +464,48 @@ def _tier_capacity(o: CapacityOffer, tiers: tuple[str, ...]) -> float:
     return sum(o.cap(t) for t in tiers if o.price(t) is not None)
 
 
-def _capped_capacity(offers, cap, avail, policy: Policy) -> tuple[float, float]:
+def _capped_capacity(offers, cap, avail, rules: AllocationRules) -> tuple[float, float]:
     """(non-spot, availability-discounted spot) req/s the availability caps allow at most (inf: uncapped)."""
-    nonspot = float(sum(c * _tier_capacity(o, ("on_demand", *policy.reserved_terms))
+    nonspot = float(sum(c * _tier_capacity(o, ("on_demand", *rules.reserved_terms))
                         for o, c in zip(offers, cap, strict=True)))
     spot = float(sum(c * a * _tier_capacity(o, ("spot",)) for o, c, a in zip(offers, cap, avail, strict=True))
-                 ) if policy.allow_spot else 0.0
+                 ) if rules.allow_spot else 0.0
     return nonspot, spot
 
 
-def servable_rps(offers: list[CapacityOffer], policy: Policy = Policy()) -> float:
+def servable_rps(offers: list[CapacityOffer], rules: AllocationRules = AllocationRules()) -> float:
     """The highest demand any allocation can cover under the availability caps, the spot-share cap and the
     non-spot floor (inf when nothing is capped): with all non-spot capacity N and spot S, spot may add at most
     phi / (1 - phi) x N, and the floor needs N >= beta x demand."""
     cap = np.array([o.capacity_rps for o in offers])
-    avail = np.array([spot_availability(o.hazard_per_hour, policy.cold_start_s) for o in offers])
-    nonspot, spot = _capped_capacity(offers, cap, avail, policy)
-    phi, beta = policy.max_spot_share, policy.min_nonspot_share
+    avail = np.array([spot_availability(o.hazard_per_hour, rules.cold_start_s) for o in offers])
+    nonspot, spot = _capped_capacity(offers, cap, avail, rules)
+    phi, beta = rules.max_spot_share, rules.min_nonspot_share
     spot_usable = spot if phi >= 1 else min(spot, phi / (1 - phi) * nonspot)
     floor_limit = nonspot / beta if beta > 0 else float("inf")
     return min(nonspot + spot_usable, floor_limit)
 
 
-def _check_feasible(offers, demand, cap, avail, policy: Policy) -> None:
+def _check_feasible(offers, demand, cap, avail, rules: AllocationRules) -> None:
     """Explain the obvious infeasibilities before asking the solver."""
     peak = float(demand.max())
-    nonspot, spot = _capped_capacity(offers, cap, avail, policy)
+    nonspot, spot = _capped_capacity(offers, cap, avail, rules)
     if nonspot + spot < peak:
         raise InfeasibleError(
             f"peak demand {peak:,.1f} req/s exceeds what the availability caps allow "
             f"({nonspot + spot:,.1f} req/s); raise the caps or add offers")
-    if nonspot < policy.min_nonspot_share * peak:
+    if nonspot < rules.min_nonspot_share * peak:
         raise InfeasibleError(
-            f"the non-spot floor needs {policy.min_nonspot_share * peak:,.1f} req/s of reserved/on-demand capacity "
+            f"the non-spot floor needs {rules.min_nonspot_share * peak:,.1f} req/s of reserved/on-demand capacity "
             f"but the caps allow {nonspot:,.1f}; lower the non-spot share or raise the caps")
-    if nonspot == 0 and peak > 0 and policy.max_spot_share < 1:
+    if nonspot == 0 and peak > 0 and rules.max_spot_share < 1:
         raise InfeasibleError("only spot capacity is available but spot may provide at most "
-                              f"{policy.max_spot_share:.0%} of capacity")
+                              f"{rules.max_spot_share:.0%} of capacity")
 
 
-def _explain_infeasible(demand: np.ndarray, policy: Policy, damping: Damping | None) -> str:
+def _explain_infeasible(demand: np.ndarray, rules: AllocationRules, damping: Damping | None) -> str:
     if damping is not None:
         return (f"the damping limits (at most +{damping.up} / -{damping.down} instances per offer per step) cannot reach the demand in "
                 "time; allow shortfall or loosen the damping")
     return (f"no allocation meets every constraint: peak demand {demand.max():,.1f} req/s, spot share <= "
-            f"{policy.max_spot_share:.0%}, non-spot floor {policy.min_nonspot_share:.0%}; loosen the caps or shares")
+            f"{rules.max_spot_share:.0%}, non-spot floor {rules.min_nonspot_share:.0%}; loosen the caps or shares")

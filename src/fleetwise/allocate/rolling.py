@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from fleetwise.allocate.evaluate import Schedule
-from fleetwise.allocate.model import Damping, Policy, solve
+from fleetwise.allocate.model import AllocationRules, Damping, solve
 from fleetwise.allocate.offers import CapacityOffer
 from fleetwise.errors import ConfigError, SolverError
 
@@ -44,7 +44,7 @@ class RollingConfig:
 
 
 @dataclass
-class Action:
+class CountChange:
     """A scaling action: change the count of one offer in one tier, effective ``at_step``."""
 
     at_step: int
@@ -60,7 +60,7 @@ class RollingOptimizer:
     offers: list[CapacityOffer]
     reserved: dict[tuple[str, str], int]
     period_h: float
-    policy: Policy = Policy()
+    rules: AllocationRules = AllocationRules()
     config: RollingConfig = RollingConfig()
     lead_steps: int = 1
     committed_spot: list[np.ndarray] = field(default_factory=list)  # per future period, (O,)
@@ -79,7 +79,7 @@ class RollingOptimizer:
         od_rate = max(max(o.prices.values()) / o.capacity_rps for o in self.offers)
         self._penalty = self.config.shortfall_penalty * od_rate
         # A step needs a good answer inside the control interval, not a proof: 1% gap, short time limit.
-        self._step_policy = replace(self.policy, time_limit_s=self.config.step_time_limit_s, mip_rel_gap=0.01)
+        self._step_rules = replace(self.rules, time_limit_s=self.config.step_time_limit_s, mip_rel_gap=0.01)
         flexible = [p for o in self.offers for t, p in o.prices.items() if t in ("spot", "on_demand")]
         self._cheapest_h = min(flexible, default=0.0)  # USD per hour of the cheapest instance a step can add
 
@@ -88,7 +88,7 @@ class RollingOptimizer:
         floor = 2.0 * self._cheapest_h / positive.min() if positive.size else 0.0
         return max(self._penalty, floor)
 
-    def step(self, forecast_rps: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[Action]]:
+    def step(self, forecast_rps: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[CountChange]]:
         """Serve period ``step_index`` with the counts committed for it; decide period step_index + lead.
 
         ``forecast_rps`` covers periods step_index .. step_index + lookahead - 1 (the quantile to cover).
@@ -104,7 +104,7 @@ class RollingOptimizer:
         damping = Damping(self.config.up, self.config.down, init_s, init_d, no_scale_down=cooling)
         need = np.maximum(demand[self.lead_steps:], 0.0)
         try:
-            alloc = solve(self.offers, need, self.period_h, self._step_policy, reserved_fixed=self.reserved,
+            alloc = solve(self.offers, need, self.period_h, self._step_rules, reserved_fixed=self.reserved,
                           damping=damping, soft_demand_penalty=self._step_penalty(need))
             new_s, new_d = alloc.spot[:, 0], alloc.on_demand[:, 0]
         except SolverError:  # no plan within the time limit: keep what runs (always allowed by the damping)
@@ -115,7 +115,7 @@ class RollingOptimizer:
             for j, (tier, new, old) in enumerate((("spot", new_s, init_s), ("on_demand", new_d, init_d))):
                 delta = int(round(new[i] - old[i]))
                 if delta:
-                    actions.append(Action(k + self.lead_steps, o.id, tier, delta))
+                    actions.append(CountChange(k + self.lead_steps, o.id, tier, delta))
                 if delta < 0:
                     self.last_down[i, j] = k
         serving = (self.committed_spot.pop(0), self.committed_od.pop(0))
@@ -127,21 +127,21 @@ class RollingOptimizer:
 
 
 def operate(offers: list[CapacityOffer], reserved: dict[tuple[str, str], int], forecasts: np.ndarray,
-            period_h: float, policy: Policy = Policy(), config: RollingConfig = RollingConfig(),
-            initial: tuple[np.ndarray, np.ndarray] | None = None, progress=None) -> tuple[Schedule, list[Action],
-                                                                                        RollingOptimizer]:
+            period_h: float, rules: AllocationRules = AllocationRules(),
+            config: RollingConfig = RollingConfig(), initial: tuple[np.ndarray, np.ndarray] | None = None,
+            progress=None) -> tuple[Schedule, list[CountChange], RollingOptimizer]:
     """Run the rolling optimizer over ``forecasts`` (steps x lookahead quantile paths, one per step).
 
     ``initial`` is the (spot, on-demand) fleet already running (and committed for the lead time).
     """
-    lead = lead_steps(policy.cold_start_s, period_h * 3600)
-    opt = RollingOptimizer(offers, reserved, period_h, policy, config, lead)
+    lead = lead_steps(rules.cold_start_s, period_h * 3600)
+    opt = RollingOptimizer(offers, reserved, period_h, rules, config, lead)
     if initial is not None:
         opt.committed_spot = [initial[0].astype(float).copy() for _ in range(lead)]
         opt.committed_od = [initial[1].astype(float).copy() for _ in range(lead)]
     n = len(forecasts)
     spot, od = np.zeros((len(offers), n)), np.zeros((len(offers), n))
-    actions: list[Action] = []
+    actions: list[CountChange] = []
     for k in range(n):
         s, d, acts = opt.step(forecasts[k])
         spot[:, k], od[:, k] = s, d

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fleetwise.allocate.evaluate import Schedule
-from fleetwise.allocate.model import Policy, plan_allocation
+from fleetwise.allocate.model import AllocationRules, plan_allocation
 from fleetwise.allocate.offers import CapacityOffer, schedule_cost, spot_availability
 from fleetwise.catalog import load_catalog
 from fleetwise.cost import HOURS_PER_MONTH
@@ -46,11 +46,12 @@ def seed_offer() -> CapacityOffer:
     return CapacityOffer(o.id, 1.0, dict(o.price_usd_per_hour), o.hazard_per_hour or 0.0, label="8xH100 node")
 
 
-def _monthly(offer: CapacityOffer, schedule: Schedule, demand: np.ndarray, policy: Policy) -> tuple[float, float]:
+def _monthly(offer: CapacityOffer, schedule: Schedule, demand: np.ndarray,
+             rules: AllocationRules) -> tuple[float, float]:
     """Cost over the month (reserved, running hours, cold starts) and expected unmet node-hours share."""
     cost = sum(schedule_cost([offer], schedule.reserved, schedule.spot, schedule.on_demand, 1.0,
-                             policy.cold_start_s).values())
-    a = spot_availability(offer.hazard_per_hour, policy.cold_start_s)
+                             rules.cold_start_s).values())
+    a = spot_availability(offer.hazard_per_hour, rules.cold_start_s)
     capacity = schedule.reserved_counts()[0] + schedule.on_demand[0] + a * schedule.spot[0]
     return float(cost), float(np.maximum(demand - capacity, 0).sum() / demand.sum())
 
@@ -61,7 +62,8 @@ def _counts(row: np.ndarray, demand: np.ndarray) -> str:
     return f"{fmt(peak)} / {fmt(off)}"
 
 
-def seed_scenario(policy: Policy = Policy(reserved_terms=("reserved_1y",))) -> list[ScenarioRow]:
+def seed_scenario(rules: AllocationRules = AllocationRules(reserved_terms=("reserved_1y",))
+                  ) -> list[ScenarioRow]:
     """The four strategies of the example, priced from the seed-scenario catalog."""
     offer, demand = seed_offer(), seed_demand()
     zeros = np.zeros((1, HOURS))
@@ -74,12 +76,12 @@ def seed_scenario(policy: Policy = Policy(reserved_terms=("reserved_1y",))) -> l
                                           {(offer.id, "reserved_1y"): OFFPEAK_NODES},
                                           peak * (PEAK_NODES - OFFPEAK_NODES), zeros),
     }
-    alloc = plan_allocation([offer], demand, 1.0, policy)
+    alloc = plan_allocation([offer], demand, 1.0, rules)
     schedules["Hybrid optimized"] = Schedule("Hybrid optimized", [offer], alloc.reserved, alloc.spot, alloc.on_demand)
-    base, _ = _monthly(offer, schedules["All on-demand"], demand, policy)
+    base, _ = _monthly(offer, schedules["All on-demand"], demand, rules)
     rows = []
     for name, s in schedules.items():
-        cost, unmet = _monthly(offer, s, demand, policy)
+        cost, unmet = _monthly(offer, s, demand, rules)
         rows.append(ScenarioRow(name, int(s.reserved_counts()[0]), _counts(s.on_demand[0], demand),
                                 _counts(s.spot[0], demand), cost, 1 - cost / base, unmet, PUBLISHED[name],
                                 _verdict(name, cost, PUBLISHED[name])))

@@ -182,7 +182,7 @@ def optimize_cmd(
                                                   callback=checks.output_file(".html"))] = None,
 ) -> None:
     """Reserved / spot / on-demand counts over time (MILP), reservations to buy, and savings vs baselines."""
-    from fleetwise.allocate import Policy
+    from fleetwise.allocate import AllocationRules
     from fleetwise.allocate.rolling import RollingConfig
 
     series_file = input_file(series_arg, series_file, "SERIES", "--series")
@@ -223,13 +223,14 @@ def optimize_cmd(
         cold_start_s = max(estimate(model, o.precision or "bf16", catalog=catalog) for o in offers)
         err_console.print(f"fleetwise: cold start {cold_start_s:.0f} s (boot + weights at 1 GB/s + engine start; "
                           "--cold-start-s to override)", highlight=False)
-    policy = Policy(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share, cold_start_s=cold_start_s)
+    rules = AllocationRules(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share,
+                            cold_start_s=cold_start_s)
     if evaluate_mode:
         from fleetwise.allocate.compare import compare
 
         with progress("optimize", "forecasting, allocating and operating", unit="rolling steps", quiet=quiet) as p:
             cmp = compare(series, offers, train_days=train_days, eval_days=eval_days, quantile=quantile,
-                          policy=policy, rolling=RollingConfig(up=up, down=down), seed=seed,
+                          rules=rules, rolling=RollingConfig(up=up, down=down), seed=seed,
                           progress=lambda k, n: p.update(k, total=n))
         requests = None
         if evaluate == "requests":
@@ -240,7 +241,7 @@ def optimize_cmd(
     from fleetwise.allocate.forecast_plan import plan_forward
 
     with progress("optimize", "forecasting and allocating", quiet=quiet):
-        fp = plan_forward(series, offers, steps, quantile=quantile, policy=policy)
+        fp = plan_forward(series, offers, steps, quantile=quantile, rules=rules)
     _emit_plan(fp, json_out, report)
 
 

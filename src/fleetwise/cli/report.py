@@ -29,7 +29,7 @@ def costs_cmd(
 ) -> None:
     """Spend by tenant, model and day from the gateway's usage log, and what the cache, in-flight
     de-duplication and routing saved (list cost = the model asked for, sent as asked, minus what was paid)."""
-    from fleetwise.gateway.usage import open_usage, summarize
+    from fleetwise.gateway.usage import open_usage, usage_summary
     from fleetwise.report.costs import COLUMNS, costs_report, group_rows, savings_rows
 
     async def load():
@@ -39,7 +39,7 @@ def costs_cmd(
         finally:
             await log.aclose()
 
-    summary = summarize(asyncio.run(load()))
+    summary = usage_summary(asyncio.run(load()))
     if html:
         costs_report(html, summary, f"usage in {state.split('@')[-1]}")
     if json_out:

@@ -668,11 +668,11 @@ def create_app(gw: Gateway):
         if gw.usage is None:
             return JSONResponse({"error": {"message": "usage is not recorded (start the gateway with --state)",
                                            "type": "invalid_request_error", "param": None, "code": None}}, 404)
-        from fleetwise.gateway.usage import summarize
+        from fleetwise.gateway.usage import usage_summary
 
         await gw.flush_usage()
         rows = await gw.usage.query(tenant.name, since, until)
-        return summarize(rows)
+        return usage_summary(rows)
 
     @app.get("/metrics")
     async def metrics():

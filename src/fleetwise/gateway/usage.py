@@ -12,8 +12,9 @@ Every backend writes a batch (``record(rows)``) in one round trip; :class:`Buffe
 gather rows from many requests and write them every ``flush_s`` seconds or ``max_rows`` rows, so a request
 never waits for the log. ``query(tenant, since, until)`` returns rows with ``since <= t < until`` oldest first.
 
-:func:`summarize` adds rows up: requests, tokens, spend and savings, by tenant, by serving model, by UTC day,
-and savings by mechanism (``saved_by`` in cache / dedup / route: the sum of ``list_cost_usd - cost_usd``).
+:func:`usage_summary` adds rows up: requests, tokens, spend and savings, by tenant, by serving model, by UTC
+day, and savings by mechanism (``saved_by`` in cache / dedup / route: the sum of
+``list_cost_usd - cost_usd``).
 """
 
 from __future__ import annotations
@@ -254,7 +255,7 @@ def utc_day(t: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(t))
 
 
-def summarize(rows: Sequence[UsageRecord]) -> dict:
+def usage_summary(rows: Sequence[UsageRecord]) -> dict:
     """Totals of usage rows, by tenant, by serving model and by UTC day, and savings by mechanism.
 
     Returns:

@@ -16,7 +16,7 @@ import numpy as np
 
 from fleetwise.errors import ConfigError
 from fleetwise.perf.replica import Replica
-from fleetwise.perf.serving import SimResult, Workload, simulate
+from fleetwise.perf.serving import Requests, SimResult, simulate
 
 Mode = Literal["offline", "rate", "concurrency", "static"]
 MODES: tuple[str, ...] = ("offline", "rate", "concurrency", "static")
@@ -78,7 +78,7 @@ def _pcts(x: np.ndarray) -> list[float]:
     return [float(x.mean()), *np.percentile(x, [50, 90, 95, 99]).tolist()]
 
 
-def summarize(res: SimResult, dp: int = 1, frontend_latency_ms: float = 0.0) -> ServingMetrics:
+def serving_metrics(res: SimResult, dp: int = 1, frontend_latency_ms: float = 0.0) -> ServingMetrics:
     """Aggregate a simulated run into benchmark metrics (throughputs scaled by ``dp`` groups)."""
     start = float(np.min(res.arrival_s))
     duration = float(np.max(res.finish_s)) - start
@@ -171,7 +171,7 @@ def predict(
         t = arrivals(n, rate_qps / dp, arrival, seed)
     else:
         t = np.zeros(n)
-    work = Workload(arrival_s=t, isl=isl_arr, osl=osl_arr)
+    work = Requests(arrival_s=t, isl=isl_arr, osl=osl_arr)
     if mode == "concurrency":
         if not concurrency or concurrency < 1:
             raise ConfigError("concurrency mode needs a concurrency >= 1")
@@ -182,4 +182,4 @@ def predict(
         res = simulate(replica, work)
     # Offline and static numbers are engine-level benchmarks with no serving frontend in the path.
     frontend = replica.profile.frontend_latency_ms if mode in ("rate", "concurrency") else 0.0
-    return summarize(res, dp, frontend)
+    return serving_metrics(res, dp, frontend)

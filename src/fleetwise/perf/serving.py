@@ -32,7 +32,7 @@ from fleetwise.perf.steps import StepModel, prefill_pairs, steps_to_cover
 
 
 @dataclass(frozen=True)
-class Workload:
+class Requests:
     """Requests to replay: arrival times (s) and token lengths, as arrays."""
 
     arrival_s: np.ndarray
@@ -74,7 +74,7 @@ class _Engine:
     over the batch per event. Hot loops work on Python lists (NumPy's per-element cost would dominate).
     """
 
-    def __init__(self, replica: Replica, work: Workload, *, static_batch: int | None, closed_loop: int | None):
+    def __init__(self, replica: Replica, work: Requests, *, static_batch: int | None, closed_loop: int | None):
         self.r = replica
         self.step = StepModel(replica)  # step_time folded into constants: called once per iteration
         self.work = work
@@ -242,7 +242,7 @@ class _Engine:
 
 def simulate(
     replica: Replica,
-    work: Workload,
+    work: Requests,
     *,
     static_batch: int | None = None,
     closed_loop: int | None = None,

@@ -28,11 +28,10 @@ from fleetwise.catalog import Catalog, Offer, load_catalog
 from fleetwise.cost import HOURS_PER_MONTH, check_tier, replicas_per_instance, usd_per_million
 from fleetwise.errors import ConfigError, InfeasibleError
 from fleetwise.perf.analytic import batch_cap, max_rate, steady_state
-from fleetwise.perf.predict import arrivals, summarize
+from fleetwise.perf.predict import arrivals, serving_metrics
 from fleetwise.perf.profile import get_profile
 from fleetwise.perf.replica import Replica, build_replica
-from fleetwise.perf.serving import Workload as SimWorkload
-from fleetwise.perf.serving import simulate
+from fleetwise.perf.serving import Requests, simulate
 from fleetwise.plan.confidence import profile_coverage
 from fleetwise.plan.qualify import Annotation, Judge, check_filters
 from fleetwise.plan.workload import Workload
@@ -251,7 +250,7 @@ def saturated_rps(replica: Replica, wl: Workload, seed: int) -> float:
     isl, osl = _sample(wl, n, seed)
     if (isl + osl > replica.memory.kv_capacity_tokens).any():
         return 0.0
-    res = simulate(replica, SimWorkload(np.zeros(n), isl, osl), closed_loop=replica.max_batch)
+    res = simulate(replica, Requests(np.zeros(n), isl, osl), closed_loop=replica.max_batch)
     done = np.sort(res.finish_s)
     k = n // 4
     span = done[n - k - 1] - done[k]
@@ -274,10 +273,10 @@ def simulated_latency(replica: Replica, wl: Workload, rate: float, slo: SLO, n: 
     keep = isl + osl <= cap  # a request larger than the KV cache cannot run on this replica at all
     if not keep.all():
         return math.inf, math.inf
-    res = simulate(replica, SimWorkload(arrivals(total, per_group, "poisson", seed), isl, osl))
+    res = simulate(replica, Requests(arrivals(total, per_group, "poisson", seed), isl, osl))
     if total > measured:
         res = res.tail(measured)
-    m = summarize(res, replica.dp, replica.profile.frontend_latency_ms)
+    m = serving_metrics(res, replica.dp, replica.profile.frontend_latency_ms)
     q = slo.percentile
     return getattr(m, f"p{q}_ttft_ms"), getattr(m, f"p{q}_tpot_ms")
 

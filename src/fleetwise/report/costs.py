@@ -13,7 +13,7 @@ COLUMNS = ["requests", "errors", "prompt tokens", "completion tokens", "cost $",
 
 
 def group_rows(groups: dict) -> list[list]:
-    """One row per group of ``usage.summarize`` (by_tenant, by_model or by_day), costliest first."""
+    """One row per group of ``usage.usage_summary`` (by_tenant, by_model or by_day), costliest first."""
     order = sorted(groups, key=lambda k: -groups[k]["cost_usd"])
     return [[k, g["requests"], g["errors"], g["prompt_tokens"], g["completion_tokens"], round(g["cost_usd"], 6),
              round(g["list_cost_usd"], 6), round(g["saved_usd"], 6)] for k in order for g in [groups[k]]]

@@ -155,7 +155,7 @@ class Simulator:
                                self.dispatch, self.ledger, self.log, self.cap_usd_per_hour)
         self._progress = progress
 
-    # -- what a finished run is read by (summarize, tests), held by its parts --------------------------------
+    # -- what a finished run is read by (simulation_result, tests), held by its parts ------------------------
     instances = _part("fleet", "instances")  # every instance ever launched
     live = _part("fleet", "live")  # instances not terminated
     reserved_peak = _part("ledger", "reserved_peak")

@@ -90,7 +90,7 @@ def peak_usd_per_hour(sim: Simulator, end_s: float) -> float:
     return sim.ledger.peak_usd_per_hour(sim.instances, end_s)
 
 
-def summarize(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -> SimulationResult:
+def simulation_result(sim: Simulator, log: RunLog, strategy: str, wall_s: float = 0.0) -> SimulationResult:
     """Reduce a finished simulator to its outcome summary."""
     reqs = sim.reqs
     n = len(reqs)

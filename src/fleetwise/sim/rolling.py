@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fleetwise.allocate.model import Policy as AllocPolicy
+from fleetwise.allocate.model import AllocationRules
 from fleetwise.allocate.offers import CapacityOffer
 from fleetwise.allocate.rolling import RollingConfig, RollingOptimizer, lead_steps
 from fleetwise.errors import ConfigError
@@ -98,7 +98,8 @@ class Rolling:
         offer = CapacityOffer(it.label, state.capacity_rps_per_instance, prices, it.hazard_per_hour)
         lead = lead_steps(it.cold_start_s, self.period_s)
         opt = RollingOptimizer([offer], {(it.label, "reserved_1y"): self.reserved} if self.reserved else {},
-                               self.period_s / 3600.0, AllocPolicy(cold_start_s=it.cold_start_s), self.config, lead)
+                               self.period_s / 3600.0, AllocationRules(cold_start_s=it.cold_start_s),
+                               self.config, lead)
         start = np.array([float(state.active.get("on_demand", 0))])
         opt.committed_spot = [np.array([float(state.active.get("spot", 0))]) for _ in range(lead)]
         opt.committed_od = [start.copy() for _ in range(lead)]

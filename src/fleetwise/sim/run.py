@@ -8,7 +8,7 @@ from collections.abc import Callable
 from fleetwise.sim.core import SimConfig, Simulator
 from fleetwise.sim.policies import Policy
 from fleetwise.sim.requests import SimRequests
-from fleetwise.sim.results import SimulationResult, summarize
+from fleetwise.sim.results import SimulationResult, simulation_result
 from fleetwise.sim.setup import FleetSpec
 
 
@@ -20,4 +20,4 @@ def simulate_fleet(requests: SimRequests, spec: FleetSpec, policy: Policy, confi
     sim = Simulator(requests, spec.itype, spec.engine, policy, SimConfig() if config is None else config,
                     spec.capacity_rps_per_instance, progress)
     log = sim.run()
-    return summarize(sim, log, policy.name, time.perf_counter() - start)
+    return simulation_result(sim, log, policy.name, time.perf_counter() - start)
