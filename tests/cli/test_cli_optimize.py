@@ -210,7 +210,7 @@ def test_bad_options_are_one_line(cli, user_error, series_csv, argv, needles):
 
 def test_windows_longer_than_the_series(cli, user_error, series_csv):
     line = user_error(cli("optimize", "--series", series_csv, "--train-days", "3", "--eval-days", "2",
-                          "--cloud", "aws"), "--train-days", "--eval-days")
+                          "--cloud", "aws"), "3 training + 2 evaluation days do not fit")
     assert "4.0 days" in line
 
 
