@@ -1,6 +1,7 @@
 """How close ``plan``'s verified goodput is to the replica's steady-state goodput, and how much it varies by seed.
 
-``verify_goodput`` (what ``plan`` reports, 400 measured requests by default) is run with six seeds on six
+``verify_goodput`` (what ``plan`` reports, with ``PlanRequest``'s default number of measured requests) is run
+with six seeds on six
 replica / workload pairs and compared with a reference: bisection to 1% on the same simulator with 20 request
 lifetimes of warm-up and at least 6,000 measured requests per rate (seed 99), without the utilization cap -
 long enough that the queue of a rate near capacity has settled. Also shown: the closed-form screen, and the
@@ -17,13 +18,13 @@ import statistics
 import sys
 import time
 
-CASES = [  # model, GPU, TP, precision, batch cap, workload
-    ("llama-3.1-8b", "h100-sxm", 1, "fp8", 256, "chat"),
-    ("llama-3.1-70b", "h100-sxm", 2, "fp8", 64, "chat"),
-    ("llama-3.1-70b", "b200", 1, "fp8", 512, "chat"),
-    ("llama-3.1-8b", "h100-sxm", 1, "fp8", 256, "code"),
-    ("llama-3.1-8b", "l4", 1, "fp8", 64, "chat"),
-    ("llama-3.1-70b", "h100-sxm", 4, "fp8", 128, "long-context"),
+CASES = [  # model, GPU, TP, precision, batch cap, workload, p95 TTFT target ms (TPOT 50 ms)
+    ("llama-3.1-8b", "h100-sxm", 1, "fp8", 256, "chat", 1000),
+    ("llama-3.1-70b", "h100-sxm", 2, "fp8", 64, "chat", 1000),
+    ("llama-3.1-70b", "b200", 1, "fp8", 512, "chat", 1000),
+    ("llama-3.1-8b", "h100-sxm", 1, "fp8", 256, "code", 1000),
+    ("llama-3.1-8b", "l4", 1, "fp8", 64, "chat", 1000),
+    ("llama-3.1-70b", "h100-sxm", 4, "fp8", 128, "long-context", 5000),  # 12k-token prompts
 ]
 
 
@@ -74,24 +75,27 @@ def old_verify(replica, wl, slo, guess: float, n: int = 400, seed: int = 0) -> f
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=6)
+    ap.add_argument("--requests", type=int, default=None, help="measured requests (default: plan's)")
     args = ap.parse_args()
     from fleetwise.catalog import load_catalog
     from fleetwise.perf.profile import get_profile
     from fleetwise.perf.replica import build_replica
-    from fleetwise.plan.search import SLO, screen_goodput, verify_goodput
+    from fleetwise.plan.search import SLO, PlanRequest, screen_goodput, verify_goodput
     from fleetwise.plan.workload import get_workload
 
-    cat, profile, slo = load_catalog(None), get_profile("trtllm"), SLO(1000, 50)
+    cat, profile = load_catalog(None), get_profile("trtllm")
+    n = args.requests or PlanRequest.__dataclass_fields__["sim_requests"].default
+    print(f"verified on {n} measured requests, {args.seeds} seeds")
     print(f"{'replica / workload':44} {'screen':>7} {'old':>7} {'verified (seeds)':>22} {'mean s':>7} "
           f"{'reference':>9} {'mean err':>8} {'worst':>7}")
     worst_all = 0.0
-    for model, gpu, tp, precision, cap, name in CASES:
-        wl = get_workload(name)
+    for model, gpu, tp, precision, cap, name, ttft_ms in CASES:
+        wl, slo = get_workload(name), SLO(ttft_ms, 50)
         replica = build_replica(cat.model(model), cat.gpus[gpu], tp, tp, cat.precision(precision), profile,
                                 max_batch=cap)
         screen = screen_goodput(replica, wl, slo).rps
         t = time.perf_counter()
-        got = [verify_goodput(replica, wl, slo, screen, 400, seed).rps for seed in range(args.seeds)]
+        got = [verify_goodput(replica, wl, slo, screen, n, seed).rps for seed in range(args.seeds)]
         took = (time.perf_counter() - t) / args.seeds
         ref = reference(replica, wl, slo, statistics.median(got))
         errs = [g / ref - 1 for g in got]
