@@ -23,8 +23,10 @@ def series_csv(tmp_path):
     return path
 
 
-def test_requests_json_has_every_strategy_next_to_its_fluid_figures(cli, series_csv):
-    out = as_json(cli("optimize", "--series", series_csv, *FAST, "--json"))
+def test_requests_json_has_every_strategy_next_to_its_fluid_figures(cli, series_csv, tmp_path):
+    report = tmp_path / "allocation.html"
+    out = as_json(cli("optimize", "--series", series_csv, *FAST, "--json", "--report", report))
+    assert "Request by request (simulated)" in report.read_text()  # the report carries the replay too
     ev = out["evaluation"]
     req = ev["requests"]
     assert req["requests_per_day"] == 2000 and req["windows_per_day"] == 4

@@ -182,3 +182,16 @@ def test_an_offer_credited_above_what_it_serves_is_flagged_and_misses_the_slo(ca
     assert [oid for oid, _, _ in res.overcredited()] == [OFFER]
     assert res.to_dict()["offer_capacity_rps"][0]["credited"] == pytest.approx(2 * capacity)
     assert ample_and_short.overcredited() == []
+
+
+def test_the_html_report_shows_each_strategys_requests_within_slo(ample_and_short):
+    from fleetwise.report.allocation import _requests_sections
+
+    [(heading, inner)] = _requests_sections(ample_and_short)
+    assert heading == "Request by request (simulated)"
+    by = {s.name: s for s in ample_and_short.strategies}
+    for name in ("ample", "short", "none"):
+        assert f"<td>{name}</td>" in inner
+    assert f"{by['ample'].slo_attainment:.1%}" in inner and "within SLO per $" in inner
+    assert "all reserved (peak)" not in inner  # not applicable: no figures to show
+    assert '<img alt="figure" src="data:image/png;base64,' in inner  # attainment by day

@@ -355,7 +355,7 @@ def _emit_comparison(cmp, offers, json_out: bool, report, requests=None) -> None
     if report:
         from fleetwise.report.allocation import allocation_report
 
-        allocation_report(report, plan, cmp)
+        allocation_report(report, plan, cmp, requests)
     if json_out:
         print_json(out)
         return

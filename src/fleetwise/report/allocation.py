@@ -1,5 +1,5 @@
-"""HTML report of an allocation: the schedule stacked by tier against demand, cumulative cost, and the
-strategy comparison."""
+"""HTML report of an allocation: the schedule stacked by tier against demand, cumulative cost, the strategy
+comparison and, when the schedules were replayed request by request, SLO attainment per strategy and day."""
 
 from __future__ import annotations
 
@@ -54,8 +54,32 @@ def _per_period_cost(schedule, period_h: float) -> np.ndarray:
     return out
 
 
-def allocation_report(path: str | Path, plan, comparison=None) -> None:
-    """Write the report: the plan alone, or with the evaluation of every strategy."""
+def _requests_sections(requests) -> list[tuple[str, str]]:
+    """``optimize --evaluate requests``: each strategy's requests within SLO, per dollar and per day."""
+    shown = [s for s in requests.strategies if s.applicable]
+    rows = [[s.name, s.cost_usd, f"{s.unmet_demand_fraction:.2%}",
+             f"{s.slo_attainment:.1%}" + (f" ± {s.slo_attainment_se:.1%}" if s.slo_attainment_se > 0 else ""),
+             s.ttft_p95_ms / 1e3, s.tpot_p95_ms, s.within_slo_per_usd] for s in shown]
+    head = ["strategy", "cost USD", "unmet (fluid)", "SLO met (simulated)", "p95 TTFT s", "p95 TPOT ms",
+            "within SLO per $"]
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(11, 3.5))
+    for s in shown:
+        days = [d for d in s.days if d.slo_attainment == d.slo_attainment]  # NaN: a day without demand
+        ax.plot([d.day + 1 for d in days], [100 * d.slo_attainment for d in days], marker="o", label=s.name)
+    ax.set(title="Requests within SLO by day (simulated)", xlabel="day", ylabel="% within SLO", ylim=(0, 102))
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    ttft, tpot = requests.slo
+    note = (f"<p>Every strategy's schedule replayed through the fleet simulator on the same requests: "
+            f"{requests.arrivals}; {requests.lengths}; {requests.routing}. A request is within SLO when its TTFT "
+            f"is at most {ttft:g} ms and its TPOT at most {tpot:g} ms.</p>")
+    return [("Request by request (simulated)", note + table_html(head, rows) + png_html(figure_png(fig)))]
+
+
+def allocation_report(path: str | Path, plan, comparison=None, requests=None) -> None:
+    """Write the report: the plan alone, or with the evaluation of every strategy (and, with ``requests``
+    from :func:`fleetwise.sim.evaluate.evaluate_requests`, their request-by-request replay)."""
     from fleetwise.allocate.evaluate import Schedule
 
     sections = []
@@ -81,6 +105,8 @@ def allocation_report(path: str | Path, plan, comparison=None) -> None:
                 if e.applicable else [e.name, f"n/a: {e.reason}", "-", "-"]
                 for e in (c.fleetwise, c.hindsight, *c.baselines)]
         sections.append(("Comparison", table_html(["strategy", "cost USD", "x hindsight", "unmet demand"], rows)))
+        if requests is not None:
+            sections += _requests_sections(requests)
     res = [[oid, term, n] for (oid, term), n in sorted(plan.reserved.items()) if n > 0]
     sections.append(("Reservations", table_html(["offer", "term", "count"], res) if res else "<p>none</p>"))
     write_atomic(path, html_page("fleetwise allocation", sections))
