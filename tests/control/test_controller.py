@@ -252,3 +252,15 @@ def test_a_restarted_controller_measures_its_first_window_from_the_stored_scrape
     assert again.snapshot.observation.arrivals_rps == pytest.approx(12.0)
     assert again.policy.state_dict()["slow"]["optimizer"]["step_index"] == \
         c.policy.state_dict()["slow"]["optimizer"]["step_index"]
+
+
+def test_a_given_capacity_per_worker_is_what_the_policy_sizes_with(spec, tmp_path):
+    """The closed-form estimate at 1,000 / 250 tokens can differ from what a worker serves on the real
+    lengths; --capacity-rps (e.g. plan's verified goodput) replaces it."""
+    c, _act, _src, clock = make(spec, tmp_path, initial=(("on_demand", 1),), capacity_rps=2.5)
+    assert c.capacity_per_worker == 2.5
+    run_steps(c, clock, 3)
+    serving = sum(1 for w in c.snapshot.workers if w.state == SERVING)
+    assert serving >= 1 and c.snapshot.capacity_rps == pytest.approx(2.5 * serving)
+    with pytest.raises(ConfigError, match="capacity per worker"):
+        ControlConfig(capacity_rps=0.0)

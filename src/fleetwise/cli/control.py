@@ -56,6 +56,10 @@ def control_command(
     cold_start_s: Annotated[float | None, typer.Option(
         "--cold-start-s", help="Worker start-up time, s (default: the perf model's estimate).",
         callback=checks.number(ge=0, le=86400, what="cold start"))] = None,
+    capacity_rps: Annotated[float | None, typer.Option(
+        "--capacity-rps", help="Requests/s one worker serves within the SLO, what the policy sizes with (default: "
+        "the perf model's closed-form estimate at 1,000 / 250 tokens; give `fleetwise plan`'s goodput for your "
+        "lengths, or your own measurement).", callback=checks.number(gt=0, what="capacity"))] = None,
     store: Annotated[str, typer.Option(help="Where decisions and intents live: a SQLite file path or URL, or "
                                             "postgresql://user@host/db.")] = "fleetwise-control.db",
     webhook_url: Annotated[str | None, typer.Option(help="--actuator webhook: where plans are POSTed.")] = None,
@@ -87,7 +91,8 @@ def control_command(
                            engine=o["engine"], offer=o["offer"], ttft_ms=o["ttft_ms"], tpot_ms=o["tpot_ms"],
                            mode=o["mode"], interval_s=o["interval"], fast_interval_s=o["fast_interval"],
                            time_scale=o["time_scale"], initial=_counts(o["initial"]), max_workers=o["max_workers"],
-                           cold_start_s=o["cold_start_s"], budget_usd_per_hour=o["budget"], policy=o["policy"])
+                           cold_start_s=o["cold_start_s"], budget_usd_per_hour=o["budget"], policy=o["policy"],
+                           capacity_rps=o["capacity_rps"])
     kind = o["actuator"]
     options = {"webhook_url": o["webhook_url"]} if kind == "webhook" else \
         {"namespace": o["namespace"]} if kind == "kubernetes" else {"fleet": o["fleet"]}

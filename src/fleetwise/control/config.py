@@ -61,6 +61,7 @@ class ControlFile(BaseModel):
     max_workers: Annotated[int, Field(ge=1, le=10_000)] | None = None
     budget_usd_per_hour: PositiveNumber | None = None
     cold_start_s: Annotated[float, Field(ge=0, le=86400, allow_inf_nan=False)] | None = None
+    capacity_rps: PositiveNumber | None = None
     store: str | None = None
     webhook_url: str | None = None
     namespace: str | None = None

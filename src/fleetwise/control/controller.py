@@ -82,6 +82,9 @@ class ControlConfig:
         notice_kind: spot notice format polled on spot workers (aws, gcp, azure).
         cold_start_s: a worker's start-up time the policy plans launches ahead by (default: the perf
             model's estimate for the replica).
+        capacity_rps: requests/s one worker serves within the SLO, the unit the policy sizes in (default: the
+            perf model's closed-form goodput at ``mean_isl`` / ``mean_osl``; ``fleetwise plan`` verifies one on
+            the workload's length distribution, which heavy-tailed traffic needs).
     """
 
     model: str = "llama-3.1-8b"
@@ -108,6 +111,7 @@ class ControlConfig:
     mean_osl: float = 250.0
     budget_usd_per_hour: float | None = None
     policy: str = "hybrid"
+    capacity_rps: float | None = None
 
     def __post_init__(self) -> None:
         if self.policy not in POLICIES:
@@ -126,6 +130,8 @@ class ControlConfig:
             raise ConfigError(f"initial workers: unknown tier or negative count for '{bad[0]}'")
         if self.max_workers < 1:
             raise ConfigError("max workers must be >= 1")
+        if self.capacity_rps is not None and not (math.isfinite(self.capacity_rps) and self.capacity_rps > 0):
+            raise ConfigError("the capacity per worker must be a finite number > 0 requests/s")
         if self.budget_usd_per_hour is not None and not (math.isfinite(self.budget_usd_per_hour)
                                                          and self.budget_usd_per_hour > 0):
             raise ConfigError("the budget must be a finite number > 0 USD per hour")
@@ -165,7 +171,8 @@ class Controller:
         self.clock = clock
         self.spec = spec if spec is not None else _fleet_spec(config)
         self.itype = _worker_type(self.spec, config)
-        self.capacity_per_worker = self.spec.capacity_rps_per_instance / self.spec.replicas_per_instance
+        self.capacity_per_worker = config.capacity_rps or \
+            self.spec.capacity_rps_per_instance / self.spec.replicas_per_instance
         self.pool = getattr(actuator, "pool", None) or self.spec.offer.id
         initial = dict(config.initial)
         self.policy = policy if policy is not None else _policy(config, max(1, sum(initial.values())))

@@ -242,7 +242,9 @@ def _controller_argv(config: TestbedConfig, spec, initial: int, fleet: str, port
             "--ttft-p95-ms", f"{config.ttft_ms:g}", "--tpot-p95-ms", f"{config.tpot_ms:g}",
             "--interval", f"{config.interval_s:g}", "--fast-interval", f"{config.fast_interval_s:g}",
             "--time-scale", f"{config.time_compress:g}", "--initial", f"on_demand={initial}",
-            "--cold-start-s", f"{config.cold_start_s:g}", "--keep-workers"]
+            "--cold-start-s", f"{config.cold_start_s:g}", "--keep-workers",
+            # the simulated side sizes with the goodput verified on the trace's lengths: so does the controller
+            "--capacity-rps", f"{spec.capacity_rps_per_instance:.6g}"]
 
 
 def _start(argv: list[str], tmp: Path) -> subprocess.Popen:
