@@ -26,8 +26,9 @@ class RawEntries:
     origin: dict[tuple[str, str], str] = field(default_factory=dict)  # (section, id) -> file
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load, except that a key given twice in one mapping is an error (YAML would keep the last)."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """safe_load, except that a key given twice in one mapping is an error (YAML would keep the last). On
+    libyaml's parser when PyYAML has it (the catalog parses ~5x faster: it is read by every plan)."""
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
