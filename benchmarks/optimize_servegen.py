@@ -2,14 +2,16 @@
 optimum and the baselines (``fleetwise optimize --series ... --train-days 7 --eval-days 7``, without the CLI).
 
 Series: ../shared/data/traces/servegen_m-large_rate_10min.csv (ServeGen m-large, 14 days of 10-minute bins).
-Offers: ``plan(PlanRequest(["llama-3.1-8b"], chat with isl 914 / osl 155 / 200 req/s, SLO(1000, 50),
-clouds=["aws"]))`` then ``offers_from_plan(result, top=6)``; 914 / 155 tokens are the rate-weighted mean input /
-output tokens over the 14 days of servegen_m-large_token_means_6h.csv (recomputed and printed when the file is
-there), SLO p95 TTFT 1000 ms / TPOT 50 ms.
+Offers, as optimize() plans them: ``plan(PlanRequest(["llama-3.1-8b"], chat with isl 914 / osl 155 / 200 req/s,
+SLO(1000, 50), clouds=["aws"]))`` then ``offers_from_plan(result, top=6)``; 914 / 155 tokens are the rate-weighted
+mean input / output tokens over the 14 days of servegen_m-large_token_means_6h.csv (recomputed and printed when the
+file is there), SLO p95 TTFT 1000 ms / TPOT 50 ms.
 
-Runs ``fleetwise.allocate.compare.compare(series, offers, train_days=7, eval_days=7, quantile=q)`` for each
-``--quantiles`` value (default just 0.95; e.g. ``--quantiles 0.8,0.9,0.95,0.99`` gives a fleetwise row per
-quantile, to show the cost / unmet-demand trade-off). compare() sizes reservations with ``plan_allocation`` on
+Runs ``fleetwise.allocate.optimize(series, model="llama-3.1-8b", isl=914, osl=155, clouds=["aws"], rate_rps=200,
+cold_start_s=AllocationRules().cold_start_s, train_days=7, eval_days=7, quantile=q)`` -- what ``fleetwise optimize``
+runs: plan, offers, then ``fleetwise.allocate.compare.compare()`` -- for each ``--quantiles`` value (default just
+0.95; e.g. ``--quantiles 0.8,0.9,0.95,0.99`` gives a fleetwise row per quantile, to show the cost / unmet-demand
+trade-off; each run plans the same offers again, ~1 s). compare() sizes reservations with ``plan_allocation`` on
 the median forecast of the 7 evaluation days, operates the rolling optimizer on forecast quantile paths, and
 scores every strategy with ``evaluate()`` on the actual demand under the same spot-interruption draws (seed 0).
 Its "hindsight optimum" is ``plan_allocation`` on the actual demand. Because that two-stage method need not
@@ -67,14 +69,26 @@ def token_means() -> tuple[float, float] | None:
     return (wi / w, wo / w) if w > 0 else None
 
 
-def build_offers(fine_fraction: float | None = None):
-    from fleetwise.allocate.fromplan import offers_from_plan
-    from fleetwise.plan.search import SLO, PlanRequest, plan
-    from fleetwise.plan.workload import BUILTIN
+def run_optimize(series, quantile: float, args):
+    """``fleetwise optimize --train-days T --eval-days E`` at one quantile as its library call, with the
+    benchmark's fixed workload (200 req/s planned, not the series' mean) and AllocationRules() defaults (a 300 s
+    cold start, not the estimate); returns the result and the seconds spent planning offers and comparing."""
+    from fleetwise.allocate import AllocationRules, optimize
 
-    wl = BUILTIN["chat"].with_overrides(isl=ISL, osl=OSL, rate_rps=200)
-    kw = {} if fine_fraction is None else {"fine_fraction": fine_fraction}
-    return offers_from_plan(plan(PlanRequest(["llama-3.1-8b"], wl, SLO(1000, 50), clouds=["aws"])), top=6, **kw)
+    marks = {}
+
+    def progress(phase, done, total):
+        marks.setdefault(phase, time.perf_counter())
+        if total is not None:
+            print(".", end="", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    res = optimize(series, model="llama-3.1-8b", isl=ISL, osl=OSL, ttft_ms=1000, tpot_ms=50, clouds=["aws"],
+                   offers_top=6, fine_fraction=args.fine_fraction, rate_rps=200,
+                   cold_start_s=AllocationRules().cold_start_s, quantile=quantile, train_days=args.train_days,
+                   eval_days=args.eval_days, seed=args.seed, oracle_forecast=args.oracle_forecast, progress=progress)
+    end = time.perf_counter()
+    return res, marks["operate"] - t0, end - marks["operate"]
 
 
 def step_ratio_p95(values) -> float:
@@ -130,9 +144,8 @@ def main() -> int:
 
     from dataclasses import replace
 
-    from fleetwise.allocate.compare import compare
     from fleetwise.allocate.evaluate import Schedule, evaluate, spot_uniforms
-    from fleetwise.allocate.model import AllocationRules, solve
+    from fleetwise.allocate.model import solve
     from fleetwise.errors import ConfigError
     from fleetwise.traffic import load_series
 
@@ -140,24 +153,24 @@ def main() -> int:
     series = load_series(SERIES)
     series = series.slice(int(round(args.start_day * series.steps_per_day)))
     tokens = token_means()
-    print("planning offers ", end="", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    offers = build_offers(args.fine_fraction)
-    plan_s = time.perf_counter() - t0
-    print(f"({plan_s:.1f} s)", file=sys.stderr)
-    rules = AllocationRules()
 
     runs = {}
+    offers = rules = None
+    plan_times = []
     for q in quantiles:
-        print(f"compare, quantile {q:g} ", end="", file=sys.stderr, flush=True)
-        t0 = time.perf_counter()
+        print(f"optimize, quantile {q:g} ", end="", file=sys.stderr, flush=True)
         try:
-            cmp = compare(series, offers, train_days=args.train_days, eval_days=args.eval_days, quantile=q, rules=rules,
-                          seed=args.seed, oracle_forecast=args.oracle_forecast, progress=lambda k, n: print(".", end="", file=sys.stderr, flush=True))
+            res, q_plan_s, compare_s = run_optimize(series, q, args)
         except ConfigError as exc:
             sys.exit(f"optimize_servegen: {exc}")
-        runs[q] = (cmp, time.perf_counter() - t0)
-        print(f" {runs[q][1]:.1f} s", file=sys.stderr)
+        if offers is None:
+            offers, rules = res.offers, res.rules
+        elif [(o.id, o.capacity_rps) for o in res.offers] != [(o.id, o.capacity_rps) for o in offers]:
+            sys.exit("optimize_servegen: plan() gave different offers for another quantile")
+        plan_times.append(q_plan_s)
+        runs[q] = (res.comparison, compare_s)
+        print(f" offers {q_plan_s:.1f} s, compare {compare_s:.1f} s", file=sys.stderr)
+    plan_s = plan_times[0]  # one run's plan(); every run plans the same offers
     goal_q = GOAL_QUANTILE if GOAL_QUANTILE in runs else quantiles[0]
     ref, _ = runs[goal_q]
     hind = ref.hindsight
@@ -273,7 +286,7 @@ def main() -> int:
     print(f"One step ahead, the 95th percentile of actual / last value (the margin a P95 needs over persistence): "
           f"{step_ratio_p95(train_rps):.3f} over the training days, {step_ratio_p95(ref.demand_rps):.3f} over the "
           "operated days")
-    print(f"Total wall time: {wall:.1f} s (plan {plan_s:.1f} s, compare {sum(s for _, s in runs.values()):.1f} s, "
+    print(f"Total wall time: {wall:.1f} s (plan {sum(plan_times):.1f} s, compare {sum(s for _, s in runs.values()):.1f} s, "
           f"full-MILP hindsight {full_s:.1f} s)\n")
 
     if not goal_window:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Self
 
 import numpy as np
 import typer
@@ -11,6 +12,7 @@ from rich import box
 from rich.table import Table
 
 from fleetwise.allocate.evidence import evidence_rule, history_text
+from fleetwise.allocate.optimize import EVALUATE_MODES, optimize
 from fleetwise.cli import checks
 from fleetwise.cli.options import TpotSlo, TtftSlo, input_file
 from fleetwise.cli.output import console, err_console, print_json, split_csv
@@ -19,8 +21,6 @@ from fleetwise.cli.traffic import Fmt, TimeCol, ValueCol, series_input
 from fleetwise.cost import HOURS_PER_MONTH
 from fleetwise.errors import ConfigError, InputFormatError
 from fleetwise.sim.sampling import DEFAULT_REQUESTS_PER_DAY, DEFAULT_WINDOWS_PER_DAY, MAX_REQUESTS_PER_DAY
-
-EVALUATE_MODES = ("fluid", "requests")
 
 
 def _scenario(json_out: bool) -> None:
@@ -44,33 +44,10 @@ def _scenario(json_out: bool) -> None:
                   "notice)) of a node, so covering 2 nodes with spot alone takes 3.", highlight=False)
 
 
-def _offers(model: str, isl: float, osl: float, ttft: float, tpot: float, catalog, clouds, regions, gpus, top,
-            rate: float, caps: dict[str, int]):
-    from fleetwise.allocate.fromplan import offers_from_plan
-    from fleetwise.plan.search import SLO, PlanRequest, plan
-
-    req = PlanRequest([model], _workload(isl, osl, rate), SLO(ttft, tpot), clouds=clouds, regions=regions,
-                      gpus=gpus, catalog=catalog)
-    result = plan(req)
-    return offers_from_plan(result, top=top, catalog=catalog, max_instances=caps), result
-
-
-def _workload(isl: float, osl: float, rate: float):
-    """The workload optimize plans with (and --evaluate requests draws its lengths from)."""
-    from fleetwise.plan.workload import BUILTIN
-
-    return BUILTIN["chat"].with_overrides(isl=isl, osl=osl, rate_rps=max(rate, 1e-3))
-
-
 def _evaluate_mode(ctx: typer.Context, param: typer.CallbackParam, value: str) -> str:
     if value not in EVALUATE_MODES:
         raise ConfigError(f"{checks.option_name(param)} must be one of {', '.join(EVALUATE_MODES)} (got '{value}')")
     return value
-
-
-def _caps(spot: int | None, on_demand: int | None, reserved: int | None) -> dict[str, int]:
-    caps = {"spot": spot, "on_demand": on_demand, "reserved_1y": reserved, "reserved_3y": reserved}
-    return {k: v for k, v in caps.items() if v is not None}
 
 
 def _reservations(evidence) -> list[dict]:
@@ -182,9 +159,6 @@ def optimize_cmd(
                                                   callback=checks.output_file(".html"))] = None,
 ) -> None:
     """Reserved / spot / on-demand counts over time (MILP), reservations to buy, and savings vs baselines."""
-    from fleetwise.allocate import AllocationRules
-    from fleetwise.allocate.rolling import RollingConfig
-
     series_file = input_file(series_arg, series_file, "SERIES", "--series")
     if scenario is not None:
         if scenario != "seed":
@@ -204,57 +178,67 @@ def optimize_cmd(
                           f"{evaluate_requests}: each window needs a request")
     series = series_input(series_file, freq if (freq or evaluate_mode) else "1h", what="SERIES",
                           trace_bin_s=600.0, fmt=fmt, time_col=time_col, value_col=value_col)
-    if not np.isfinite(series.values).any():  # the mean rate below would be NaN
+    if not np.isfinite(series.values).any():  # the library says so too, without the file
         raise InputFormatError("no known demand values (every bin is missing)",
                                file=str(series_file) if series_file else None)
-    if evaluate_mode:  # fail on a window that does not fit, or a horizon too long, before any work
-        from fleetwise.allocate.compare import eval_window
-
-        eval_window(series, train_days, eval_days)
+    steps = None if evaluate_mode else checks.horizon_steps(horizon, series.period_s)
+    with _Stages(quiet) as stages:
+        result = optimize(
+            series, model=model, isl=isl, osl=osl, ttft_ms=ttft_ms, tpot_ms=tpot_ms, catalog=catalog,
+            clouds=split_csv(cloud), regions=split_csv(region), gpus=split_csv(gpu), offers_top=offers_top,
+            spot_cap=spot_cap, on_demand_cap=on_demand_cap, reserved_cap=reserved_cap, cold_start_s=cold_start_s,
+            max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share, quantile=quantile, up=up,
+            down=down, horizon_steps=steps, train_days=train_days, eval_days=eval_days, evaluate=evaluate,
+            requests_per_day=evaluate_requests, windows_per_day=evaluate_windows, seed=seed, progress=stages,
+            on_cold_start=stages.cold_start)
+    if result.comparison is not None:
+        _emit_comparison(result.comparison, json_out, report, result.requests)
     else:
-        steps = checks.horizon_steps(horizon, series.period_s)
-    mean_rps = float(np.nanmean(series.values))
-    with progress("optimize", "planning replica configurations and offers", quiet=quiet):
-        offers, planned = _offers(model, isl, osl, ttft_ms, tpot_ms, catalog, split_csv(cloud), split_csv(region),
-                                  split_csv(gpu), offers_top, mean_rps, _caps(spot_cap, on_demand_cap, reserved_cap))
-    if cold_start_s is None:
-        from fleetwise.allocate.coldstart import cold_start_s as estimate
+        _emit_plan(result.forward, json_out, report)
 
-        cold_start_s = max(estimate(model, o.precision or "bf16", catalog=catalog) for o in offers)
-        err_console.print(f"fleetwise: cold start {cold_start_s:.0f} s (boot + weights at 1 GB/s + engine start; "
+
+STAGES = {"offers": ("planning replica configurations and offers", ""),
+          "forward": ("forecasting and allocating", ""),
+          "operate": ("forecasting, allocating and operating", "rolling steps"),
+          "replay": ("replaying schedules request by request", "strategies")}
+"""Each phase of :func:`fleetwise.allocate.optimize.optimize` as a progress block: its description and unit."""
+
+
+class _Stages:
+    """The library's progress callback as one ``progress`` block per phase, and the cold-start note between
+    planning and allocating."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.phase: str | None = None
+        self.block: ExitStack | None = None
+        self.tracker = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._close(*exc)
+
+    def __call__(self, phase: str, done: float, total: float | None) -> None:
+        if phase != self.phase:
+            self._close(None, None, None)
+            description, unit = STAGES[phase]
+            self.block = ExitStack()
+            self.tracker = self.block.enter_context(progress("optimize", description, unit=unit, quiet=self.quiet))
+            self.phase = phase
+        if total is not None:
+            self.tracker.update(done, total=total)
+
+    def cold_start(self, seconds: float) -> None:
+        self._close(None, None, None)
+        err_console.print(f"fleetwise: cold start {seconds:.0f} s (boot + weights at 1 GB/s + engine start; "
                           "--cold-start-s to override)", highlight=False)
-    rules = AllocationRules(max_spot_share=max_spot_share, min_nonspot_share=min_nonspot_share,
-                            cold_start_s=cold_start_s)
-    if evaluate_mode:
-        from fleetwise.allocate.compare import compare
 
-        with progress("optimize", "forecasting, allocating and operating", unit="rolling steps", quiet=quiet) as p:
-            cmp = compare(series, offers, train_days=train_days, eval_days=eval_days, quantile=quantile,
-                          rules=rules, rolling=RollingConfig(up=up, down=down), seed=seed,
-                          progress=lambda k, n: p.update(k, total=n))
-        requests = None
-        if evaluate == "requests":
-            requests = _replay(cmp, planned, offers, _workload(isl, osl, mean_rps), (ttft_ms, tpot_ms), catalog,
-                               cold_start_s, seed, evaluate_requests, evaluate_windows, quiet)
-        _emit_comparison(cmp, offers, json_out, report, requests)
-        return
-    from fleetwise.allocate.forecast_plan import plan_forward
-
-    with progress("optimize", "forecasting and allocating", quiet=quiet):
-        fp = plan_forward(series, offers, steps, quantile=quantile, rules=rules)
-    _emit_plan(fp, json_out, report)
-
-
-def _replay(cmp, planned, offers, workload, slo, catalog, cold_start_s, seed, per_day, windows, quiet):
-    """--evaluate requests: every strategy's schedule replayed request by request."""
-    from fleetwise.sim.evaluate import evaluate_requests, offer_setups
-    from fleetwise.sim.sampling import Sampling
-
-    setups = offer_setups(planned.candidates, offers, planned.request.engine, catalog)
-    sampling = Sampling(per_day, windows, seed=seed)
-    with progress("optimize", "replaying schedules request by request", unit="strategies", quiet=quiet) as p:
-        return evaluate_requests(cmp, setups, workload, slo, cold_start_s=cold_start_s, spot_seed=seed,
-                                 sampling=sampling, progress=lambda k, n: p.update(k, total=n))
+    def _close(self, *exc) -> None:
+        block, self.block, self.phase, self.tracker = self.block, None, None, None
+        if block is not None:
+            block.__exit__(*exc)
 
 
 def _emit_plan(fp, json_out: bool, report) -> None:
@@ -331,7 +315,7 @@ def _print_evidence(evidence) -> None:
                   highlight=False)
 
 
-def _emit_comparison(cmp, offers, json_out: bool, report, requests=None) -> None:
+def _emit_comparison(cmp, json_out: bool, report, requests=None) -> None:
     f, h = cmp.fleetwise, cmp.hindsight
     plan = cmp.reservation_plan
     out = {
