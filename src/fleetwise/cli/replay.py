@@ -287,7 +287,10 @@ def replay_cmd(
         raise ConfigError(f"--api must be one of {', '.join(APIS)} (got '{api}')")
     if http_client not in HTTP_CLIENTS:
         raise ConfigError(f"--http-client must be one of {', '.join(HTTP_CLIENTS)} (got '{http_client}')")
-    urls = [normalize_url(u) for u in url]
+    try:
+        urls = [normalize_url(u) for u in url]
+    except ConfigError as exc:  # the library names the value; the command names its flag
+        raise ConfigError(f"--url: {exc}") from None
     mix = RequestMix(deterministic_share=deterministic_share, temperature=temperature,
                      duplicate_share=duplicate_share, duplicate_window=duplicate_window, seed=seed)
     if start is not None:
