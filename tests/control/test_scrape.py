@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -55,7 +56,7 @@ def test_the_emulators_own_metrics_parse_completely():
     registry = CollectorRegistry(auto_describe=False)
     registry.register(metrics)
     m = parse_metrics(generate_latest(registry).decode(), 2.0)
-    assert m.complete and m.finished == 0 and m.ttft is not None and m.itl is not None
+    assert m.complete and m.finished == 0 and m.ttft is not None and m.itl is not None and m.tpot is not None
 
 
 def test_quantile_interpolates_like_promql_histogram_quantile():
@@ -89,3 +90,22 @@ def test_arrivals_are_finished_plus_growth_of_requests_in_the_system():
     assert not obs.stale and obs.running == 5 and obs.waiting == 1
     missing = observe(w, {"a": now["a"]}, before, 1.0, 0.05)
     assert missing.stale
+
+
+def test_decode_speed_is_judged_on_per_request_tpot_where_the_engine_exports_it():
+    """A p95 of single inter-token gaps is stricter than a TPOT SLO (a p95 of per-request means): one stall
+    puts many gaps in the tail but moves each request's mean little. The observation carries both; the
+    controller sizes on per-request TPOT when the engine exports it (vLLM V1), else on ITL."""
+    from fleetwise.control.types import Histogram
+
+    bounds = (0.025, 0.05, 0.1, float("inf"))
+    w = [Worker("a", "p", "on_demand", SERVING, "http://a")]
+    before = {"a": WorkerMetrics(t=0.0, finished=0, running=0, waiting=0, itl=Histogram(bounds, (0, 0, 0, 0), 0.0),
+                                 tpot=Histogram(bounds, (0, 0, 0, 0), 0.0))}
+    now = {"a": WorkerMetrics(t=10.0, finished=100, running=0, waiting=0,
+                              itl=Histogram(bounds, (800, 880, 1000, 1000), 40.0),  # 12% of gaps over 50 ms
+                              tpot=Histogram(bounds, (90, 100, 100, 100), 3.0))}  # every request's mean under
+    obs = observe(w, now, before, 1.0, 0.05)
+    assert obs.itl_p95_s > 0.05 and obs.tpot_p95_s <= 0.05
+    without = {"a": dataclasses.replace(now["a"], tpot=None)}
+    assert math.isnan(observe(w, without, before, 1.0, 0.05).tpot_p95_s)

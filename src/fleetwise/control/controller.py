@@ -418,7 +418,8 @@ class Controller:
         serving = {t: sum(1 for w in live if w.tier == t and w.state == SERVING) for t in TIERS}
         engines = sum(serving.values()) * self.spec.replica.dp
         ttft_ratio = obs.ttft_p95_s * 1e3 / self.config.ttft_ms if math.isfinite(obs.ttft_p95_s) else math.nan
-        itl_ratio = obs.itl_p95_s * 1e3 / self.config.tpot_ms if math.isfinite(obs.itl_p95_s) else math.nan
+        decode = obs.tpot_p95_s if math.isfinite(obs.tpot_p95_s) else obs.itl_p95_s  # see observe's docstring
+        itl_ratio = decode * 1e3 / self.config.tpot_ms if math.isfinite(decode) else math.nan
         urgent = obs.waiting if obs.waiting and ttft_ratio > 0.5 else 0
         return FleetState(t=self.now(), interval_s=self.config.fast_interval_s, active=dict(active),
                           serving=serving, in_flight=obs.running, queued=obs.waiting,
@@ -556,8 +557,9 @@ def _metrics_from(saved: dict):
     def hist(h):
         return None if h is None else Histogram(tuple(math.inf if b is None else b for b in h["bounds"]),
                                                 tuple(h["counts"]), h.get("total") or 0.0)
-    scalars = {k: (math.nan if v is None else v) for k, v in saved.items() if k not in ("ttft", "itl")}
-    return WorkerMetrics(**scalars, ttft=hist(saved.get("ttft")), itl=hist(saved.get("itl")))
+    scalars = {k: (math.nan if v is None else v) for k, v in saved.items() if k not in ("ttft", "itl", "tpot")}
+    return WorkerMetrics(**scalars, ttft=hist(saved.get("ttft")), itl=hist(saved.get("itl")),
+                         tpot=hist(saved.get("tpot")))
 
 
 def _fleet_spec(config: ControlConfig):

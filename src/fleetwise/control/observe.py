@@ -3,7 +3,9 @@
 vLLM exports no arrival counter; arrivals over a window are the requests that finished plus the growth of
 those in the system (running + waiting). Latency quantiles and SLO attainment come from the difference of the
 TTFT / inter-token-latency histograms between the two scrapes, summed over workers, as PromQL's
-``histogram_quantile(0.95, sum by (le) (rate(...[window])))`` would give.
+``histogram_quantile(0.95, sum by (le) (rate(...[window])))`` would give. The decode-speed check uses each
+request's mean time per output token (``tpot``, what a TPOT SLO is about) where the engine exports it, else
+the per-token gaps (``itl``, stricter: a p95 of single gaps catches every scheduling hiccup).
 
 With ``time_scale`` X (emulated workers whose clock runs X times faster), rates are per *emulated* second:
 the counts are divided by the wall window times X. Latencies the workers report are already emulated.
@@ -33,6 +35,7 @@ class Observation:
     kv_usage_max: float
     ttft_p95_s: float
     itl_p95_s: float
+    tpot_p95_s: float  # per-request TPOT (NaN: the engine does not export it)
     ttft_attainment: float  # share of first tokens within the TTFT target
     itl_attainment: float
     reporting: int  # serving workers with a complete scrape
@@ -67,12 +70,14 @@ def observe(workers: Sequence[Worker], now: Mapping[str, WorkerMetrics], before:
     rate = (lambda x: max(x, 0.0) / span) if span > 0 else (lambda x: math.nan)
     ttft = merge([delta(m.ttft, b.ttft if b else None) for m, b in pairs])
     itl = merge([delta(m.itl, b.itl if b else None) for m, b in pairs])
+    tpot = merge([delta(m.tpot, b.tpot if b else None) for m, b in pairs])
     kv = [now[i].kv_usage for i in ok if math.isfinite(now[i].kv_usage)]
     return Observation(
         t=t_now, window_s=span if span > 0 else math.nan, arrivals_rps=rate(arrived), finished_rps=rate(finished),
         generation_tps=rate(generated), running=int(sum(now[i].running for i in ok)),
         waiting=int(sum(now[i].waiting for i in ok)), kv_usage_max=max(kv, default=math.nan),
         ttft_p95_s=quantile(ttft, 0.95) if ttft else math.nan, itl_p95_s=quantile(itl, 0.95) if itl else math.nan,
+        tpot_p95_s=quantile(tpot, 0.95) if tpot else math.nan,
         ttft_attainment=share_within(ttft, ttft_target_s) if ttft else math.nan,
         itl_attainment=share_within(itl, itl_target_s) if itl else math.nan,
         reporting=sum(1 for w in serving if w.id in ok), serving=len(serving), stale=stale)

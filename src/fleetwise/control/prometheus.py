@@ -63,6 +63,7 @@ FAMILIES: dict[str, tuple[str, str]] = {
     "vllm:kv_cache_usage_perc": ("kv_usage", "gauge"),
     "vllm:time_to_first_token_seconds": ("ttft", "histogram"),
     "vllm:inter_token_latency_seconds": ("itl", "histogram"),
+    "vllm:request_time_per_output_token_seconds": ("tpot", "histogram"),
 }
 _SUFFIXES = {"counter": ("_total",), "gauge": ("",), "histogram": ("_bucket", "_sum", "_count")}
 

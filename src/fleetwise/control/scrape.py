@@ -17,7 +17,8 @@ from fleetwise.enginemetrics import LOAD_GAUGES, canonical
 _COUNTERS = {"vllm:request_success": "finished", "vllm:prompt_tokens": "prompt_tokens",
              "vllm:generation_tokens": "generation_tokens"}
 _GAUGES = LOAD_GAUGES
-_HISTOGRAMS = {"vllm:time_to_first_token_seconds": "ttft", "vllm:inter_token_latency_seconds": "itl"}
+_HISTOGRAMS = {"vllm:time_to_first_token_seconds": "ttft", "vllm:inter_token_latency_seconds": "itl",
+               "vllm:request_time_per_output_token_seconds": "tpot"}
 
 
 def parse_metrics(text: str, t: float) -> WorkerMetrics:

@@ -87,6 +87,8 @@ class WorkerMetrics:
         running / waiting: ``vllm:num_requests_running`` / ``vllm:num_requests_waiting``.
         kv_usage: ``vllm:kv_cache_usage_perc`` (0..1).
         ttft / itl: ``vllm:time_to_first_token_seconds`` / ``vllm:inter_token_latency_seconds`` histograms.
+        tpot: ``vllm:request_time_per_output_token_seconds``, each request's mean time per output token (what a
+            TPOT SLO is about; vLLM V1 exports it, older engines and SGLang do not: None).
     """
 
     t: float
@@ -98,6 +100,7 @@ class WorkerMetrics:
     kv_usage: float = math.nan
     ttft: Histogram | None = None
     itl: Histogram | None = None
+    tpot: Histogram | None = None
 
     @property
     def complete(self) -> bool:
