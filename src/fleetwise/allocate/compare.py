@@ -93,9 +93,9 @@ def short_term_buffer(history: RateSeries, quantile: float, lead_steps: int) -> 
 
 def eval_window(series: RateSeries, train_days: float, eval_days: float) -> tuple[int, int]:
     """(training, operating) steps of the series, or a ConfigError when they do not fit in it."""
-    for name, days in (("--train-days", train_days), ("--eval-days", eval_days)):
+    for name, days in (("training", train_days), ("evaluation", eval_days)):
         if not math.isfinite(days):  # NaN and inf would reach int(round(...))
-            raise ConfigError(f"{name} must be a finite number of days (got {days:g})")
+            raise ConfigError(f"the {name} days must be a finite number (got {days:g})")
     per_day = series.steps_per_day
     train, n_eval = int(round(train_days * per_day)), int(round(eval_days * per_day))
     if train < 2 or train + n_eval > len(series) or n_eval < 1:

@@ -121,7 +121,9 @@ def optimize(series: RateSeries, *, model: str = "llama-3.1-8b", isl: float = 11
     if not np.isfinite(series.values).any():  # the mean rate below would be NaN
         raise InputFormatError("no known demand values (every bin is missing)")
     if window:
-        _check_window(series, train_days, eval_days)
+        from fleetwise.allocate.compare import eval_window
+
+        eval_window(series, train_days, eval_days)
     else:
         horizon_steps = _check_horizon(series, horizon_steps)
     mean_rps = float(np.nanmean(series.values))
@@ -186,15 +188,6 @@ def _check_knobs(quantile: float, offers_top: int, cold_start_s: float | None, r
         raise ConfigError(f"the cold start must be a finite number of seconds >= 0 (got {cold_start_s:g})")
     if rate_rps is not None and not (math.isfinite(rate_rps) and rate_rps > 0):
         raise ConfigError(f"the planned request rate must be a finite number of req/s > 0 (got {rate_rps:g})")
-
-
-def _check_window(series: RateSeries, train_days: float, eval_days: float) -> None:
-    from fleetwise.allocate.compare import eval_window
-
-    for name, days in (("training", train_days), ("evaluation", eval_days)):
-        if not math.isfinite(days):
-            raise ConfigError(f"the {name} days must be a finite number (got {days:g})")
-    eval_window(series, train_days, eval_days)
 
 
 def _check_horizon(series: RateSeries, steps: int | None) -> int:

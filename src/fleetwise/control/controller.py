@@ -419,14 +419,14 @@ class Controller:
         engines = sum(serving.values()) * self.spec.replica.dp
         ttft_ratio = obs.ttft_p95_s * 1e3 / self.config.ttft_ms if math.isfinite(obs.ttft_p95_s) else math.nan
         decode = obs.tpot_p95_s if math.isfinite(obs.tpot_p95_s) else obs.itl_p95_s  # see observe's docstring
-        itl_ratio = decode * 1e3 / self.config.tpot_ms if math.isfinite(decode) else math.nan
+        decode_ratio = decode * 1e3 / self.config.tpot_ms if math.isfinite(decode) else math.nan
         urgent = obs.waiting if obs.waiting and ttft_ratio > 0.5 else 0
         return FleetState(t=self.now(), interval_s=self.config.fast_interval_s, active=dict(active),
                           serving=serving, in_flight=obs.running, queued=obs.waiting,
                           slo_slots=engines * self.spec.engine.slo_batch, arrivals_rps=obs.arrivals_rps,
                           ttft_p95_ms=obs.ttft_p95_s * 1e3, usd_per_hour=self._cost(workers), itype=self.itype,
                           capacity_rps_per_instance=self.capacity_per_worker, ttft_slo_ratio_p95=ttft_ratio,
-                          urgent_queued=urgent, tpot_slo_ratio_p95=itl_ratio)
+                          urgent_queued=urgent, tpot_slo_ratio_p95=decode_ratio)
 
     def _cost(self, workers: list[Worker]) -> float:
         """USD/hour billed now: every worker granted and not gone, draining ones included."""

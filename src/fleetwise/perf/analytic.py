@@ -43,11 +43,12 @@ def batch_cap(replica: Replica, isl: float, osl: float) -> int:
     return min(replica.max_batch, replica.memory.max_sequences(int(isl + osl), replica.profile.kv_block_tokens))
 
 
-def _step_at_load(sm: StepModel, lam, tau, isl: float, osl: float):
+def _step_at_load(replica: Replica, lam, tau, isl: float, osl: float):
     """Step time when each step of length ``tau`` carries the decode batch and prompts Little's law implies."""
     batch = lam * osl * tau
     pf_seqs = lam * tau
-    return sm.many(lam * isl * tau, pf_seqs * prefill_pairs(isl, 0), batch, batch * (isl + osl / 2.0), pf_seqs)
+    return step_time(replica, lam * isl * tau, pf_seqs * prefill_pairs(isl, 0), batch, batch * (isl + osl / 2.0),
+                     pf_seqs)
 
 
 EXACT_POISSON_MEAN = 200.0  # above this mean the Poisson quantile is taken from its normal approximation
@@ -74,7 +75,7 @@ def poisson_quantile(q: float, mean: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fixed_point(sm: StepModel, lam: np.ndarray, isl: float, osl: float) -> np.ndarray:
+def _fixed_point(replica: Replica, lam: np.ndarray, isl: float, osl: float) -> np.ndarray:
     """The step time tau with tau = step time at the load Little's law gives it (at most ``MAX_STEP_S``).
 
     For a dense model every term of the step time is proportional to tau but the weight read, so the step time
@@ -83,10 +84,11 @@ def _fixed_point(sm: StepModel, lam: np.ndarray, isl: float, osl: float) -> np.n
     A mixture-of-experts model reads a share of its experts that grows with the tokens per step, not linearly,
     so it is solved by damped iteration from below.
     """
+    sm = StepModel(replica)  # the step time's coefficients
     if sm.w_expert:
         tau = np.full_like(lam, sm(0, 0.0, 1, isl + osl / 2.0))
         for _ in range(_ITERATIONS):
-            tau = np.minimum(0.5 * tau + 0.5 * _step_at_load(sm, lam, tau, isl, osl), MAX_STEP_S)
+            tau = np.minimum(0.5 * tau + 0.5 * _step_at_load(replica, lam, tau, isl, osl), MAX_STEP_S)
         return tau
     tokens, seqs = lam * (isl + osl), lam * (osl + 1.0)  # per second of step time
     b = sm.c_tok * tokens + sm.c_head * seqs
@@ -105,13 +107,12 @@ def steady_state(
     """Steady-state step time, batch and latency at a percentile, at each rate of ``rates_rps``."""
     lam = np.asarray(rates_rps, dtype=float) / replica.dp
     ctx_per_seq = isl + osl / 2.0
-    sm = StepModel(replica)
-    tau = _fixed_point(sm, lam, isl, osl)
+    tau = _fixed_point(replica, lam, isl, osl)
     batch = lam * osl * tau
     budget = replica.max_num_tokens
     feasible = (batch <= batch_cap(replica, isl, osl)) & (lam * (isl + osl) * tau <= budget)
     # Self-consistency: the fixed point must hold (diverging loads don't converge).
-    feasible &= np.abs(_step_at_load(sm, lam, tau, isl, osl) - tau) <= 0.05 * tau
+    feasible &= np.abs(_step_at_load(replica, lam, tau, isl, osl) - tau) <= 0.05 * tau
     arrivals_95 = poisson_quantile(quantile, lam * tau) + 1.0
     prompt_tokens = arrivals_95 * isl
     room = np.maximum(budget - batch, 1.0)

@@ -77,7 +77,6 @@ class _Engine:
     def __init__(self, replica: Replica, work: Requests, *, static_batch: int | None, closed_loop: int | None):
         self.r = replica
         self.step = StepModel(replica)  # step_time folded into constants: called once per iteration
-        self.work = work
         n = len(work)
         self.isl_a = work.isl.astype(np.int64)
         self.osl_a = np.maximum(work.osl.astype(np.int64), 1)

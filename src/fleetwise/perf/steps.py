@@ -156,15 +156,6 @@ class StepModel:
         self.fixed = p.step_overhead_ms * 1e-3
         self.c_seq = p.per_seq_overhead_us * 1e-6
 
-    def many(self, prefill_tokens, pairs, decode_seqs, context, prefill_seqs=0):
-        """:meth:`__call__` on NumPy arrays (broadcast): the closed-form screen's fixed point calls it."""
-        tokens = prefill_tokens + decode_seqs
-        seqs = decode_seqs + prefill_seqs
-        compute = self.c_tok * tokens + self.c_head * seqs
-        memory = self.w_dense + self.w_expert * (1.0 - np.power(self.miss, tokens)) if self.w_expert else self.w_dense
-        return (np.maximum(compute, memory) + self.c_pair * pairs + self.ctx_coef * context
-                + self.ar_tok * tokens + self.c_seq * seqs + (self.ar_fixed + self.fixed))
-
     def __call__(self, prefill_tokens: int, pairs: float, decode_seqs: int, context: float,
                  prefill_seqs: int = 0) -> float:
         """Seconds for one iteration (same arguments as :func:`step_time`)."""

@@ -456,17 +456,19 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
     if progress:
         progress(f"screened {len(screened)} configurations on {len(offers)} offers")
     priced: dict = {}
-    corrected = _Corrected(screened)
+    screens = {k: g for k, (_, g) in screened.items()}  # the screen's own figures, before any verification
     cands, every = _rank(screened, by_gpu, req, judge.notes, priced)
     for _ in range(8):  # verify the leaders by simulation until the top of the ranking is verified
         todo = [c for c in cands[: req.verify_top] if not c.verified]
         if not todo:
             break
-        view = corrected.view()
-        for c in sorted({PerfKey(c.model, c.gpu, c.tp, c.precision, c.max_batch) for c in todo},
-                        key=lambda k: (k.model, k.gpu, k.tp, k.precision, k.max_batch)):
-            replica, g = view[c]
-            screened[c] = (replica, verify_goodput(replica, req.workload, req.slo, g.rps, req.sim_requests, req.seed))
+        keys = sorted({PerfKey(c.model, c.gpu, c.tp, c.precision, c.max_batch) for c in todo},
+                      key=lambda k: (k.model, k.gpu, k.tp, k.precision, k.max_batch))
+        guesses = {c: _start_guess(c, screened, screens) for c in keys}  # from the verifications before this round
+        for c in keys:
+            replica = screened[c][0]
+            screened[c] = (replica, verify_goodput(replica, req.workload, req.slo, guesses[c], req.sim_requests,
+                                                   req.seed))
             if progress:
                 progress(f"verified {c.model} {c.gpu} TP{c.tp} {c.precision} batch<={c.max_batch}")
         cands, every = _rank(screened, by_gpu, req, judge.notes, priced)
@@ -478,35 +480,18 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
     return result
 
 
-class _Corrected:
-    """The screened goodputs as the ranking sees them: once one batch cap of a configuration is verified, its
-    other caps' screens are scaled by the verified / screened ratio of the nearest verified cap. The screen errs
-    alike across caps of one configuration (on TPOT-bound ones it over-estimates by up to half), so without
-    this each verified cap would be overtaken by the next unverified one, and every cap simulated in turn.
-    Only the order changes: a scaled screen is still unverified, and verified before it is reported."""
-
-    def __init__(self, screened: dict) -> None:
-        self.screened = screened
-        self.screens = {k: g for k, (_, g) in screened.items()}  # the screen's own figures
-        self.scaled: dict = {}  # key -> (ratio, Goodput): the same object while the ratio holds
-
-    def view(self) -> dict:
-        ratios: dict[tuple, list[tuple[int, float]]] = {}
-        for k, (_, g) in self.screened.items():
-            first = self.screens[k].rps
-            if g.verified and first > 0:
-                ratios.setdefault((k.model, k.gpu, k.tp, k.precision), []).append((k.max_batch, g.rps / first))
-        out = {}
-        for k, (replica, g) in self.screened.items():
-            known = ratios.get((k.model, k.gpu, k.tp, k.precision))
-            if not g.verified and g.rps > 0 and known:
-                ratio = min(known, key=lambda cr: (abs(math.log(cr[0] / k.max_batch)), cr[0]))[1]
-                hit = self.scaled.get(k)
-                if hit is None or hit[0] != ratio:
-                    hit = self.scaled[k] = (ratio, replace(g, rps=g.rps * ratio))
-                g = hit[1]
-            out[k] = (replica, g)
-        return out
+def _start_guess(key: PerfKey, screened: dict, screens: dict) -> float:
+    """Where verification of ``key`` starts: its screen, scaled by the verified / screened ratio of the nearest
+    verified batch cap of the same configuration. The screen errs alike across caps (on TPOT-bound
+    configurations it over-estimates by up to half), so the search then starts near its answer: fewer
+    simulations. The ranking itself uses the screens as they are."""
+    g = screened[key][1]
+    known = [(k.max_batch, v.rps / screens[k].rps) for k, (_, v) in screened.items()
+             if v.verified and screens[k].rps > 0
+             and (k.model, k.gpu, k.tp, k.precision) == (key.model, key.gpu, key.tp, key.precision)]
+    if not known or g.rps <= 0:
+        return g.rps
+    return g.rps * min(known, key=lambda cr: (abs(math.log(cr[0] / key.max_batch)), cr[0]))[1]
 
 
 def _cost_order(c: Candidate) -> tuple:
