@@ -51,6 +51,31 @@ def test_completion_with_token_ids_is_exact(fleet, client):
     assert body["object"] == "text_completion" and len(body["choices"][0]["text"].split()) == 33
 
 
+@pytest.mark.parametrize("path", ["/v1/completions", "/v1/chat/completions"])
+def test_return_token_ids_as_vllm_gives_them(fleet, client, path):
+    """vLLM >= 0.10.2's ``return_token_ids``: each chunk's choice has its ids, the prompt's ids come once (in the
+    choice for completions, at the top for chat); the ids spell the same words as the text."""
+    from fleetwise.emulate.tokens import WORDS
+
+    chat = path.endswith("chat/completions")
+    body = ({"messages": [{"role": "user", "content": "hi"}]} if chat else {"prompt": [5, 6, 7]}) | {
+        "max_tokens": 30, "ignore_eos": True, "return_token_ids": True}
+    whole = client.post(fleet.urls[0] + path, json=body).json()
+    choice = whole["choices"][0]
+    text = choice["message"]["content"] if chat else choice["text"]
+    assert "".join(WORDS[i] for i in choice["token_ids"]) == text and len(choice["token_ids"]) == 30
+    assert (whole.get("prompt_token_ids") if chat else choice["prompt_token_ids"]) == (None if chat else [5, 6, 7])
+    with client.stream("POST", fleet.urls[0] + path, json=body | {"stream": True}) as r:
+        events = [json.loads(e) for e in sse_events(r)[:-1]]
+    ids = [i for e in events for c in e["choices"] for i in c.get("token_ids") or ()]
+    assert ids == choice["token_ids"]
+    if not chat:
+        assert events[0]["choices"][0]["prompt_token_ids"] == [5, 6, 7]
+        assert not any("prompt_token_ids" in c for e in events[1:] for c in e["choices"])
+    plain = client.post(fleet.urls[0] + path, json=body | {"return_token_ids": False}).json()
+    assert "token_ids" not in plain["choices"][0]
+
+
 def test_hugging_face_id_is_accepted(fleet, client):
     r = client.post(f"{fleet.urls[0]}/v1/completions", json={
         "model": "meta-llama/Llama-3.1-8B", "prompt": "hi", "max_tokens": 2, "ignore_eos": True})

@@ -256,11 +256,18 @@ def test_backends_follow_a_controller_and_skip_draining_workers(workers):
     assert pool.backends[workers.urls[1]].draining and not pool.backends[workers.urls[0]].draining
 
 
-def test_a_stream_whose_backend_is_reclaimed_resumes_on_another():
+@pytest.mark.parametrize("prompt", ["chat", "token_ids"])
+def test_a_stream_whose_backend_is_reclaimed_resumes_on_another(prompt):
+    """Chat resumes from the text so far; a prompt of token ids from the generated ids, which the gateway
+    asks the backend for (``return_token_ids``) and keeps out of the client's stream (it did not ask)."""
     with WorkerThread(EmulatorConfig(model="llama-3.1-8b", time_scale=1.0), n=2) as pair:
         gw = Gateway.build(GatewayFile.model_validate({"backends": {"llama-3.1-8b": pair.urls}}))
-        body = chat("write a long answer", max_tokens=300, min_tokens=300, ignore_eos=True, stream=True,
-                    stream_options={"include_usage": True})
+        common = {"max_tokens": 300, "min_tokens": 300, "ignore_eos": True, "stream": True,
+                  "stream_options": {"include_usage": True}}
+        if prompt == "chat":
+            path, body = "/v1/chat/completions", chat("write a long answer", **common)
+        else:
+            path, body = "/v1/completions", {"model": "llama-3.1-8b", "prompt": list(range(100, 150))} | common
         with AppServer(create_app(gw)) as server:
             first = gw.backends.pool("llama-3.1-8b").pick().url
 
@@ -269,14 +276,55 @@ def test_a_stream_whose_backend_is_reclaimed_resumes_on_another():
                 httpx.post(first + "/admin/interrupt", json={"notice_s": 0.1})
 
             threading.Thread(target=reclaim, daemon=True).start()
-            with httpx.stream("POST", server.url + "/v1/chat/completions", json=body, timeout=60) as r:
+            with httpx.stream("POST", server.url + path, json=body, timeout=60) as r:
                 events = [json.loads(line[6:]) for line in r.iter_lines()
                           if line.startswith("data: ") and line != "data: [DONE]"]
             metrics = httpx.get(server.url + "/metrics").text
-    content = [e for e in events if e.get("choices") and e["choices"][0]["delta"].get("content")]
+            other = next(u for u in pair.urls if u != first)
+            resumed_prompt = metric(httpx.get(other + "/metrics").text, "vllm:request_prompt_tokens_sum")
+    pieces = [(c["delta"].get("content") if prompt == "chat" else c.get("text"))
+              for e in events for c in e.get("choices") or ()]
     assert not [e for e in events if "error" in e]
     assert metric(metrics, "fleetwise_gateway_resumed_total") == 1
-    assert len(content) >= 300  # the client's stream went on to the end on the other worker
+    assert sum(1 for p in pieces if p) >= 300  # the client's stream went on to the end on the other worker
+    assert not [e for e in events if "token_ids" in json.dumps(e)]  # ids the client did not ask for stay out
+    usage = events[-1]["usage"]  # the whole answer's: every attempt's output, the prompt as the client sent it
+    assert usage["completion_tokens"] == 300
+    assert resumed_prompt > usage["prompt_tokens"] + 10  # the other worker got the prompt + the output so far
+    if prompt == "token_ids":
+        assert usage["prompt_tokens"] == 50
+
+
+def test_a_token_id_prompt_is_not_resumed_when_the_backend_gives_no_ids():
+    """A backend that ignores ``return_token_ids`` (vLLM < 0.10.2): the stream ends with an error event."""
+    from fleetwise.gateway.app import Call, Outcome, _resumable
+
+    call = Call(False, {"prompt": [1, 2, 3]}, "m", True, False, 3, 10, "interactive", False, False, None)
+    assert not _resumable(call, Outcome(completion_tokens=4))
+    assert _resumable(call, Outcome(completion_tokens=4, token_ids=[7, 7, 7, 7]))
+    assert _resumable(call, Outcome())  # nothing generated yet: send it again
+
+
+def test_a_backend_that_refuses_return_token_ids_is_sent_requests_without_it():
+    """A strict OpenAI-compatible server (not vLLM >= 0.10.2) may answer 400 to the field the gateway adds to
+    token-id prompts: the request goes again without it, and that backend is never sent it again."""
+    from fleetwise.replay.instant import InstantConfig, serve_in_thread
+
+    seen: list[bool] = []
+
+    def strict(n, body):
+        seen.append("return_token_ids" in body)
+        return "http_400" if "return_token_ids" in body else None
+
+    with serve_in_thread(InstantConfig(fault=strict)) as backend:
+        gw = Gateway.build(GatewayFile.model_validate({"backends": {"m": [backend.url]}}))
+        with AppServer(create_app(gw)) as server:
+            answers = [httpx.post(server.url + "/v1/completions", json={"model": "m", "prompt": [1, 2, 3],
+                                                                         "max_tokens": 4}) for _ in range(2)]
+            asked = httpx.post(server.url + "/v1/completions",  # the client's own field is its to keep
+                               json={"model": "m", "prompt": [1, 2], "max_tokens": 4, "return_token_ids": True})
+    assert [a.status_code for a in answers] == [200, 200] and answers[0].json()["usage"]["completion_tokens"] == 4
+    assert seen == [True, False, False, True] and asked.status_code == 400
 
 
 def test_a_hanging_backend_hits_the_timeout_and_a_slow_client_blocks_nobody():

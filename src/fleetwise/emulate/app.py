@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetwise.emulate.engine import FINISHED, EmuRequest, EngineStopped
-from fleetwise.emulate.tokens import WORDS, chat_tokens, text_tokens, token_text
+from fleetwise.emulate.tokens import WORDS, chat_tokens, text_tokens, token_id, token_text
 from fleetwise.emulate.worker import Worker
 from fleetwise.errors import ConfigError
 
@@ -63,6 +63,7 @@ class _Common(BaseModel):
     stream_options: dict[str, Any] | None = None
     n: int = Field(1, ge=1, le=1)
     temperature: float | None = Field(None, ge=0, le=2)
+    return_token_ids: bool | None = None  # vLLM >= 0.10.2: token ids next to the text (prompt's in the first chunk)
 
 
 class CompletionBody(_Common):
@@ -104,31 +105,49 @@ def _prompt_tokens(body: CompletionBody) -> int:
     return text_tokens(one) if isinstance(one, str) else len(one)
 
 
+def _prompt_ids(body: _Common) -> list[int] | None:
+    """A completions prompt given as token ids (``[1, 2]`` or ``[[1, 2]]``), else None."""
+    p = getattr(body, "prompt", None)
+    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], list):
+        p = p[0]
+    return p if isinstance(p, list) and p and all(isinstance(x, int) for x in p) else None
+
+
 _TAIL = ',"logprobs":null,"finish_reason":null}]}\n\n'
-# Token i's text is WORDS[i % len(WORDS)]: every token event of a stream is its head plus one of these.
+# Token i's text is WORDS[i % len(WORDS)]: every token event of a stream is its head plus one of these
+# (with ``return_token_ids``, the token's id goes in front of the tail, where vLLM puts it).
 _TEXT_BODIES = tuple(json.dumps(token_text(i)) + _TAIL for i in range(len(WORDS)))
 _CHAT_BODIES = tuple('"content":' + json.dumps(token_text(i)) + "}" + _TAIL for i in range(len(WORDS)))
+_TEXT_ID_BODIES = tuple(json.dumps(token_text(i)) + f',"token_ids":[{token_id(i)}]' + _TAIL for i in range(len(WORDS)))
+_CHAT_ID_BODIES = tuple('"content":' + json.dumps(token_text(i)) + f'}},"token_ids":[{token_id(i)}]' + _TAIL
+                        for i in range(len(WORDS)))
 
 
 class _Stream:
     """Renders one request's tokens as vLLM's SSE chunks; every token event is pre-rendered once per stream
-    (a stream of thousands of tokens cycles through ``len(WORDS)`` texts), so a token costs a tuple lookup."""
+    (a stream of thousands of tokens cycles through ``len(WORDS)`` texts), so a token costs a tuple lookup.
 
-    def __init__(self, req: EmuRequest, rid: str, model: str, chat: bool, usage: bool) -> None:
+    With ``token_ids`` (the request's ``return_token_ids``), each chunk's choice carries its ``token_ids`` and
+    the first chunk the prompt's ``prompt_token_ids`` (in the choice for completions, at the top for chat, as
+    vLLM does) when the prompt was given as ids - the emulator has no tokenizer to turn text into ids."""
+
+    def __init__(self, req: EmuRequest, rid: str, model: str, chat: bool, usage: bool,
+                 token_ids: bool = False, prompt_ids: list[int] | None = None) -> None:
         self.req, self.chat, self.usage = req, chat, usage
         created = int(time.time())
+        prompt = f'"prompt_token_ids":{json.dumps(prompt_ids)},' if token_ids and prompt_ids is not None else ""
         if chat:
-            head = (f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{created},'
-                    f'"model":{json.dumps(model)},"choices":[{{"index":0,"delta":{{')
-            self.first = (head + '"role":"assistant",' + _CHAT_BODIES[0]).encode()
-            bodies = _CHAT_BODIES
+            lead = (f'data: {{"id":"{rid}","object":"chat.completion.chunk","created":{created},'
+                    f'"model":{json.dumps(model)},')
+            head = lead + '"choices":[{"index":0,"delta":{'
+            bodies = _CHAT_ID_BODIES if token_ids else _CHAT_BODIES
+            self.first = (lead + prompt + '"choices":[{"index":0,"delta":{"role":"assistant",' + bodies[0]).encode()
         else:
             head = (f'data: {{"id":"{rid}","object":"text_completion","created":{created},'
                     f'"model":{json.dumps(model)},"choices":[{{"index":0,"text":')
-            bodies = _TEXT_BODIES
+            bodies = _TEXT_ID_BODIES if token_ids else _TEXT_BODIES
+            self.first = (head[:-len('"text":')] + prompt + '"text":' + bodies[0]).encode()
         self.events = tuple((head + b).encode() for b in bodies)
-        if not chat:
-            self.first = self.events[0]
         self.rid, self.model, self.created = rid, model, created
 
     def tokens(self, start: int, stop: int) -> bytes:
@@ -204,11 +223,13 @@ class _Completions:
             return
         rid = f"{'chatcmpl' if self.chat else 'cmpl'}-{self.worker.name}-{req.rid}"
         model = body.model or self.worker.model_id
+        ids = bool(body.return_token_ids)
         if body.stream:
             usage = bool((body.stream_options or {}).get("include_usage"))
-            await self._stream(send, receive, req, _Stream(req, rid, model, self.chat, usage))
+            fmt = _Stream(req, rid, model, self.chat, usage, ids, _prompt_ids(body) if ids else None)
+            await self._stream(send, receive, req, fmt)
         else:
-            await self._complete(send, req, rid, model)
+            await self._complete(send, req, rid, model, _prompt_ids(body) if ids else None, ids)
 
     def _parse(self, raw: bytes) -> tuple[_Common, int]:
         if not self.chat:
@@ -219,7 +240,8 @@ class _Completions:
             body.max_tokens = body.max_completion_tokens
         return body, chat_tokens([m.model_dump() for m in body.messages])
 
-    async def _complete(self, send, req: EmuRequest, rid: str, model: str) -> None:
+    async def _complete(self, send, req: EmuRequest, rid: str, model: str, prompt_ids: list[int] | None,
+                        ids: bool) -> None:
         try:
             while not req.done:
                 await req.wait()
@@ -233,9 +255,12 @@ class _Completions:
         choice = ({"index": 0, "message": {"role": "assistant", "content": text}, "logprobs": None,
                    "finish_reason": req.reason} if self.chat else
                   {"index": 0, "text": text, "logprobs": None, "finish_reason": req.reason})
-        await _send_json(send, 200, {
-            "id": rid, "object": "chat.completion" if self.chat else "text_completion", "created": int(time.time()),
-            "model": model, "choices": [choice], "usage": _usage(req)})
+        answer = {"id": rid, "object": "chat.completion" if self.chat else "text_completion",
+                  "created": int(time.time()), "model": model, "choices": [choice], "usage": _usage(req)}
+        if ids:  # where vLLM puts them: the prompt's at the top for chat, in the choice for completions
+            choice["token_ids"] = [token_id(i) for i in range(req.generated)]
+            (answer if self.chat else choice)["prompt_token_ids"] = prompt_ids
+        await _send_json(send, 200, answer)
 
     async def _stream(self, send, receive, req: EmuRequest, fmt: _Stream) -> None:
         engine = self.worker.engine

@@ -51,3 +51,9 @@ class OutputLengths:
 def token_text(i: int) -> str:
     """The text of the i-th generated token."""
     return WORDS[i % len(WORDS)]
+
+
+def token_id(i: int) -> int:
+    """The id of the i-th generated token (its index in :data:`WORDS`, the emulator's whole vocabulary), as
+    ``return_token_ids`` reports it (vLLM >= 0.10.2's extension)."""
+    return i % len(WORDS)

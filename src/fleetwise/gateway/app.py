@@ -256,12 +256,14 @@ class Outcome:
     upstream_s: float = 0.0
     pieces: int = 0  # content events since the last usage report (tokens when a backend is lost before it)
     counted: int = 0  # completion tokens reported by finished attempts
+    token_ids: list[int] = field(default_factory=list)  # generated ids (``return_token_ids``): a resume's prompt
 
 
 async def stream_upstream(gw: Gateway, call: Call, model: str, sink) -> Outcome:
     """Send ``call`` to the least busy backend of ``model`` as a stream with usage; hand each SSE data
     payload to ``sink`` (an async callable) as it arrives; on a backend lost mid-stream, resume on another
-    (prompt + the output so far) when the prompt is text; return the outcome.
+    (prompt + the output so far: text for chat and text prompts; for a prompt of token ids, the generated ids,
+    which the gateway asks the backend for with vLLM's ``return_token_ids``); return the outcome.
 
     A backend that refuses the request before answering - connection refused (gone before the controller's
     list said so), or 503 (starting, reclaimed) - saw none of it: the request goes to the next backend,
@@ -275,28 +277,37 @@ async def stream_upstream(gw: Gateway, call: Call, model: str, sink) -> Outcome:
                                               "server_error", "no_backend", headers={"retry-after": "1"})
             return out
         tried.add(backend.url)
-        body = _upstream_body(call, model, out)
+        body = _upstream_body(call, model, out, backend.token_ids)
         ended = await _one_upstream(gw, backend, call, body, out, sink)
+        if ended == DONE and out.status == 400 and body.get("return_token_ids") and not out.events \
+                and not call.body.get("return_token_ids"):
+            backend.token_ids = False  # a strict server refused the field the gateway added: send without it
+            tried.discard(backend.url)
+            continue
         if ended == REFUSED:
             backend.eject(EJECT_S)
             gw.metrics.rerouted.inc()
             continue  # out.error stays set: it is the answer if no backend is left
-        if ended == LOST:  # no usage from the lost attempt: count its content events as its tokens
-            out.completion_tokens = out.counted = out.counted + out.pieces
+        if ended == LOST:  # no usage from the lost attempt: its tokens are its ids, else its content events
+            ids = _prompt_ids(call) is not None and out.token_ids
+            out.completion_tokens = out.counted = len(out.token_ids) if ids else out.counted + out.pieces
             out.pieces = 0
         if ended != LOST:
             out.prompt_tokens = out.prompt_tokens or call.prompt_tokens
             return out
-        if not (_resumable(call) and out.error is None):
+        if not (_resumable(call, out) and out.error is None):
             out.error = out.error or APIError(502, f"backend {backend.url} was lost mid-answer and the request "
                                                    "cannot be resumed elsewhere", "server_error", "backend_lost")
             return out
         gw.metrics.resumed.inc()
 
 
-def _upstream_body(call: Call, model: str, so_far: Outcome) -> dict:
+def _upstream_body(call: Call, model: str, so_far: Outcome, token_ids: bool = True) -> dict:
     body = dict(call.body, model=model, stream=True, stream_options={"include_usage": True})
-    if so_far.text:  # resume: the prompt plus what was generated, for the tokens still owed
+    ids = _prompt_ids(call)
+    if ids is not None and token_ids:
+        body["return_token_ids"] = True  # the generated ids: what a resume elsewhere appends to the prompt
+    if so_far.text or so_far.token_ids:  # resume: the prompt plus what was generated, for the tokens still owed
         left = max(1, call.max_tokens - so_far.completion_tokens)
         body["max_tokens"] = left
         body.pop("max_completion_tokens", None)
@@ -305,13 +316,32 @@ def _upstream_body(call: Call, model: str, so_far: Outcome) -> dict:
         if call.chat:
             body["messages"] = [*call.body["messages"], {"role": "assistant", "content": so_far.text}]
             body["continue_final_message"], body["add_generation_prompt"] = True, False
-        else:
+        elif ids is not None:
+            body["prompt"] = ids + so_far.token_ids
+        elif isinstance(call.body["prompt"], str):
             body["prompt"] = call.body["prompt"] + so_far.text
+        else:  # one text in a list
+            body["prompt"] = [call.body["prompt"][0] + so_far.text]
     return body
 
 
-def _resumable(call: Call) -> bool:
-    return call.chat or isinstance(call.body.get("prompt"), str)
+def _prompt_ids(call: Call) -> list[int] | None:
+    """A completions prompt of token ids (``[1, 2]``, or one such list in a list), else None."""
+    p = None if call.chat else call.body.get("prompt")
+    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], list):
+        p = p[0]
+    return p if isinstance(p, list) and p and all(isinstance(x, int) for x in p) else None
+
+
+def _resumable(call: Call, so_far: Outcome) -> bool:
+    """Whether the request can go on elsewhere from what was generated: chat and text prompts always; a
+    prompt of token ids when the lost backend reported the id of every token it generated (vLLM < 0.10.2
+    ignores ``return_token_ids``, and text cannot be appended to ids without the model's tokenizer)."""
+    prompt = call.body.get("prompt")
+    if call.chat or isinstance(prompt, str) or (isinstance(prompt, list) and len(prompt) == 1
+                                                  and isinstance(prompt[0], str)):
+        return True
+    return _prompt_ids(call) is not None and (bool(so_far.token_ids) or so_far.completion_tokens == 0)
 
 
 DONE, LOST, REFUSED = "done", "lost", "refused"
@@ -337,12 +367,12 @@ async def _one_upstream(gw: Gateway, backend: Backend, call: Call, body: dict, o
                 out.error = _upstream_error(resp.status, await resp.read())
                 return REFUSED if resp.status == 503 and not started else DONE
             out.status = 200
+            strip = body.get("return_token_ids") and not call.body.get("return_token_ids")
             async for data in _sse(resp.content):
                 started = True
                 if data == b"[DONE]":
                     break
-                _absorb(out, data, call.chat)
-                await sink(data)
+                await sink(_absorb(out, data, call.chat, strip))
         return LOST if out.finish_reason is None and started else DONE  # stopped before the answer ended
     except (TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
         backend.failures += 1
@@ -365,18 +395,37 @@ async def _sse(content) -> AsyncIterator[bytes]:
             yield line[5:].strip()
 
 
-def _absorb(out: Outcome, data: bytes, chat: bool) -> None:
+def _absorb(out: Outcome, data: bytes, chat: bool, strip: bool = False) -> bytes:
+    """Add one SSE payload to ``out``; return it as the client gets it (and the cache keeps it): with
+    ``strip``, without the token ids the gateway asked for on its own behalf (the client did not); after a
+    resume, with the usage of the whole answer - the prompt as the client sent it, every completion token of
+    every attempt - not the last attempt's (whose prompt included the output so far)."""
     try:
         event = json.loads(data)
     except ValueError:
-        return
-    out.events.append(data)
+        return data
+    rewrite = strip
+    for choice in event.get("choices") or ():
+        ids = choice.pop("token_ids", None) if strip else choice.get("token_ids")
+        out.token_ids.extend(ids or ())
+        if strip:
+            choice.pop("prompt_token_ids", None)
+    if strip:
+        event.pop("prompt_token_ids", None)
     usage = event.get("usage")
     if usage:
-        out.prompt_tokens = int(usage.get("prompt_tokens") or 0)
-        out.completion_tokens = out.counted + int(usage.get("completion_tokens") or 0)
-        out.counted = out.completion_tokens
+        before = out.counted  # completion tokens of the attempts before this one (a resume's prompt holds them)
+        out.prompt_tokens = max(1, int(usage.get("prompt_tokens") or 0) - before) if before else \
+            int(usage.get("prompt_tokens") or 0)
+        out.completion_tokens = out.counted = before + int(usage.get("completion_tokens") or 0)
         out.pieces = 0
+        if before:
+            event["usage"] = {"prompt_tokens": out.prompt_tokens, "completion_tokens": out.completion_tokens,
+                              "total_tokens": out.prompt_tokens + out.completion_tokens}
+            rewrite = True
+    if rewrite:
+        data = json.dumps(event, separators=(",", ":")).encode()
+    out.events.append(data)
     for choice in event.get("choices") or ():
         piece = (choice.get("delta") or {}).get("content") if chat else choice.get("text")
         if piece:
@@ -385,6 +434,7 @@ def _absorb(out: Outcome, data: bytes, chat: bool) -> None:
         if choice.get("finish_reason"):
             out.finish_reason = choice["finish_reason"]
     out.model = event.get("model") or out.model
+    return data
 
 
 def _upstream_error(status: int, raw: bytes) -> APIError:

@@ -54,6 +54,7 @@ class Backend:
     kv_usage: float | None = None
     scraped_at: float = -1e18  # time.monotonic() of the last good reading
     ejected_until: float = -1e18  # time.monotonic() until which it takes no new request (it refused one)
+    token_ids: bool = True  # False: it answered 400 to ``return_token_ids`` (not vLLM >= 0.10.2), so never sent
 
     def eject(self, seconds: float) -> None:
         self.ejected_until = time.monotonic() + seconds
