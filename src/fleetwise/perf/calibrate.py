@@ -2,15 +2,18 @@
 
 Tiers (what ``fleetwise validate`` reports): offline output throughput, rate-mode TTFT, rate-mode
 ITL, and static batch (output throughput at a batch, and batch-1 TTFT). The fit minimises a soft-L1
-loss of log errors with every tier, and within a tier every GPU, weighted equally, over the global parameters in
-:data:`fleetwise.perf.profile.FITTED_BOUNDS` only, so what is learnt transfers to other GPUs and models.
+loss of log errors with every tier, within a tier every publication, and within a publication every GPU weighted
+equally (:func:`publication`), over the global parameters in :data:`fleetwise.perf.profile.FITTED_BOUNDS` only,
+so what is learnt transfers to other GPUs and models.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -227,23 +230,45 @@ def _residuals(
     points: Sequence[Point], profile: EngineProfile, cat: Catalog, tiers: Sequence[str], robust_scale: float | None
 ) -> np.ndarray:
     pairs = _pairs(points, tiers, exclude=True)
-    # Every tier weighs the same, and within a tier every GPU: a publication that measured one GPU 700
-    # times must not set the global parameters for all the others.
-    cells: dict[tuple[str, str], int] = {}
-    for tier, point, _ in pairs:
-        cells[tier, point.case.gpu] = cells.get((tier, point.case.gpu), 0) + 1
-    per_tier: dict[str, int] = {}
-    for tier, _ in cells:
-        per_tier[tier] = per_tier.get(tier, 0) + 1
+    weights = _weights(pairs)
     preds = predict_points(points, profile, cat)
     res = []
     for tier, point, metric in pairs:
         pred = preds.get(point.case)
         value = getattr(pred, METRIC_FIELDS[metric]) if pred is not None else 0.0
         log_err = max(-3.0, min(3.0, math.log(max(value, 1e-9) / point.measured[metric])))
-        weight = cells[tier, point.case.gpu] * per_tier[tier]
-        res.append(_robust(log_err, robust_scale) / math.sqrt(weight))
+        res.append(_robust(log_err, robust_scale) * math.sqrt(weights[tier, publication(point), point.case.gpu]))
     return np.array(res)
+
+
+def publication(point: Point) -> str:
+    """The publication a measured point comes from: its source's repository and top folder, or its web host.
+
+    ``dstackai/benchmarks Deepseek-R1/raw_data/...`` and ``dstackai/benchmarks comparison/...`` are two
+    publications of one repository (two rows of the data README's source table); the five crawls of AMD's
+    page, one publication. Points without a source are one publication.
+    """
+    words = point.extra.get("source", "").split()
+    if not words:
+        return ""
+    if "://" in words[0]:
+        return urlsplit(words[0]).netloc
+    return f"{words[0]} {words[1].split('/')[0]}" if len(words) > 1 else words[0]
+
+
+def _weights(pairs: Sequence[tuple[str, Point, str]]) -> dict[tuple[str, str, str], float]:
+    """Weight of one (tier, publication, GPU) row: every tier weighs the same, within a tier every
+    publication, within a publication every GPU it measured.
+
+    Publications disagree with each other by 2-20x on the same configuration (benchmarks/engine_profiles.py);
+    weighted by rows, the one with the most (1,290 Argonne static batches, 719 of them on MI300X) would set
+    the global parameters for every GPU and model; weighted by GPU alone, one publication still owns every
+    GPU only it measured. A file of one publication (a user's own) is weighted by GPU, as before.
+    """
+    rows = Counter((tier, publication(point), point.case.gpu) for tier, point, _ in pairs)
+    gpus = Counter((tier, pub) for tier, pub, _ in rows)
+    pubs = Counter(tier for tier, _ in gpus)
+    return {cell: 1.0 / (n * gpus[cell[:2]] * pubs[cell[0]]) for cell, n in rows.items()}
 
 
 def _robust(log_err: float, scale: float | None) -> float:
