@@ -327,6 +327,25 @@ def test_a_backend_that_refuses_return_token_ids_is_sent_requests_without_it():
     assert seen == [True, False, False, True] and asked.status_code == 400
 
 
+def test_a_400_for_another_reason_does_not_stop_asking_a_backend_for_token_ids():
+    from fleetwise.replay.instant import InstantConfig, serve_in_thread
+
+    seen: list[bool] = []
+
+    def too_long(n, body):
+        seen.append("return_token_ids" in body)
+        return "http_400" if body.get("max_tokens") == 999 else None
+
+    with serve_in_thread(InstantConfig(fault=too_long)) as backend:
+        gw = Gateway.build(GatewayFile.model_validate({"backends": {"m": [backend.url]}}))
+        with AppServer(create_app(gw)) as server:
+            bad = httpx.post(server.url + "/v1/completions", json={"model": "m", "prompt": [1], "max_tokens": 999})
+            good = httpx.post(server.url + "/v1/completions", json={"model": "m", "prompt": [1], "max_tokens": 3})
+    assert bad.status_code == 400 and good.status_code == 200
+    assert seen == [True, False, True]  # tried once without the field, which was not the cause
+    assert gw.backends.pool("m").backends[backend.url].token_ids
+
+
 def test_a_hanging_backend_hits_the_timeout_and_a_slow_client_blocks_nobody():
     from fleetwise.replay.instant import InstantConfig, serve_in_thread
 

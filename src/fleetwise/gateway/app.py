@@ -268,7 +268,7 @@ async def stream_upstream(gw: Gateway, call: Call, model: str, sink) -> Outcome:
     A backend that refuses the request before answering - connection refused (gone before the controller's
     list said so), or 503 (starting, reclaimed) - saw none of it: the request goes to the next backend,
     whatever its prompt, and the refusing one takes no new request for ``EJECT_S``."""
-    out, tried = Outcome(model=model), set()
+    out, tried, without_ids = Outcome(model=model), set(), set()
     pool = gw.backends.pool(model)
     while True:
         backend = pool.pick(frozenset(tried))
@@ -277,13 +277,16 @@ async def stream_upstream(gw: Gateway, call: Call, model: str, sink) -> Outcome:
                                               "server_error", "no_backend", headers={"retry-after": "1"})
             return out
         tried.add(backend.url)
-        body = _upstream_body(call, model, out, backend.token_ids)
+        plain = backend.url in without_ids
+        body = _upstream_body(call, model, out, backend.token_ids and not plain)
         ended = await _one_upstream(gw, backend, call, body, out, sink)
-        if ended == DONE and out.status == 400 and body.get("return_token_ids") and not out.events \
-                and not call.body.get("return_token_ids"):
-            backend.token_ids = False  # a strict server refused the field the gateway added: send without it
+        if ended == DONE and out.status == 400 and body.get("return_token_ids") \
+                and not call.body.get("return_token_ids"):  # a 400 answers before any token: nothing was sent on
+            without_ids.add(backend.url)  # a strict server may refuse the field the gateway added: try without
             tried.discard(backend.url)
             continue
+        if plain and out.status == 200:
+            backend.token_ids = False  # it was the field: never send it to this backend again
         if ended == REFUSED:
             backend.eject(EJECT_S)
             gw.metrics.rerouted.inc()
