@@ -21,7 +21,6 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Self
 
 import numpy as np
 
@@ -89,7 +88,6 @@ class PlanRequest:
     max_load: float = 1.0  # fraction of goodput each replica may run at; the CLI passes OPERATOR_MAX_LOAD
     max_quality_drop_pct: float | None = None  # None: no quality filter; the CLI passes OPERATOR_MAX_QUALITY_DROP_PCT
     confidence: str = "any"  # measured | interpolated | any: the least-known prediction kept
-    workers: int = 0  # processes that verify by simulation at once; 0: one per usable CPU (1: in this process)
 
 
 @dataclass(frozen=True)
@@ -460,86 +458,26 @@ def plan(req: PlanRequest, progress: Callable[[str], None] | None = None) -> Pla
     priced: dict = {}
     screens = {k: g for k, (_, g) in screened.items()}  # the screen's own figures, before any verification
     cands, every = _rank(screened, by_gpu, req, judge.notes, priced)
-    with Verifier(req.workers) as verify:
-        for _ in range(8):  # verify the leaders by simulation until the top of the ranking is verified
-            todo = [c for c in cands[: req.verify_top] if not c.verified]
-            if not todo:
-                break
-            keys = sorted({PerfKey(c.model, c.gpu, c.tp, c.precision, c.max_batch) for c in todo},
-                          key=lambda k: (k.model, k.gpu, k.tp, k.precision, k.max_batch))
-            guesses = {c: _start_guess(c, screened, screens) for c in keys}  # from the rounds before this one
-            jobs = [(screened[c][0], req.workload, req.slo, guesses[c], req.sim_requests, req.seed) for c in keys]
-            for c, g in zip(keys, verify(jobs), strict=True):
-                screened[c] = (screened[c][0], g)
-                if progress:
-                    progress(f"verified {c.model} {c.gpu} TP{c.tp} {c.precision} batch<={c.max_batch}")
-            cands, every = _rank(screened, by_gpu, req, judge.notes, priced)
+    for _ in range(8):  # verify the leaders by simulation until the top of the ranking is verified
+        todo = [c for c in cands[: req.verify_top] if not c.verified]
+        if not todo:
+            break
+        keys = sorted({PerfKey(c.model, c.gpu, c.tp, c.precision, c.max_batch) for c in todo},
+                      key=lambda k: (k.model, k.gpu, k.tp, k.precision, k.max_batch))
+        guesses = {c: _start_guess(c, screened, screens) for c in keys}  # from the verifications before this round
+        for c in keys:
+            replica = screened[c][0]
+            screened[c] = (replica, verify_goodput(replica, req.workload, req.slo, guesses[c], req.sim_requests,
+                                                   req.seed))
+            if progress:
+                progress(f"verified {c.model} {c.gpu} TP{c.tp} {c.precision} batch<={c.max_batch}")
+        cands, every = _rank(screened, by_gpu, req, judge.notes, priced)
     if not cands:
         raise InfeasibleError(_why_none(rejected, req))
     result = PlanResult(req, cands, _dedupe(rejected), evaluated, time.perf_counter() - start)
     result.pareto = pareto_front(cands)
     result.all_batch_caps = every
     return result
-
-
-class Verifier:
-    """Runs ``verify_goodput(*job)`` for each job of a round, in order: in forked worker processes when a round
-    has two jobs or more and there are CPUs for them, else in this process. Each verification is independent
-    and seeded, so the results are the same either way. One pool serves every round of a plan (started at the
-    first round that uses it; a fork costs tens of milliseconds, a round a few hundred); the catalog, profiles
-    and NumPy are already loaded in the forked processes, only the jobs and their results cross. Where fork is
-    unavailable, a pool cannot start or it breaks, the work stays in this process. Use it as a context
-    manager: leaving it (also on an interrupt) stops the pool without running queued jobs."""
-
-    def __init__(self, workers: int = 0) -> None:
-        import os
-
-        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        self.processes = workers or usable
-        self._pool = None
-        self._usable = self.processes > 1
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
-
-    def __call__(self, jobs: list[tuple]):
-        done = 0
-        pool = self._start() if len(jobs) > 1 else None
-        if pool is not None:
-            from concurrent.futures.process import BrokenProcessPool
-
-            try:
-                for g in pool.map(_verify_job, jobs):
-                    done += 1
-                    yield g
-                return
-            except BrokenProcessPool:  # a worker died (an interrupt propagates instead): the rest here
-                self._usable = False
-                self.__exit__()
-        for job in jobs[done:]:
-            yield verify_goodput(*job)
-
-    def _start(self):
-        if self._pool is None and self._usable:
-            import multiprocessing
-            from concurrent.futures import ProcessPoolExecutor
-
-            try:
-                if "fork" not in multiprocessing.get_all_start_methods():
-                    raise OSError("no fork on this platform")
-                self._pool = ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("fork"))
-            except OSError:
-                self._usable = False
-        return self._pool
-
-
-def _verify_job(job: tuple) -> Goodput:
-    return verify_goodput(*job)
 
 
 def _start_guess(key: PerfKey, screened: dict, screens: dict) -> float:
