@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fleetwise.emulate.engine import FINISHED, EmuRequest, EngineStopped
-from fleetwise.emulate.tokens import WORDS, chat_tokens, text_tokens, token_id, token_text
+from fleetwise.emulate.tokens import WORDS, chat_tokens, prompt_token_ids, text_tokens, token_id, token_text
 from fleetwise.emulate.worker import Worker
 from fleetwise.errors import ConfigError
 
@@ -103,14 +103,6 @@ def _prompt_tokens(body: CompletionBody) -> int:
                        param="prompt")
     one = p[0]
     return text_tokens(one) if isinstance(one, str) else len(one)
-
-
-def _prompt_ids(body: _Common) -> list[int] | None:
-    """A completions prompt given as token ids (``[1, 2]`` or ``[[1, 2]]``), else None."""
-    p = getattr(body, "prompt", None)
-    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], list):
-        p = p[0]
-    return p if isinstance(p, list) and p and all(isinstance(x, int) for x in p) else None
 
 
 _TAIL = ',"logprobs":null,"finish_reason":null}]}\n\n'
@@ -224,12 +216,12 @@ class _Completions:
         rid = f"{'chatcmpl' if self.chat else 'cmpl'}-{self.worker.name}-{req.rid}"
         model = body.model or self.worker.model_id
         ids = bool(body.return_token_ids)
+        prompt_ids = prompt_token_ids(getattr(body, "prompt", None)) if ids else None
         if body.stream:
             usage = bool((body.stream_options or {}).get("include_usage"))
-            fmt = _Stream(req, rid, model, self.chat, usage, ids, _prompt_ids(body) if ids else None)
-            await self._stream(send, receive, req, fmt)
+            await self._stream(send, receive, req, _Stream(req, rid, model, self.chat, usage, ids, prompt_ids))
         else:
-            await self._complete(send, req, rid, model, _prompt_ids(body) if ids else None, ids)
+            await self._complete(send, req, rid, model, prompt_ids, ids)
 
     def _parse(self, raw: bytes) -> tuple[_Common, int]:
         if not self.chat:

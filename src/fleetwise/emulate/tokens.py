@@ -23,6 +23,7 @@ from fleetwise.traffic.tokens import (  # noqa: F401 - the counting rule lives w
     REPLY_OVERHEAD_TOKENS,
     chat_tokens,
     content_text,
+    prompt_token_ids,
     text_tokens,
 )
 

@@ -35,6 +35,7 @@ from fleetwise.gateway.cache import Flights, MemoryCache, cache_key, determinist
 from fleetwise.gateway.config import GatewayFile, hash_key
 from fleetwise.gateway.pricing import FREE, Price, prices_from
 from fleetwise.gateway.types import PRIORITIES, Denied, Tenant, UsageRecord
+from fleetwise.traffic.tokens import prompt_token_ids
 
 ANONYMOUS = Tenant("anonymous", cache_scope="anonymous")
 SHED_FROM = PRIORITIES.index("batch")  # batch and background are shed first when a model is saturated
@@ -329,11 +330,7 @@ def _upstream_body(call: Call, model: str, so_far: Outcome, token_ids: bool = Tr
 
 
 def _prompt_ids(call: Call) -> list[int] | None:
-    """A completions prompt of token ids (``[1, 2]``, or one such list in a list), else None."""
-    p = None if call.chat else call.body.get("prompt")
-    if isinstance(p, list) and len(p) == 1 and isinstance(p[0], list):
-        p = p[0]
-    return p if isinstance(p, list) and p and all(isinstance(x, int) for x in p) else None
+    return None if call.chat else prompt_token_ids(call.body.get("prompt"))
 
 
 def _resumable(call: Call, so_far: Outcome) -> bool:

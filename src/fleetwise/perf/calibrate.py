@@ -227,17 +227,18 @@ def predict_points(
 
 
 def _residuals(
-    points: Sequence[Point], profile: EngineProfile, cat: Catalog, tiers: Sequence[str], robust_scale: float | None
+    pairs: Sequence[tuple[str, Point, str]], root_weights: Sequence[float], points: Sequence[Point],
+    profile: EngineProfile, cat: Catalog, robust_scale: float | None,
 ) -> np.ndarray:
-    pairs = _pairs(points, tiers, exclude=True)
-    weights = _weights(pairs)
+    """One weighted residual per (tier, point, metric) pair; ``root_weights`` are the square roots of
+    :func:`_weights`, per pair (they do not change between evaluations)."""
     preds = predict_points(points, profile, cat)
     res = []
-    for tier, point, metric in pairs:
+    for (_, point, metric), root in zip(pairs, root_weights, strict=True):
         pred = preds.get(point.case)
         value = getattr(pred, METRIC_FIELDS[metric]) if pred is not None else 0.0
         log_err = max(-3.0, min(3.0, math.log(max(value, 1e-9) / point.measured[metric])))
-        res.append(_robust(log_err, robust_scale) * math.sqrt(weights[tier, publication(point), point.case.gpu]))
+        res.append(_robust(log_err, robust_scale) * root)
     return np.array(res)
 
 
@@ -312,25 +313,27 @@ def calibrate(
     high = np.array([FITTED_BOUNDS[n][1] for n in names])
     scale = high - low
     x0 = (np.clip(start.fitted_vector(), low, high) - low) / scale
-    calls = [0]
-
-    def objective(x: np.ndarray) -> np.ndarray:
-        profile = start.with_params(**dict(zip(names, (low + x * scale).tolist(), strict=True)))
-        res = _residuals(points, profile, cat, tiers, robust_scale)
-        calls[0] += 1
-        if progress:
-            progress(calls[0], float(np.sum(res**2)))
-        return res
-
     all_points = points
     fit_pairs = _pairs(points, tiers, exclude=True)
     if not fit_pairs:
         raise SolverError(f"no measured points with a metric used for calibration ({_tier_metrics(tiers)})")
     # Points that cannot be served (say, they do not fit in memory) add a constant residual and no
     # information; when no point is left, refuse rather than write a profile fitted to nothing.
-    points = fit_points = _points_of(fit_pairs)
+    fit_points = _points_of(fit_pairs)
     if not any(predict_case(p.case, start, cat)[0] is not None for p in fit_points):
         raise _nothing_predictable(fit_points, predict_case(fit_points[0].case, start, cat)[1])
+    weights = _weights(fit_pairs)
+    root_weights = [math.sqrt(weights[tier, publication(p), p.case.gpu]) for tier, p, _ in fit_pairs]
+    calls = [0]
+
+    def objective(x: np.ndarray) -> np.ndarray:
+        profile = start.with_params(**dict(zip(names, (low + x * scale).tolist(), strict=True)))
+        res = _residuals(fit_pairs, root_weights, fit_points, profile, cat, robust_scale)
+        calls[0] += 1
+        if progress:
+            progress(calls[0], float(np.sum(res**2)))
+        return res
+
     # least_squares does not count finite-difference Jacobian calls in max_nfev: budget iterations so
     # that the objective runs about max_evals times in all.
     iterations = max(1, max_evals // (len(names) + 1))

@@ -34,3 +34,10 @@ def chat_tokens(messages: list[dict]) -> int:
     """Prompt tokens of a chat conversation."""
     body = sum(text_tokens(content_text(m.get("content"))) + MESSAGE_OVERHEAD_TOKENS for m in messages)
     return body + REPLY_OVERHEAD_TOKENS
+
+
+def prompt_token_ids(prompt) -> list[int] | None:
+    """A completions prompt given as token ids (``[1, 2]``, or one such list in a list), else None."""
+    if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], list):
+        prompt = prompt[0]
+    return prompt if isinstance(prompt, list) and prompt and all(isinstance(x, int) for x in prompt) else None
